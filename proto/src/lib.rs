@@ -1,0 +1,7 @@
+//! Sans-IO core of the IPOP switch-mode overlay: wire formats, the RPC and ICC message types,
+//! the config, and the state machines (MAC table, switch decisions, link sessions, ARP
+//! replication). No sockets, no threads, no clock reads: time is an argument.
+
+pub mod mactable;
+pub mod switch;
+pub mod wire;
