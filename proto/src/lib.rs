@@ -2,6 +2,10 @@
 //! the config, and the state machines (MAC table, switch decisions, link sessions, ARP
 //! replication). No sockets, no threads, no clock reads: time is an argument.
 
+pub mod config;
+pub mod icc;
+pub mod link;
 pub mod mactable;
+pub mod neigh;
 pub mod switch;
 pub mod wire;

@@ -18,7 +18,9 @@ pub struct MacEntry<P> {
 pub enum Learned<P> {
     New,
     Refreshed,
-    Moved { from: P },
+    Moved {
+        from: P,
+    },
     /// Not learned: the table is full of live entries, or the source is not a unicast MAC.
     Refused,
 }
@@ -153,7 +155,10 @@ mod tests {
     fn refuses_group_and_zero_sources() {
         let mut t = MacTable::new(16, 1000);
         assert_eq!(t.learn(MacAddr::BROADCAST, 1u32, 0), Learned::Refused);
-        assert_eq!(t.learn(MacAddr([0x33, 0x33, 0, 0, 0, 1]), 1, 0), Learned::Refused);
+        assert_eq!(
+            t.learn(MacAddr([0x33, 0x33, 0, 0, 0, 1]), 1, 0),
+            Learned::Refused
+        );
         assert_eq!(t.learn(MacAddr::ZERO, 1, 0), Learned::Refused);
         assert!(t.is_empty());
     }

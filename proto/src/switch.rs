@@ -147,9 +147,15 @@ mod tests {
         s.punt_arp = true;
         let arp = frame(BCAST, A, ethertype::ARP);
         assert_eq!(s.from_tap(&arp, true, 0), TapVerdict::Punt);
-        assert_eq!(s.from_tap(&arp, false, 0), TapVerdict::Flood(FloodReason::Arp));
+        assert_eq!(
+            s.from_tap(&arp, false, 0),
+            TapVerdict::Flood(FloodReason::Arp)
+        );
         s.punt_arp = false;
-        assert_eq!(s.from_tap(&arp, true, 0), TapVerdict::Flood(FloodReason::Arp));
+        assert_eq!(
+            s.from_tap(&arp, true, 0),
+            TapVerdict::Flood(FloodReason::Arp)
+        );
         assert_eq!(s.counters.arp_punted, 1);
         assert_eq!(s.counters.arp_flooded, 2);
     }
@@ -157,7 +163,11 @@ mod tests {
     #[test]
     fn multicast_including_ipv6_nd_is_flooded() {
         let mut s: Switch<u32> = Switch::new(64, 10_000);
-        for dst in [BCAST, [0x01, 0, 0x5e, 0, 0, 1], [0x33, 0x33, 0xff, 0, 0, 0x15]] {
+        for dst in [
+            BCAST,
+            [0x01, 0, 0x5e, 0, 0, 1],
+            [0x33, 0x33, 0xff, 0, 0, 0x15],
+        ] {
             assert_eq!(
                 s.from_tap(&frame(dst, A, ethertype::IPV6), true, 0),
                 TapVerdict::Flood(FloodReason::Multicast)
@@ -173,7 +183,10 @@ mod tests {
             s.from_tap(&to_b, true, 0),
             TapVerdict::Flood(FloodReason::UnknownUnicast)
         );
-        assert_eq!(s.from_link(3, &frame(A, B, ethertype::IPV4), 5), LinkVerdict::ToTap);
+        assert_eq!(
+            s.from_link(3, &frame(A, B, ethertype::IPV4), 5),
+            LinkVerdict::ToTap
+        );
         assert_eq!(s.from_tap(&to_b, true, 6), TapVerdict::Unicast(3));
         // Aged out: flooded again.
         assert_eq!(
@@ -190,18 +203,27 @@ mod tests {
         s.from_link(2, &frame(BCAST, B, ethertype::ARP), 1);
         assert_eq!(s.counters.mac_new, 1);
         assert_eq!(s.counters.mac_moved, 1);
-        assert_eq!(s.macs.lookup(&crate::wire::ethernet::MacAddr(B), 2), Some(2));
+        assert_eq!(
+            s.macs.lookup(&crate::wire::ethernet::MacAddr(B), 2),
+            Some(2)
+        );
     }
 
     #[test]
     fn bad_frames_are_dropped_not_learned() {
         let mut s: Switch<u32> = Switch::new(64, 10_000);
-        assert_eq!(s.from_link(1, &[0u8; 13], 0), LinkVerdict::Drop(DropReason::Truncated));
+        assert_eq!(
+            s.from_link(1, &[0u8; 13], 0),
+            LinkVerdict::Drop(DropReason::Truncated)
+        );
         assert_eq!(
             s.from_link(1, &frame(A, BCAST, ethertype::IPV4), 0),
             LinkVerdict::Drop(DropReason::GroupSource)
         );
-        assert_eq!(s.from_tap(&[0u8; 3], true, 0), TapVerdict::Drop(DropReason::Truncated));
+        assert_eq!(
+            s.from_tap(&[0u8; 3], true, 0),
+            TapVerdict::Drop(DropReason::Truncated)
+        );
         assert!(s.macs.is_empty());
     }
 

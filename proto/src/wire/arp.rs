@@ -215,12 +215,21 @@ mod tests {
         );
         let mut bad = REQUEST;
         bad[21] = 9; // op 9
-        assert_eq!(ArpRepr::parse_frame(&bad).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            ArpRepr::parse_frame(&bad).unwrap_err(),
+            WireError::Malformed
+        );
         let mut bad = REQUEST;
         bad[18] = 8; // hlen 8
-        assert_eq!(ArpRepr::parse_frame(&bad).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            ArpRepr::parse_frame(&bad).unwrap_err(),
+            WireError::Malformed
+        );
         let mut bad = REQUEST;
         bad[13] = 0x00; // IPv4, not ARP
-        assert_eq!(ArpRepr::parse_frame(&bad).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            ArpRepr::parse_frame(&bad).unwrap_err(),
+            WireError::Malformed
+        );
     }
 }

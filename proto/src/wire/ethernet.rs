@@ -52,13 +52,17 @@ impl FromStr for MacAddr {
                 .next()
                 .ok_or_else(|| format!("expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"))?;
             if p.len() != 2 {
-                return Err(format!("expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"));
+                return Err(format!(
+                    "expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"
+                ));
             }
             *byte = u8::from_str_radix(p, 16)
                 .map_err(|_| format!("expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"))?;
         }
         if parts.next().is_some() {
-            return Err(format!("expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"));
+            return Err(format!(
+                "expected a MAC address aa:bb:cc:dd:ee:ff, got {s:?}"
+            ));
         }
         Ok(MacAddr(out))
     }
@@ -147,7 +151,11 @@ pub fn peek_header(frame: &[u8]) -> Result<(MacAddr, MacAddr, u16)> {
     let mut s = [0u8; 6];
     d.copy_from_slice(&frame[0..6]);
     s.copy_from_slice(&frame[6..12]);
-    Ok((MacAddr(d), MacAddr(s), u16::from_be_bytes([frame[12], frame[13]])))
+    Ok((
+        MacAddr(d),
+        MacAddr(s),
+        u16::from_be_bytes([frame[12], frame[13]]),
+    ))
 }
 
 #[cfg(test)]

@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(n, HELLO_LEN);
         assert_eq!(&buf[..4], &[1, 1, 0, 0]);
         assert_eq!(&buf[48..56], &[8, 7, 6, 5, 4, 3, 2, 1]);
-        assert_eq!(LinkMessage::parse(&buf[..n]).unwrap(), LinkMessage::Hello(h));
+        assert_eq!(
+            LinkMessage::parse(&buf[..n]).unwrap(),
+            LinkMessage::Hello(h)
+        );
     }
 
     #[test]
@@ -229,18 +232,37 @@ mod tests {
         emit_header(&mut buf, TYPE_ICC, 3, 2).unwrap();
         assert!(matches!(
             LinkMessage::parse(&buf).unwrap(),
-            LinkMessage::Icc { payload: b"{}  ", counter: 2, .. }
+            LinkMessage::Icc {
+                payload: b"{}  ",
+                counter: 2,
+                ..
+            }
         ));
     }
 
     #[test]
     fn bad_input_is_an_error() {
         assert_eq!(LinkMessage::parse(&[]).unwrap_err(), WireError::Truncated);
-        assert_eq!(LinkMessage::parse(&[2, 0, 0]).unwrap_err(), WireError::Truncated);
-        assert_eq!(LinkMessage::parse(&[2; 15]).unwrap_err(), WireError::Truncated);
-        assert_eq!(LinkMessage::parse(&[9; 40]).unwrap_err(), WireError::Malformed);
-        assert_eq!(LinkMessage::parse(&[1; 55]).unwrap_err(), WireError::Truncated);
-        assert_eq!(LinkMessage::parse(&[1; 57]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            LinkMessage::parse(&[2, 0, 0]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            LinkMessage::parse(&[2; 15]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            LinkMessage::parse(&[9; 40]).unwrap_err(),
+            WireError::Malformed
+        );
+        assert_eq!(
+            LinkMessage::parse(&[1; 55]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            LinkMessage::parse(&[1; 57]).unwrap_err(),
+            WireError::Malformed
+        );
         assert!(emit_header(&mut [0u8; 15], TYPE_DATA, 0, 0).is_err());
         assert!(emit_header(&mut [0u8; 16], TYPE_HELLO, 0, 0).is_err());
     }

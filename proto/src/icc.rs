@@ -1,0 +1,63 @@
+//! Messages between controllers (ICC). They ride inside tincan's links as JSON; the sending
+//! peer is whatever link they arrived on, never what the message claims.
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "msg_type", rename_all = "snake_case")]
+pub enum IccMsg {
+    /// A host behind the sender asks who has `target_ip4`.
+    ArpRequest {
+        target_ip4: Ipv4Addr,
+        requester_ip4: Ipv4Addr,
+        /// `aa:bb:cc:dd:ee:ff`: the requester's real MAC, used as the source of the injected request.
+        requester_mac: String,
+    },
+    /// `target_ip4` is at `mac`, on the bridge of node `uid`.
+    ArpReply {
+        target_ip4: Ipv4Addr,
+        mac: String,
+        uid: String,
+    },
+}
+
+impl IccMsg {
+    pub fn from_json(v: &serde_json::Value) -> Result<IccMsg, String> {
+        IccMsg::deserialize(v).map_err(|e| format!("bad ICC message: {e}"))
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("ICC messages always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arp_request_json() {
+        let m = IccMsg::ArpRequest {
+            target_ip4: "10.0.3.21".parse().unwrap(),
+            requester_ip4: "10.0.3.11".parse().unwrap(),
+            requester_mac: "02:00:00:00:00:11".into(),
+        };
+        let v = json!({"msg_type": "arp_request", "target_ip4": "10.0.3.21",
+                       "requester_ip4": "10.0.3.11", "requester_mac": "02:00:00:00:00:11"});
+        assert_eq!(m.to_json(), v);
+        assert_eq!(IccMsg::from_json(&v).unwrap(), m);
+    }
+
+    #[test]
+    fn bad_messages_are_errors() {
+        assert!(IccMsg::from_json(&json!({"msg_type": "nope"})).is_err());
+        assert!(
+            IccMsg::from_json(&json!({"msg_type": "arp_reply", "target_ip4": "x",
+                                          "mac": "m", "uid": "u"}))
+            .is_err()
+        );
+        assert!(IccMsg::from_json(&json!([1, 2])).is_err());
+    }
+}

@@ -1,0 +1,811 @@
+//! The controller's ARP mapping table and its decisions (DESIGN.md section 5), as a state
+//! machine: feed it punted ARP frames, ICC messages and clock ticks; carry out the actions it
+//! returns (inject a frame into the TAP, send ICC, program tincan's MAC table, report).
+//!
+//! Invariants it keeps:
+//! - a local ARP request is answered locally only from a fresh entry owned by a peer, with the
+//!   target's real MAC as sender and source, never the TAP's;
+//! - an unknown target costs one ICC `arp_request` per holdoff period, however many hosts ask;
+//! - a remote claim never silently replaces a fresh local binding: that is a conflict, reported.
+
+use crate::icc::IccMsg;
+use crate::mactable::Millis;
+use crate::wire::arp::{ArpRepr, Operation};
+use crate::wire::ethernet::MacAddr;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// On our own bridge.
+    Local,
+    /// On the bridge of the node with this uid (40 hex).
+    Peer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NeighEntry {
+    pub mac: MacAddr,
+    pub owner: Owner,
+    pub updated: Millis,
+    /// A local host that asked for this entry most recently: used as the requester when the
+    /// entry is re-probed before it expires.
+    pub last_requester: Option<(Ipv4Addr, MacAddr)>,
+    /// Answered locally since the last refresh: worth re-probing.
+    pub used: bool,
+    probed_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighAction {
+    /// Write this Ethernet frame into the local bridge (through tincan's TAP).
+    Inject(Vec<u8>),
+    /// Send to every peer's controller.
+    IccBroadcast(IccMsg),
+    /// Send to one peer's controller.
+    IccSend(String, IccMsg),
+    /// Tell tincan that `mac` lives behind the link to `uid`.
+    ProgramMac { mac: MacAddr, uid: String },
+    /// One IP claimed by two MACs on different hosts.
+    Conflict {
+        ip: Ipv4Addr,
+        kept_mac: MacAddr,
+        kept_owner: Owner,
+        claimed_mac: MacAddr,
+        claimed_by: Owner,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NeighConfig {
+    /// An entry not refreshed for this long is dropped.
+    pub ttl: Millis,
+    /// Used remote entries are re-probed this long before they expire.
+    pub probe_margin: Millis,
+    /// At most one ICC `arp_request` per target per this period.
+    pub request_holdoff: Millis,
+    /// Local requesters waiting for an `arp_reply` are forgotten after this.
+    pub pending_timeout: Millis,
+}
+
+impl Default for NeighConfig {
+    fn default() -> Self {
+        NeighConfig {
+            ttl: 300_000,
+            probe_margin: 30_000,
+            request_holdoff: 1_000,
+            pending_timeout: 3_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct NeighCounters {
+    pub arp_punted: u64,
+    pub answered_locally: u64,
+    pub local_target: u64,
+    pub icc_requests_sent: u64,
+    pub icc_requests_suppressed: u64,
+    pub icc_requests_received: u64,
+    pub icc_replies_sent: u64,
+    pub icc_replies_received: u64,
+    pub requests_injected: u64,
+    pub replies_injected: u64,
+    pub reprobes_sent: u64,
+    pub conflicts: u64,
+    pub moved: u64,
+    pub expired: u64,
+    pub bad_frames: u64,
+    pub bad_icc: u64,
+}
+
+const MAX_PENDING_TARGETS: usize = 1024;
+const MAX_REQUESTERS_PER_TARGET: usize = 16;
+const MAX_ENTRIES: usize = 16_384;
+
+#[derive(Debug)]
+struct Pending {
+    sent: Millis,
+    requesters: Vec<(Ipv4Addr, MacAddr)>,
+}
+
+#[derive(Debug)]
+pub struct NeighTable {
+    own_uid: String,
+    cfg: NeighConfig,
+    entries: HashMap<Ipv4Addr, NeighEntry>,
+    pending: HashMap<Ipv4Addr, Pending>,
+    /// Targets that peers asked about recently: a local reply for them is announced.
+    remote_asked: HashMap<Ipv4Addr, Millis>,
+    pub counters: NeighCounters,
+}
+
+fn arp_reply_frame(
+    target_ip: Ipv4Addr,
+    target_mac: MacAddr,
+    to_ip: Ipv4Addr,
+    to_mac: MacAddr,
+) -> Vec<u8> {
+    ArpRepr {
+        op: Operation::Reply,
+        sha: target_mac,
+        spa: target_ip,
+        tha: to_mac,
+        tpa: to_ip,
+    }
+    .to_frame(to_mac, target_mac)
+}
+
+impl NeighTable {
+    pub fn new(own_uid: String, cfg: NeighConfig) -> Self {
+        NeighTable {
+            own_uid,
+            cfg,
+            entries: HashMap::new(),
+            pending: HashMap::new(),
+            remote_asked: HashMap::new(),
+            counters: NeighCounters::default(),
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&Ipv4Addr, &NeighEntry)> {
+        self.entries.iter()
+    }
+
+    pub fn get(&self, ip: &Ipv4Addr) -> Option<&NeighEntry> {
+        self.entries.get(ip)
+    }
+
+    fn is_fresh(&self, e: &NeighEntry, now: Millis) -> bool {
+        now.saturating_sub(e.updated) < self.cfg.ttl
+    }
+
+    /// Records that `ip` is at `mac` on our own bridge. Returns true if peers should hear of
+    /// it (it moved here, or it is new or changed).
+    fn record_local(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        now: Millis,
+        out: &mut Vec<NeighAction>,
+    ) -> bool {
+        let ttl = self.cfg.ttl;
+        match self.entries.get_mut(&ip) {
+            Some(e) if e.owner == Owner::Local && e.mac == mac => {
+                e.updated = now;
+                false
+            }
+            Some(e) => {
+                let fresh = now.saturating_sub(e.updated) < ttl;
+                if let Owner::Peer(_) = &e.owner {
+                    if e.mac == mac {
+                        self.counters.moved += 1;
+                    } else if fresh {
+                        // Two hosts claim one IP. What our own bridge says is first-hand; keep
+                        // it, and say so.
+                        self.counters.conflicts += 1;
+                        out.push(NeighAction::Conflict {
+                            ip,
+                            kept_mac: mac,
+                            kept_owner: Owner::Local,
+                            claimed_mac: e.mac,
+                            claimed_by: e.owner.clone(),
+                        });
+                    }
+                }
+                *e = NeighEntry {
+                    mac,
+                    owner: Owner::Local,
+                    updated: now,
+                    last_requester: None,
+                    used: false,
+                    probed_at: None,
+                };
+                true
+            }
+            None => {
+                if self.entries.len() >= MAX_ENTRIES {
+                    self.expire(now);
+                    if self.entries.len() >= MAX_ENTRIES {
+                        return false;
+                    }
+                }
+                self.entries.insert(
+                    ip,
+                    NeighEntry {
+                        mac,
+                        owner: Owner::Local,
+                        updated: now,
+                        last_requester: None,
+                        used: false,
+                        probed_at: None,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Records a peer's claim. Returns false if it was refused (conflict with a local binding).
+    fn record_remote(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        uid: &str,
+        now: Millis,
+        out: &mut Vec<NeighAction>,
+    ) -> bool {
+        let owner = Owner::Peer(uid.to_string());
+        let ttl = self.cfg.ttl;
+        if let Some(e) = self.entries.get_mut(&ip) {
+            let fresh = now.saturating_sub(e.updated) < ttl;
+            if e.owner == owner && e.mac == mac {
+                e.updated = now;
+                e.used = false;
+                e.probed_at = None;
+                return true;
+            }
+            if e.mac == mac {
+                // Same host, other node: it migrated.
+                self.counters.moved += 1;
+            } else if fresh {
+                self.counters.conflicts += 1;
+                out.push(NeighAction::Conflict {
+                    ip,
+                    kept_mac: e.mac,
+                    kept_owner: e.owner.clone(),
+                    claimed_mac: mac,
+                    claimed_by: owner.clone(),
+                });
+                if e.owner == Owner::Local {
+                    return false;
+                }
+            }
+            let last_requester = e.last_requester;
+            *e = NeighEntry {
+                mac,
+                owner,
+                updated: now,
+                last_requester,
+                used: false,
+                probed_at: None,
+            };
+            return true;
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            self.expire(now);
+            if self.entries.len() >= MAX_ENTRIES {
+                return false;
+            }
+        }
+        self.entries.insert(
+            ip,
+            NeighEntry {
+                mac,
+                owner,
+                updated: now,
+                last_requester: None,
+                used: false,
+                probed_at: None,
+            },
+        );
+        true
+    }
+
+    /// An ARP frame that tincan punted from the local bridge.
+    pub fn on_local_arp(&mut self, frame: &[u8], now: Millis) -> Vec<NeighAction> {
+        let mut out = Vec::new();
+        let Ok((_eth_dst, eth_src, arp)) = ArpRepr::parse_frame(frame) else {
+            self.counters.bad_frames += 1;
+            return out;
+        };
+        if arp.sha.is_group() || arp.sha.is_zero() || eth_src.is_group() {
+            self.counters.bad_frames += 1;
+            return out;
+        }
+        self.counters.arp_punted += 1;
+        // Every ARP from our bridge tells where its sender is (an address probe, SPA 0.0.0.0,
+        // claims nothing yet).
+        let mut announce = false;
+        if !arp.spa.is_unspecified() {
+            announce = self.record_local(arp.spa, arp.sha, now, &mut out);
+        }
+
+        if arp.is_gratuitous() {
+            // A host (re)announcing itself, e.g. after a migration: peers refresh their tables.
+            out.push(NeighAction::IccBroadcast(IccMsg::ArpReply {
+                target_ip4: arp.spa,
+                mac: arp.sha.to_string(),
+                uid: self.own_uid.clone(),
+            }));
+            self.counters.icc_replies_sent += 1;
+            return out;
+        }
+
+        match arp.op {
+            Operation::Reply => {
+                // A host on our bridge answered, typically a request a peer asked us to inject.
+                let asked = self
+                    .remote_asked
+                    .get(&arp.spa)
+                    .is_some_and(|&t| now.saturating_sub(t) < self.cfg.pending_timeout);
+                if asked || announce {
+                    self.remote_asked.remove(&arp.spa);
+                    out.push(NeighAction::IccBroadcast(IccMsg::ArpReply {
+                        target_ip4: arp.spa,
+                        mac: arp.sha.to_string(),
+                        uid: self.own_uid.clone(),
+                    }));
+                    self.counters.icc_replies_sent += 1;
+                }
+            }
+            Operation::Request => {
+                let target = arp.tpa;
+                let requester = (arp.spa, arp.sha);
+                if let Some(e) = self.entries.get(&target) {
+                    if self.is_fresh(e, now) {
+                        if e.owner == Owner::Local {
+                            // The target is on our own bridge, which already carried the
+                            // request to it.
+                            self.counters.local_target += 1;
+                            return out;
+                        }
+                        let frame = arp_reply_frame(target, e.mac, arp.spa, eth_src);
+                        let e = self.entries.get_mut(&target).expect("just read");
+                        e.used = true;
+                        if !arp.spa.is_unspecified() {
+                            e.last_requester = Some(requester);
+                        }
+                        self.counters.answered_locally += 1;
+                        out.push(NeighAction::Inject(frame));
+                        return out;
+                    }
+                }
+                self.request_remote(target, requester, now, &mut out);
+            }
+        }
+        out
+    }
+
+    fn request_remote(
+        &mut self,
+        target: Ipv4Addr,
+        requester: (Ipv4Addr, MacAddr),
+        now: Millis,
+        out: &mut Vec<NeighAction>,
+    ) {
+        let holdoff = self.cfg.request_holdoff;
+        if !self.pending.contains_key(&target) && self.pending.len() >= MAX_PENDING_TARGETS {
+            self.expire(now);
+            if self.pending.len() >= MAX_PENDING_TARGETS {
+                self.counters.icc_requests_suppressed += 1;
+                return;
+            }
+        }
+        let p = self.pending.entry(target).or_insert(Pending {
+            sent: 0,
+            requesters: Vec::new(),
+        });
+        if !p.requesters.contains(&requester) && p.requesters.len() < MAX_REQUESTERS_PER_TARGET {
+            p.requesters.push(requester);
+        }
+        if p.sent != 0 && now.saturating_sub(p.sent) < holdoff {
+            self.counters.icc_requests_suppressed += 1;
+            return;
+        }
+        // `sent` 0 means never sent; the clock may start at 0, so store at least 1.
+        p.sent = now.max(1);
+        self.counters.icc_requests_sent += 1;
+        out.push(NeighAction::IccBroadcast(IccMsg::ArpRequest {
+            target_ip4: target,
+            requester_ip4: requester.0,
+            requester_mac: requester.1.to_string(),
+        }));
+    }
+
+    /// An ICC message from the controller of peer `from` (as authenticated by the link).
+    pub fn on_icc(&mut self, from: &str, msg: &IccMsg, now: Millis) -> Vec<NeighAction> {
+        let mut out = Vec::new();
+        match msg {
+            IccMsg::ArpRequest {
+                target_ip4,
+                requester_ip4,
+                requester_mac,
+            } => {
+                let Ok(mac) = requester_mac.parse::<MacAddr>() else {
+                    self.counters.bad_icc += 1;
+                    return out;
+                };
+                if mac.is_group() || mac.is_zero() {
+                    self.counters.bad_icc += 1;
+                    return out;
+                }
+                self.counters.icc_requests_received += 1;
+                out.push(NeighAction::ProgramMac {
+                    mac,
+                    uid: from.to_string(),
+                });
+                if !requester_ip4.is_unspecified() {
+                    self.record_remote(*requester_ip4, mac, from, now, &mut out);
+                }
+                if let Some(e) = self.entries.get(target_ip4) {
+                    if self.is_fresh(e, now) && e.owner != Owner::Local {
+                        // Some other node owns it; that node answers.
+                        return out;
+                    }
+                }
+                self.remote_asked.insert(*target_ip4, now);
+                self.counters.requests_injected += 1;
+                out.push(NeighAction::Inject(
+                    ArpRepr {
+                        op: Operation::Request,
+                        sha: mac,
+                        spa: *requester_ip4,
+                        tha: MacAddr::ZERO,
+                        tpa: *target_ip4,
+                    }
+                    .to_frame(MacAddr::BROADCAST, mac),
+                ));
+            }
+            IccMsg::ArpReply {
+                target_ip4,
+                mac,
+                uid,
+            } => {
+                let Ok(mac) = mac.parse::<MacAddr>() else {
+                    self.counters.bad_icc += 1;
+                    return out;
+                };
+                // A node speaks only for its own bridge.
+                if uid != from || mac.is_group() || mac.is_zero() {
+                    self.counters.bad_icc += 1;
+                    return out;
+                }
+                self.counters.icc_replies_received += 1;
+                let moved_here_before = self
+                    .entries
+                    .get(target_ip4)
+                    .is_some_and(|e| e.mac == mac && e.owner != Owner::Peer(from.to_string()));
+                if !self.record_remote(*target_ip4, mac, from, now, &mut out) {
+                    return out;
+                }
+                out.push(NeighAction::ProgramMac {
+                    mac,
+                    uid: from.to_string(),
+                });
+                if let Some(p) = self.pending.remove(target_ip4) {
+                    for (ip, rmac) in p.requesters {
+                        self.counters.replies_injected += 1;
+                        out.push(NeighAction::Inject(arp_reply_frame(
+                            *target_ip4,
+                            mac,
+                            ip,
+                            rmac,
+                        )));
+                    }
+                    if let Some(e) = self.entries.get_mut(target_ip4) {
+                        e.used = true;
+                    }
+                } else if moved_here_before {
+                    // The host moved between nodes: a gratuitous ARP makes our bridge learn
+                    // its new port at once.
+                    self.counters.replies_injected += 1;
+                    out.push(NeighAction::Inject(
+                        ArpRepr {
+                            op: Operation::Request,
+                            sha: mac,
+                            spa: *target_ip4,
+                            tha: MacAddr::ZERO,
+                            tpa: *target_ip4,
+                        }
+                        .to_frame(MacAddr::BROADCAST, mac),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Ages entries and re-probes used remote entries before they expire. Call about once a
+    /// second.
+    pub fn tick(&mut self, now: Millis) -> Vec<NeighAction> {
+        let mut out = Vec::new();
+        self.expire(now);
+        let cfg = self.cfg;
+        for (ip, e) in self.entries.iter_mut() {
+            let Owner::Peer(uid) = &e.owner else { continue };
+            let age = now.saturating_sub(e.updated);
+            if !e.used || age + cfg.probe_margin < cfg.ttl {
+                continue;
+            }
+            if e.probed_at
+                .is_some_and(|t| now.saturating_sub(t) < cfg.request_holdoff * 5)
+            {
+                continue;
+            }
+            let Some((rip, rmac)) = e.last_requester else {
+                continue;
+            };
+            e.probed_at = Some(now);
+            self.counters.reprobes_sent += 1;
+            out.push(NeighAction::IccSend(
+                uid.clone(),
+                IccMsg::ArpRequest {
+                    target_ip4: *ip,
+                    requester_ip4: rip,
+                    requester_mac: rmac.to_string(),
+                },
+            ));
+        }
+        out
+    }
+
+    fn expire(&mut self, now: Millis) {
+        let cfg = self.cfg;
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| now.saturating_sub(e.updated) < cfg.ttl);
+        self.counters.expired += (before - self.entries.len()) as u64;
+        self.pending
+            .retain(|_, p| now.saturating_sub(p.sent) < cfg.pending_timeout);
+        self.remote_asked
+            .retain(|_, t| now.saturating_sub(*t) < cfg.pending_timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "1111111111111111111111111111111111111111";
+    const PEER: &str = "2222222222222222222222222222222222222222";
+    const OTHER: &str = "3333333333333333333333333333333333333333";
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 3, last)
+    }
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0x02, 0, 0, 0, 0, last])
+    }
+    fn request(from: u8, target: u8) -> Vec<u8> {
+        ArpRepr {
+            op: Operation::Request,
+            sha: mac(from),
+            spa: ip(from),
+            tha: MacAddr::ZERO,
+            tpa: ip(target),
+        }
+        .to_frame(MacAddr::BROADCAST, mac(from))
+    }
+    fn reply(from: u8, to: u8) -> Vec<u8> {
+        arp_reply_frame(ip(from), mac(from), ip(to), mac(to))
+    }
+    fn table() -> NeighTable {
+        NeighTable::new(ME.into(), NeighConfig::default())
+    }
+    fn icc_reply(target: u8, owner: &str) -> IccMsg {
+        IccMsg::ArpReply {
+            target_ip4: ip(target),
+            mac: mac(target).to_string(),
+            uid: owner.into(),
+        }
+    }
+
+    #[test]
+    fn unknown_target_is_replicated_once_then_answered_from_the_reply() {
+        let mut t = table();
+        let a = t.on_local_arp(&request(11, 21), 0);
+        assert_eq!(
+            a,
+            vec![NeighAction::IccBroadcast(IccMsg::ArpRequest {
+                target_ip4: ip(21),
+                requester_ip4: ip(11),
+                requester_mac: mac(11).to_string(),
+            })]
+        );
+        // The kernel retries within the holdoff: no second ICC message.
+        assert!(t.on_local_arp(&request(11, 21), 500).is_empty());
+        assert_eq!(t.counters.icc_requests_sent, 1);
+        assert_eq!(t.counters.icc_requests_suppressed, 1);
+
+        let a = t.on_icc(PEER, &icc_reply(21, PEER), 600);
+        assert_eq!(
+            a,
+            vec![
+                NeighAction::ProgramMac {
+                    mac: mac(21),
+                    uid: PEER.into()
+                },
+                NeighAction::Inject(reply(21, 11)),
+            ]
+        );
+        // The injected reply carries the target's real MAC, addressed to the requester.
+        let (dst, src, r) = ArpRepr::parse_frame(&reply(21, 11)).unwrap();
+        assert_eq!(
+            (dst, src, r.sha, r.spa),
+            (mac(11), mac(21), mac(21), ip(21))
+        );
+    }
+
+    #[test]
+    fn known_target_is_answered_locally_without_icc() {
+        let mut t = table();
+        t.on_local_arp(&request(11, 21), 0);
+        t.on_icc(PEER, &icc_reply(21, PEER), 10);
+        let a = t.on_local_arp(&request(12, 21), 20);
+        assert_eq!(a, vec![NeighAction::Inject(reply(21, 12))]);
+        assert_eq!(t.counters.answered_locally, 1);
+        assert_eq!(t.counters.icc_requests_sent, 1);
+    }
+
+    #[test]
+    fn local_target_gets_no_answer_and_no_icc() {
+        let mut t = table();
+        // 10.0.3.12 spoke on our bridge, so it is local.
+        t.on_local_arp(&request(12, 1), 0);
+        let before = t.counters.icc_requests_sent;
+        assert!(t.on_local_arp(&request(11, 12), 10).is_empty());
+        assert_eq!(t.counters.local_target, 1);
+        assert_eq!(t.counters.icc_requests_sent, before);
+    }
+
+    #[test]
+    fn peer_request_is_injected_with_the_requesters_real_mac_and_the_reply_announced() {
+        let mut t = table();
+        let req = IccMsg::ArpRequest {
+            target_ip4: ip(21),
+            requester_ip4: ip(11),
+            requester_mac: mac(11).to_string(),
+        };
+        let a = t.on_icc(PEER, &req, 0);
+        assert_eq!(
+            a,
+            vec![
+                NeighAction::ProgramMac {
+                    mac: mac(11),
+                    uid: PEER.into()
+                },
+                NeighAction::Inject(request(11, 21)),
+            ]
+        );
+        // The local target answers; the reply is punted and goes back as ICC.
+        let a = t.on_local_arp(&reply(21, 11), 5);
+        assert_eq!(
+            a,
+            vec![NeighAction::IccBroadcast(IccMsg::ArpReply {
+                target_ip4: ip(21),
+                mac: mac(21).to_string(),
+                uid: ME.into()
+            })]
+        );
+        assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Local);
+        assert_eq!(t.get(&ip(11)).unwrap().owner, Owner::Peer(PEER.into()));
+    }
+
+    #[test]
+    fn entries_age_out_and_are_asked_again() {
+        let mut t = table();
+        t.on_local_arp(&request(11, 21), 0);
+        t.on_icc(PEER, &icc_reply(21, PEER), 10);
+        t.tick(300_010);
+        assert!(t.get(&ip(21)).is_none());
+        assert_eq!(t.counters.expired, 2);
+        let a = t.on_local_arp(&request(11, 21), 300_020);
+        assert!(matches!(
+            a[..],
+            [NeighAction::IccBroadcast(IccMsg::ArpRequest { .. })]
+        ));
+    }
+
+    #[test]
+    fn used_entries_are_reprobed_before_expiry() {
+        let mut t = table();
+        t.on_local_arp(&request(11, 21), 0);
+        t.on_icc(PEER, &icc_reply(21, PEER), 0);
+        t.on_local_arp(&request(11, 21), 1000);
+        assert!(t.tick(200_000).is_empty());
+        let a = t.tick(280_000);
+        assert_eq!(
+            a,
+            vec![NeighAction::IccSend(
+                PEER.into(),
+                IccMsg::ArpRequest {
+                    target_ip4: ip(21),
+                    requester_ip4: ip(11),
+                    requester_mac: mac(11).to_string()
+                }
+            )]
+        );
+        // Not again right away.
+        assert!(t.tick(281_000).is_empty());
+        // The refresh arrives: the entry lives on.
+        t.on_icc(PEER, &icc_reply(21, PEER), 281_500);
+        t.tick(400_000);
+        assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Peer(PEER.into()));
+    }
+
+    #[test]
+    fn remote_claim_on_a_local_ip_is_a_conflict_and_local_wins() {
+        let mut t = table();
+        t.on_local_arp(&request(21, 1), 0); // 10.0.3.21 is on our bridge, mac(21)
+        let claim = IccMsg::ArpReply {
+            target_ip4: ip(21),
+            mac: mac(99).to_string(),
+            uid: PEER.into(),
+        };
+        let a = t.on_icc(PEER, &claim, 10);
+        assert_eq!(
+            a,
+            vec![NeighAction::Conflict {
+                ip: ip(21),
+                kept_mac: mac(21),
+                kept_owner: Owner::Local,
+                claimed_mac: mac(99),
+                claimed_by: Owner::Peer(PEER.into())
+            }]
+        );
+        assert_eq!(t.get(&ip(21)).unwrap().mac, mac(21));
+        assert_eq!(t.counters.conflicts, 1);
+    }
+
+    #[test]
+    fn a_node_cannot_answer_for_another() {
+        let mut t = table();
+        let a = t.on_icc(PEER, &icc_reply(21, OTHER), 0);
+        assert!(a.is_empty());
+        assert!(t.get(&ip(21)).is_none());
+        assert_eq!(t.counters.bad_icc, 1);
+    }
+
+    #[test]
+    fn gratuitous_arp_refreshes_and_is_announced() {
+        let mut t = table();
+        let g = ArpRepr {
+            op: Operation::Request,
+            sha: mac(11),
+            spa: ip(11),
+            tha: MacAddr::ZERO,
+            tpa: ip(11),
+        }
+        .to_frame(MacAddr::BROADCAST, mac(11));
+        let a = t.on_local_arp(&g, 0);
+        assert_eq!(
+            a,
+            vec![NeighAction::IccBroadcast(IccMsg::ArpReply {
+                target_ip4: ip(11),
+                mac: mac(11).to_string(),
+                uid: ME.into()
+            })]
+        );
+        assert_eq!(t.get(&ip(11)).unwrap().updated, 0);
+        t.on_local_arp(&g, 100);
+        assert_eq!(t.get(&ip(11)).unwrap().updated, 100);
+    }
+
+    #[test]
+    fn a_host_that_migrates_here_is_taken_over_not_a_conflict() {
+        let mut t = table();
+        t.on_local_arp(&request(11, 21), 0);
+        t.on_icc(PEER, &icc_reply(21, PEER), 0);
+        // Now 10.0.3.21 with the same MAC speaks on our bridge.
+        t.on_local_arp(&request(21, 1), 10);
+        assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Local);
+        assert_eq!(t.counters.moved, 1);
+        assert_eq!(t.counters.conflicts, 0);
+    }
+
+    #[test]
+    fn garbage_is_counted_not_fatal() {
+        let mut t = table();
+        assert!(t.on_local_arp(&[0u8; 10], 0).is_empty());
+        assert!(t.on_local_arp(&[0xffu8; 60], 0).is_empty());
+        let bad = IccMsg::ArpRequest {
+            target_ip4: ip(1),
+            requester_ip4: ip(2),
+            requester_mac: "not a mac".into(),
+        };
+        assert!(t.on_icc(PEER, &bad, 0).is_empty());
+        assert_eq!(t.counters.bad_frames, 2);
+        assert_eq!(t.counters.bad_icc, 1);
+    }
+}
