@@ -1,1 +1,96 @@
-fn main() {}
+//! `gvpn-controller`: the switch-mode control plane. Reads the IPOP gvpn config, configures
+//! ipop-tincan over JSON-RPC, keeps it configured across restarts, and replicates ARP between
+//! the controllers of the overlay (DESIGN.md section 5).
+
+mod controller;
+
+use clap::Parser;
+use proto::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gvpn-controller",
+    version,
+    about = "IPOP switch-mode controller: configures ipop-tincan and replicates ARP across the overlay",
+    long_about = "IPOP switch-mode controller. Reads the IPOP gvpn config (the original keys and \
+defaults, plus \"peers\", \"bridge\", \"link_port\", \"tap_mtu\"), configures ipop-tincan on \
+127.0.0.1:<svpn_port>, attaches its TAP to the bridge named in the config, and answers or \
+replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_state --port <icc_port>`."
+)]
+struct Args {
+    /// The gvpn config file (JSON)
+    #[arg(short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Config as a JSON string; its keys override the file's
+    #[arg(short = 's', value_name = "JSON")]
+    config_string: Option<String>,
+    /// Write the config back (original flag; nothing is generated in switch mode)
+    #[arg(short = 'u')]
+    update: bool,
+    /// Peer IP map file (original flag; unused in switch mode)
+    #[arg(short = 'p', value_name = "FILE")]
+    peer_map: Option<PathBuf>,
+    /// Check the config, print the result and exit
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.config.is_none() && args.config_string.is_none() {
+        eprintln!(
+            "gvpn-controller: no config: give -c config.json (and/or -s '{{...}}'); see --help"
+        );
+        return ExitCode::from(2);
+    }
+    let (cfg, warnings) = match Config::load(args.config.as_deref(), args.config_string.as_deref())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gvpn-controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut logger = env_logger::Builder::new();
+    logger.format_timestamp_millis();
+    match std::env::var("RUST_LOG") {
+        Ok(spec) => {
+            logger.parse_filters(&spec);
+        }
+        Err(_) => {
+            logger.filter_level(cfg.controller_logging.level_filter());
+        }
+    }
+    logger.init();
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    if args.update {
+        log::info!("-u: nothing to write back (switch mode derives the uid from ip4)");
+    }
+    if let Some(p) = &args.peer_map {
+        log::warn!(
+            "-p {}: the peer IP map is not used in switch mode; ignored",
+            p.display()
+        );
+    }
+    if args.check {
+        println!(
+            "config OK: uid {} ip4 {} peers {} bridge {}",
+            cfg.uid(),
+            cfg.ip4,
+            cfg.peers.len(),
+            cfg.bridge.as_deref().unwrap_or("(none)")
+        );
+        return ExitCode::SUCCESS;
+    }
+    match controller::Controller::new(cfg).and_then(|mut c| c.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gvpn-controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

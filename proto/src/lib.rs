@@ -7,5 +7,6 @@ pub mod icc;
 pub mod link;
 pub mod mactable;
 pub mod neigh;
+pub mod rpc;
 pub mod switch;
 pub mod wire;

@@ -1,0 +1,451 @@
+//! The controller's loop: one UDP socket on 127.0.0.1:<icc_port> that sends RPCs to tincan,
+//! receives its notifications (punted ARP, ICC, link events) and answers status queries.
+//! ARP decisions come from `proto::neigh`; this file carries out their actions.
+
+use log::{debug, error, info, warn};
+use proto::config::Config;
+use proto::icc::IccMsg;
+use proto::neigh::{NeighAction, NeighConfig, NeighTable, Owner};
+use proto::rpc::{self, Id, Incoming, ParamReader, RpcError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How often tincan is asked for its state; it also tells tincan we are alive.
+const HEARTBEAT: Duration = Duration::from_millis(1_000);
+/// tincan silent this long: say so (once) and keep trying.
+const TINCAN_TIMEOUT: Duration = Duration::from_millis(3_000);
+
+#[derive(Debug, Default, Serialize)]
+struct Counters {
+    icc_sent: u64,
+    icc_send_failed: u64,
+    icc_received: u64,
+    frames_injected: u64,
+    macs_programmed: u64,
+    tincan_configured: u64,
+    tincan_restarts_seen: u64,
+    rpc_errors: u64,
+    bad_notifications: u64,
+    status_queries: u64,
+}
+
+pub struct Controller {
+    cfg: Config,
+    uid: String,
+    sock: UdpSocket,
+    tincan: SocketAddr,
+    neigh: NeighTable,
+    start: Instant,
+    next_id: u64,
+    /// Requests in flight: id -> method, to log errors meaningfully.
+    inflight: HashMap<u64, (&'static str, Instant)>,
+    /// tincan's boot id we configured; a different one means tincan restarted.
+    configured_boot: Option<u64>,
+    last_tincan_answer: Option<Instant>,
+    tincan_silent_reported: bool,
+    bridge_attached_boot: Option<u64>,
+    tap_name: Option<String>,
+    peer_online: HashMap<String, bool>,
+    counters: Counters,
+}
+
+impl Controller {
+    pub fn new(cfg: Config) -> io::Result<Controller> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
+        let sock = UdpSocket::bind(addr).map_err(|e| {
+            io::Error::other(format!(
+                "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
+            ))
+        })?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let uid = cfg.uid();
+        info!(
+            "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
+            cfg.ip4,
+            cfg.peers.len(),
+            cfg.svpn_port,
+            if cfg.icc {
+                "on: ARP replicated by the controllers"
+            } else {
+                "off: plain learning switch"
+            }
+        );
+        if cfg.sec {
+            warn!("\"sec\": true, but links are plaintext in this version (encryption is not implemented yet)");
+        }
+        let peer_online = cfg.peers.iter().map(|p| (p.uid.clone(), false)).collect();
+        Ok(Controller {
+            tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
+            neigh: NeighTable::new(uid.clone(), NeighConfig::default()),
+            uid,
+            sock,
+            cfg,
+            start: Instant::now(),
+            next_id: 1,
+            inflight: HashMap::new(),
+            configured_boot: None,
+            last_tincan_answer: None,
+            tincan_silent_reported: false,
+            bridge_attached_boot: None,
+            tap_name: None,
+            peer_online,
+            counters: Counters::default(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; 65536];
+        let mut next_beat = Instant::now();
+        loop {
+            if Instant::now() >= next_beat {
+                self.heartbeat();
+                next_beat = Instant::now() + HEARTBEAT;
+            }
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if !from.ip().is_loopback() {
+                        continue;
+                    }
+                    let datagram = buf[..n].to_vec();
+                    self.handle(&datagram, from);
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                // ECONNREFUSED: tincan is not (yet) there; the heartbeat notices.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn send_rpc(&mut self, method: &'static str, params: Value) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.inflight.insert(id, (method, Instant::now()));
+        let _ = self
+            .sock
+            .send_to(&rpc::request(id, method, params), self.tincan);
+    }
+
+    fn heartbeat(&mut self) {
+        let now = Instant::now();
+        self.inflight
+            .retain(|_, (_, sent)| now.duration_since(*sent) < Duration::from_secs(10));
+        let silent = match self.last_tincan_answer {
+            Some(t) => now.duration_since(t) >= TINCAN_TIMEOUT,
+            None => now.duration_since(self.start) >= TINCAN_TIMEOUT,
+        };
+        if silent && !self.tincan_silent_reported {
+            warn!(
+                "ipop-tincan is not answering on {}; will configure it when it is back",
+                self.tincan
+            );
+            self.tincan_silent_reported = true;
+        }
+        self.send_rpc("get_state", json!({}));
+        let actions = self.neigh.tick(self.now_ms());
+        self.apply(actions);
+    }
+
+    fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
+        match rpc::parse(datagram) {
+            Incoming::Response { id, result } => {
+                let Id::Num(n) = id else { return };
+                let Some((method, _)) = self.inflight.remove(&n) else {
+                    return;
+                };
+                match result {
+                    Ok(v) => {
+                        if method == "get_state" {
+                            self.on_tincan_state(&v);
+                        }
+                    }
+                    Err(e) => {
+                        self.counters.rpc_errors += 1;
+                        warn!("tincan refused {method}: {}", e.message);
+                    }
+                }
+            }
+            Incoming::Call { id, method, params } => {
+                let from_tincan = from == self.tincan;
+                let result = if from_tincan && id.is_none() {
+                    self.on_notification(&method, &ParamReader(&params));
+                    return;
+                } else {
+                    self.on_query(&method)
+                };
+                if let Some(id) = id {
+                    let _ = self.sock.send_to(&rpc::response(id, result), from);
+                }
+            }
+            Incoming::Invalid { id, error } => {
+                self.counters.bad_notifications += 1;
+                if let Some(id) = id {
+                    let _ = self.sock.send_to(&rpc::response(id, Err(error)), from);
+                }
+            }
+        }
+    }
+
+    fn on_query(&mut self, method: &str) -> Result<Value, RpcError> {
+        match method {
+            "get_state" => {
+                self.counters.status_queries += 1;
+                Ok(self.state_json())
+            }
+            "echo_request" => Ok(json!({"type": "echo_reply"})),
+            _ => Err(RpcError::method_not_found()),
+        }
+    }
+
+    fn on_tincan_state(&mut self, v: &Value) {
+        if self.tincan_silent_reported {
+            info!("ipop-tincan is answering again");
+        }
+        self.last_tincan_answer = Some(Instant::now());
+        self.tincan_silent_reported = false;
+        let boot = v.get("boot_id").and_then(Value::as_u64);
+        let configured = v
+            .get("configured")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.tap_name = v.get("tap").and_then(Value::as_str).map(str::to_string);
+        if let Some(peers) = v.get("peers").and_then(Value::as_array) {
+            for p in peers {
+                if let (Some(uid), Some(status)) = (
+                    p.get("uid").and_then(Value::as_str),
+                    p.get("status").and_then(Value::as_str),
+                ) {
+                    self.peer_online.insert(uid.to_string(), status == "online");
+                }
+            }
+        }
+        if boot.is_none() || self.configured_boot != boot || !configured {
+            if self.configured_boot.is_some() && self.configured_boot != boot {
+                self.counters.tincan_restarts_seen += 1;
+                info!("ipop-tincan restarted (new boot id): configuring it again");
+            }
+            self.configure_tincan();
+            self.configured_boot = boot;
+        }
+        if self.cfg.bridge.is_some() && self.bridge_attached_boot != boot && self.attach_bridge() {
+            self.bridge_attached_boot = boot;
+        }
+    }
+
+    /// Every step is idempotent in tincan, so this is also how a restarted controller
+    /// picks up a running tincan.
+    fn configure_tincan(&mut self) {
+        self.counters.tincan_configured += 1;
+        let cfg = &self.cfg;
+        let logging = json!({"logging": cfg.tincan_logging});
+        let cb = json!({"ip": "127.0.0.1", "port": cfg.icc_port});
+        let local = json!({
+            "uid": self.uid,
+            "ip4": cfg.ip4.to_string(),
+            "ip4_mask": cfg.ip4_mask,
+            "ip6": proto::config::gen_ip6(&self.uid),
+            "ip6_mask": cfg.ip6_mask,
+            "subnet_mask": cfg.subnet_mask,
+            "switchmode": cfg.switchmode,
+            "icc": cfg.icc,
+            "link_port": cfg.link_port,
+            "mtu": cfg.tap_mtu,
+        });
+        let mode = json!({"switchmode": cfg.switchmode, "icc": cfg.icc});
+        let links: Vec<Value> = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                json!({"uid": p.uid, "endpoint": p.endpoint.to_string(), "fpr": "", "sec": cfg.sec})
+            })
+            .collect();
+        self.send_rpc("set_logging", logging);
+        self.send_rpc("set_cb_endpoint", cb);
+        self.send_rpc("set_local_ip", local);
+        self.send_rpc("set_switchmode", mode);
+        for l in links {
+            self.send_rpc("create_link", l);
+        }
+        info!("configured ipop-tincan ({} links)", self.cfg.peers.len());
+    }
+
+    /// Makes the TAP a port of the configured bridge. The TAP gets no IP address: it is a
+    /// bridge port, which is what keeps the host from routing (and ICMP-redirecting) overlay
+    /// traffic.
+    fn attach_bridge(&mut self) -> bool {
+        let (Some(bridge), Some(tap)) = (self.cfg.bridge.clone(), self.tap_name.clone()) else {
+            return false;
+        };
+        if !std::path::Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists() {
+            error!("\"bridge\": {bridge:?} is not a bridge on this host; create it (e.g. `ip link add {bridge} type bridge`) or fix the config");
+            return false;
+        }
+        let master = std::fs::read_link(format!("/sys/class/net/{tap}/master"))
+            .ok()
+            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
+        if master.as_deref() != Some(bridge.as_str()) {
+            let out = Command::new("ip")
+                .args(["link", "set", "dev", &tap, "master", &bridge])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => info!("attached {tap} to bridge {bridge}"),
+                Ok(o) => {
+                    error!(
+                        "cannot attach {tap} to {bridge}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    return false;
+                }
+                Err(e) => {
+                    error!("cannot run `ip` to attach {tap} to {bridge}: {e}");
+                    return false;
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "set", "dev", &tap, "up"])
+            .status();
+        true
+    }
+
+    fn on_notification(&mut self, method: &str, p: &ParamReader) {
+        let now = self.now_ms();
+        match method {
+            "punt_frame" => {
+                let Some(frame) = p.str("frame").ok().and_then(|h| hex::decode(h).ok()) else {
+                    self.counters.bad_notifications += 1;
+                    return;
+                };
+                let actions = self.neigh.on_local_arp(&frame, now);
+                self.apply(actions);
+            }
+            "icc" => {
+                let (Ok(uid), Ok(msg)) = (p.str("uid"), p.value("msg")) else {
+                    self.counters.bad_notifications += 1;
+                    return;
+                };
+                self.counters.icc_received += 1;
+                match IccMsg::from_json(msg) {
+                    Ok(m) => {
+                        let uid = uid.to_string();
+                        let actions = self.neigh.on_icc(&uid, &m, now);
+                        self.apply(actions);
+                    }
+                    Err(e) => {
+                        self.counters.bad_notifications += 1;
+                        debug!("from {uid}: {e}");
+                    }
+                }
+            }
+            "con_stat" => {
+                if let (Ok(uid), Ok(data)) = (p.str("uid"), p.str("data")) {
+                    info!("peer {uid} is {data}");
+                    self.peer_online.insert(uid.to_string(), data == "online");
+                }
+            }
+            _ => self.counters.bad_notifications += 1,
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<NeighAction>) {
+        for a in actions {
+            match a {
+                NeighAction::Inject(frame) => {
+                    self.counters.frames_injected += 1;
+                    self.send_rpc("inject_frame", json!({"frame": hex::encode(frame)}));
+                }
+                NeighAction::IccBroadcast(msg) => {
+                    let online: Vec<String> = self
+                        .peer_online
+                        .iter()
+                        .filter(|(_, up)| **up)
+                        .map(|(u, _)| u.clone())
+                        .collect();
+                    for uid in online {
+                        self.send_icc(&uid, &msg);
+                    }
+                }
+                NeighAction::IccSend(uid, msg) => self.send_icc(&uid, &msg),
+                NeighAction::ProgramMac { mac, uid } => {
+                    self.counters.macs_programmed += 1;
+                    self.send_rpc("set_mac", json!({"mac": mac.to_string(), "uid": uid}));
+                }
+                NeighAction::Conflict {
+                    ip,
+                    kept_mac,
+                    kept_owner,
+                    claimed_mac,
+                    claimed_by,
+                } => {
+                    warn!(
+                        "address conflict: {ip} is {kept_mac} on {} and {claimed_mac} on {}; keeping {kept_mac}",
+                        owner_text(&kept_owner),
+                        owner_text(&claimed_by)
+                    );
+                }
+            }
+        }
+    }
+
+    fn send_icc(&mut self, uid: &str, msg: &IccMsg) {
+        if !self.peer_online.get(uid).copied().unwrap_or(false) {
+            self.counters.icc_send_failed += 1;
+            return;
+        }
+        self.counters.icc_sent += 1;
+        self.send_rpc("send_icc", json!({"uid": uid, "msg": msg.to_json()}));
+    }
+
+    fn state_json(&self) -> Value {
+        let now = self.now_ms();
+        let neigh: Vec<Value> = self
+            .neigh
+            .entries()
+            .map(|(ip, e)| {
+                json!({
+                    "ip": ip.to_string(),
+                    "mac": e.mac.to_string(),
+                    "owner": match &e.owner { Owner::Local => "local".to_string(), Owner::Peer(u) => u.clone() },
+                    "age_ms": now.saturating_sub(e.updated),
+                })
+            })
+            .collect();
+        let mut counters = serde_json::to_value(&self.counters).expect("serialises");
+        if let (Some(c), Ok(Value::Object(n))) = (
+            counters.as_object_mut(),
+            serde_json::to_value(self.neigh.counters),
+        ) {
+            c.extend(n);
+        }
+        json!({
+            "uid": self.uid,
+            "ip4": self.cfg.ip4.to_string(),
+            "icc": self.cfg.icc,
+            "tincan_alive": self.last_tincan_answer.is_some_and(|t| t.elapsed() < TINCAN_TIMEOUT),
+            "tap": self.tap_name,
+            "bridge": self.cfg.bridge,
+            "peers": self.peer_online.iter().map(|(u, up)| json!({"uid": u, "online": up})).collect::<Vec<_>>(),
+            "counters": counters,
+            "neigh": neigh,
+        })
+    }
+}
+
+fn owner_text(o: &Owner) -> String {
+    match o {
+        Owner::Local => "this host's bridge".into(),
+        Owner::Peer(u) => format!("peer {u}"),
+    }
+}
