@@ -36,6 +36,19 @@ pub struct NeighEntry {
     probed_at: Option<Millis>,
 }
 
+impl NeighEntry {
+    fn new(mac: MacAddr, owner: Owner, now: Millis) -> Self {
+        NeighEntry {
+            mac,
+            owner,
+            updated: now,
+            last_requester: None,
+            used: false,
+            probed_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NeighAction {
     /// Write this Ethernet frame into the local bridge (through tincan's TAP).
@@ -193,14 +206,7 @@ impl NeighTable {
                         });
                     }
                 }
-                *e = NeighEntry {
-                    mac,
-                    owner: Owner::Local,
-                    updated: now,
-                    last_requester: None,
-                    used: false,
-                    probed_at: None,
-                };
+                *e = NeighEntry::new(mac, Owner::Local, now);
                 true
             }
             None => {
@@ -210,17 +216,8 @@ impl NeighTable {
                         return false;
                     }
                 }
-                self.entries.insert(
-                    ip,
-                    NeighEntry {
-                        mac,
-                        owner: Owner::Local,
-                        updated: now,
-                        last_requester: None,
-                        used: false,
-                        probed_at: None,
-                    },
-                );
+                self.entries
+                    .insert(ip, NeighEntry::new(mac, Owner::Local, now));
                 true
             }
         }
@@ -278,17 +275,7 @@ impl NeighTable {
                 return false;
             }
         }
-        self.entries.insert(
-            ip,
-            NeighEntry {
-                mac,
-                owner,
-                updated: now,
-                last_requester: None,
-                used: false,
-                probed_at: None,
-            },
-        );
+        self.entries.insert(ip, NeighEntry::new(mac, owner, now));
         true
     }
 
