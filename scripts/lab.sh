@@ -19,6 +19,11 @@
 #                  or $CARGO_TARGET_DIR/release when that is set)
 #   LAB_ICC        1: "icc": true, ARP replicated by the controllers (default); 0: learning switch
 #   LAB_NO_DAEMONS 1: build the namespaces and configs only, start no daemon, wait for nothing
+#   LAB_SEC        1: encrypted links, "sec": true, a key per host pinned by the others (default);
+#                  0: "sec": false everywhere
+#   LAB_PLAIN_HOSTS  hosts that say "sec": false even so (e.g. "h2"): a sec mismatch
+#   LAB_ROGUE_HOSTS  hosts whose real key the others do not pin (they pin another key instead)
+#   LAB_REKEY      "rekey_interval" in seconds (default: the config default, 120)
 #   LAB_WAIT       seconds `up` waits for every link to come online (default 20)
 #   LAB_KEEP_ON_FAIL 1: a failed `up` leaves the lab in place for inspection (default: torn down)
 #   RUST_LOG       passed to the daemons (default info)
@@ -32,6 +37,10 @@ HOSTS=${LAB_HOSTS:-3}
 DIR=${LAB_DIR:-/tmp/ipop-lab-$P}
 ICC=${LAB_ICC:-1}
 NO_DAEMONS=${LAB_NO_DAEMONS:-0}
+SEC=${LAB_SEC:-1}
+PLAIN_HOSTS=${LAB_PLAIN_HOSTS:-}
+ROGUE_HOSTS=${LAB_ROGUE_HOSTS:-}
+REKEY=${LAB_REKEY:-}
 WAIT=${LAB_WAIT:-20}
 
 if [ -n "${IPOP_BIN_DIR:-}" ]; then
@@ -76,6 +85,10 @@ validate_env() {
     [[ $HOSTS =~ ^[23]$ ]] || die "LAB_HOSTS: expected 2 or 3, got '$HOSTS'"
     [[ $ICC =~ ^[01]$ ]] || die "LAB_ICC: expected 0 or 1, got '$ICC'"
     [[ $NO_DAEMONS =~ ^[01]$ ]] || die "LAB_NO_DAEMONS: expected 0 or 1, got '$NO_DAEMONS'"
+    [[ $SEC =~ ^[01]$ ]] || die "LAB_SEC: expected 0 or 1, got '$SEC'"
+    [[ $PLAIN_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_PLAIN_HOSTS: expected host names like 'h2 h3', got '$PLAIN_HOSTS'"
+    [[ $ROGUE_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_ROGUE_HOSTS: expected host names like 'h3', got '$ROGUE_HOSTS'"
+    [[ -z $REKEY || $REKEY =~ ^[1-9][0-9]*$ ]] || die "LAB_REKEY: expected seconds, got '$REKEY'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
 }
 
@@ -166,16 +179,49 @@ build_topology() {
     done
 }
 
-write_configs() {
-    local i j peers sep icc
-    icc=$([ "$ICC" = 1 ] && echo true || echo false)
+in_list() { [[ " $2 " == *" $1 "* ]]; }
+
+# Each host's key (ipop.key beside its config, made by `ipop-tincan --key`) and the fingerprint
+# the other hosts pin for it: its own, or for a rogue host an unrelated key's.
+make_keys() {
+    local i
     for i in $(seq 1 "$HOSTS"); do
         mkdir -p "$DIR/h$i"
+        "$TINCAN_BIN" --key "$DIR/h$i/ipop.key" >"$DIR/h$i/fpr" 2>/dev/null ||
+            die "cannot make a key with $TINCAN_BIN --key"
+        if in_list "h$i" "$ROGUE_HOSTS"; then
+            "$TINCAN_BIN" --key "$DIR/h$i/decoy.key" >"$DIR/h$i/pinned-fpr" 2>/dev/null
+        else
+            cp "$DIR/h$i/fpr" "$DIR/h$i/pinned-fpr"
+        fi
+    done
+}
+
+write_configs() {
+    local i j peers sep icc sec fpr rekey=""
+    icc=$([ "$ICC" = 1 ] && echo true || echo false)
+    # Keys need the binary; a lab without daemons may not have one.
+    if [ "$SEC" = 1 ] && [ -x "$TINCAN_BIN" ]; then
+        make_keys
+    elif [ "$SEC" = 1 ] && [ "$NO_DAEMONS" != 1 ]; then
+        die "$TINCAN_BIN not found: build it first (cargo build --release --workspace)"
+    fi
+    [ -z "$REKEY" ] || rekey=$'\n'"  \"rekey_interval\": $REKEY,"
+    for i in $(seq 1 "$HOSTS"); do
+        mkdir -p "$DIR/h$i"
+        sec=false
+        if [ "$SEC" = 1 ] && [ -f "$DIR/h$i/fpr" ] && ! in_list "h$i" "$PLAIN_HOSTS"; then
+            sec=true
+        fi
         peers=""
         sep=""
         for j in $(seq 1 "$HOSTS"); do
             [ "$j" != "$i" ] || continue
-            peers+="$sep"$'\n'"    {\"ip4\": \"10.0.3.$j\", \"endpoint\": \"10.99.0.$j:$LINK_PORT\"}"
+            fpr=""
+            if [ -f "$DIR/h$j/pinned-fpr" ]; then
+                fpr=", \"fpr\": \"$(cat "$DIR/h$j/pinned-fpr")\""
+            fi
+            peers+="$sep"$'\n'"    {\"ip4\": \"10.0.3.$j\", \"endpoint\": \"10.99.0.$j:$LINK_PORT\"$fpr}"
             sep=","
         done
         cat >"$DIR/h$i/config.json" <<EOF
@@ -188,7 +234,8 @@ write_configs() {
   "link_port": $LINK_PORT,
   "tap_mtu": $TAP_MTU,
   "bridge": "lxcbr0",
-  "sec": false,
+  "sec": $sec,$rekey
+  "key_file": "$DIR/h$i/ipop.key",
   "tincan_logging": 1,
   "controller_logging": "INFO",
   "peers": [$peers

@@ -52,10 +52,11 @@ pub struct Controller {
     tap_name: Option<String>,
     peer_online: HashMap<String, bool>,
     counters: Counters,
+    key_file: std::path::PathBuf,
 }
 
 impl Controller {
-    pub fn new(cfg: Config) -> io::Result<Controller> {
+    pub fn new(cfg: Config, key_file: std::path::PathBuf) -> io::Result<Controller> {
         let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
         let sock = UdpSocket::bind(addr).map_err(|e| {
             io::Error::other(format!(
@@ -76,7 +77,9 @@ impl Controller {
             }
         );
         if cfg.sec {
-            warn!("\"sec\": true, but links are plaintext in this version (encryption is not implemented yet)");
+            info!("links encrypted; key file {}", key_file.display());
+        } else {
+            warn!("\"sec\": false: links are plaintext and unauthenticated; use only on a trusted network");
         }
         let peer_online = cfg.peers.iter().map(|p| (p.uid.clone(), false)).collect();
         Ok(Controller {
@@ -95,6 +98,7 @@ impl Controller {
             tap_name: None,
             peer_online,
             counters: Counters::default(),
+            key_file,
         })
     }
 
@@ -262,13 +266,16 @@ impl Controller {
             "icc": cfg.icc,
             "link_port": cfg.link_port,
             "mtu": cfg.tap_mtu,
+            "sec": cfg.sec,
+            "key_file": if cfg.sec { Some(self.key_file.display().to_string()) } else { None },
+            "rekey_after_secs": cfg.rekey_interval,
         });
         let mode = json!({"switchmode": cfg.switchmode, "icc": cfg.icc});
         let links: Vec<Value> = cfg
             .peers
             .iter()
             .map(|p| {
-                json!({"uid": p.uid, "endpoint": p.endpoint.to_string(), "fpr": "", "sec": cfg.sec})
+                json!({"uid": p.uid, "endpoint": p.endpoint.to_string(), "fpr": p.fpr, "sec": cfg.sec})
             })
             .collect();
         self.send_rpc("set_logging", logging);

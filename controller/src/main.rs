@@ -86,7 +86,19 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match controller::Controller::new(cfg).and_then(|mut c| c.run()) {
+    // The key lives beside the config unless the config names it; tincan needs an absolute
+    // path, since it runs in its own working directory.
+    let key_file = match &cfg.key_file {
+        Some(p) => p.clone(),
+        None => args
+            .config
+            .as_deref()
+            .and_then(|c| c.parent())
+            .map(|d| d.join("ipop.key"))
+            .unwrap_or_else(|| std::path::PathBuf::from("ipop.key")),
+    };
+    let key_file = std::path::absolute(&key_file).unwrap_or(key_file);
+    match controller::Controller::new(cfg, key_file).and_then(|mut c| c.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gvpn-controller: {e}");

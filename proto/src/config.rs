@@ -80,6 +80,10 @@ pub struct Config {
     /// tincan's UDP port for links on the underlay.
     pub link_port: u16,
     pub tap_mtu: u16,
+    /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
+    pub key_file: Option<PathBuf>,
+    /// Seconds after which an encrypted link runs a new handshake.
+    pub rekey_interval: u64,
 }
 
 /// A peer named in `"peers"`.
@@ -89,6 +93,9 @@ pub struct PeerConfig {
     /// sha1 of the ip4 string, 40 lowercase hex digits: the same uid the peer computes for itself.
     pub uid: String,
     pub endpoint: SocketAddr,
+    /// The peer's key fingerprint (64 lowercase hex digits): its link is accepted only with
+    /// that key. Required while "sec" is true.
+    pub fpr: Option<String>,
 }
 
 /// One `"turn"` entry.
@@ -240,6 +247,8 @@ impl fmt::Debug for Config {
             .field("bridge", &self.bridge)
             .field("link_port", &self.link_port)
             .field("tap_mtu", &self.tap_mtu)
+            .field("key_file", &self.key_file)
+            .field("rekey_interval", &self.rekey_interval)
             .finish()
     }
 }
@@ -281,6 +290,8 @@ impl Default for Config {
             bridge: None,
             link_port: 5900,
             tap_mtu: 1400,
+            key_file: None,
+            rekey_interval: 120,
         }
     }
 }
@@ -537,6 +548,22 @@ fn from_layers(
     })?;
     let link_port = input.value("link_port", d.link_port, PORT, int(1, 65535))?;
     let tap_mtu = input.value("tap_mtu", d.tap_mtu, "an integer 576-9000", int(576, 9000))?;
+    let key_file = input.value(
+        "key_file",
+        d.key_file.clone(),
+        "a non-empty path string or null",
+        |v| match v {
+            Value::Null => Some(None),
+            Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
+            _ => None,
+        },
+    )?;
+    let rekey_interval = input.value(
+        "rekey_interval",
+        d.rekey_interval,
+        "an integer 1-86400 (seconds)",
+        int(1, 86400),
+    )?;
 
     let config = Config {
         xmpp_username,
@@ -571,13 +598,31 @@ fn from_layers(
         bridge,
         link_port,
         tap_mtu,
+        key_file,
+        rekey_interval,
     };
 
     check_switchmode(&config, &input)?;
+    check_fingerprints(&config, &input)?;
     check_distinct_ports(&config, &input)?;
     warn_unsupported(&config, &d, &input, &mut warnings);
     warn_leftovers(input, &mut warnings);
     Ok((config, warnings))
+}
+
+/// With "sec" on, a link is accepted only with the key pinned for it, so each peer needs one.
+fn check_fingerprints(config: &Config, input: &Input) -> Result<(), ConfigError> {
+    if !config.sec {
+        return Ok(());
+    }
+    match config.peers.iter().position(|p| p.fpr.is_none()) {
+        None => Ok(()),
+        Some(i) => Err(ConfigError(format!(
+            "{}: \"peers\"[{i}]: missing \"fpr\" (the peer's key fingerprint, printed by \
+             `ipop-tincan --key FILE`), required while \"sec\" is true",
+            input.source("peers")
+        ))),
+    }
 }
 
 fn check_switchmode(config: &Config, input: &Input) -> Result<(), ConfigError> {
@@ -796,7 +841,27 @@ fn parse_peers(
                 e
             })?;
 
-        for key in object.keys().filter(|k| *k != "ip4" && *k != "endpoint") {
+        let fpr = match object.get("fpr") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_str()
+                    .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+                    .map(str::to_ascii_lowercase)
+                    .ok_or_else(|| {
+                        wrong(
+                            source,
+                            &format!("{place}.\"fpr\""),
+                            "a key fingerprint of 64 hex digits",
+                            v,
+                        )
+                    })?,
+            ),
+        };
+
+        for key in object
+            .keys()
+            .filter(|k| *k != "ip4" && *k != "endpoint" && *k != "fpr")
+        {
             warnings.push(format!(
                 "{source}: {place}: unknown key {} ignored",
                 quoted(key)
@@ -806,6 +871,7 @@ fn parse_peers(
             ip4,
             uid: uid_for_ip4(&ip4.to_string()),
             endpoint,
+            fpr,
         });
     }
     Ok(peers)
@@ -1176,8 +1242,8 @@ mod tests {
     fn peers_are_parsed_with_their_uid() {
         let (c, warnings) = parse_ok(
             r#"{"switchmode": 1, "ip4": "10.0.3.1", "peers": [
-                {"ip4": "10.0.3.2", "endpoint": "192.168.50.2:5900"},
-                {"ip4": "10.0.3.3", "endpoint": "[fe80::1]:6000"}
+                {"ip4": "10.0.3.2", "endpoint": "192.168.50.2:5900", "fpr": "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"},
+                {"ip4": "10.0.3.3", "endpoint": "[fe80::1]:6000", "fpr": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"}
             ]}"#,
         );
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -1188,6 +1254,7 @@ mod tests {
                 ip4: Ipv4Addr::new(10, 0, 3, 2),
                 uid: UID_10_0_3_2.to_owned(),
                 endpoint: "192.168.50.2:5900".parse().unwrap(),
+                fpr: Some("ab".repeat(32)),
             }
         );
         assert_eq!(c.peers[1].uid, uid_for_ip4("10.0.3.3"));
@@ -1242,7 +1309,7 @@ mod tests {
             "{e}"
         );
         let (_, warnings) = parse_ok(
-            r#"{"switchmode": 1, "peers": [{"ip4": "10.0.3.2", "endpoint": "1.2.3.4:5", "x": 1}]}"#,
+            r#"{"switchmode": 1, "sec": false, "peers": [{"ip4": "10.0.3.2", "endpoint": "1.2.3.4:5", "x": 1}]}"#,
         );
         assert_eq!(
             warnings,
@@ -1411,6 +1478,55 @@ mod tests {
                 "{}: cannot read: No such file or directory (os error 2)",
                 path.display()
             )
+        );
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn sec_requires_a_fingerprint_per_peer_and_names_the_peer() {
+        let e = Config::from_json_str(
+            r#"{"switchmode": 1, "peers": [{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900"}]}"#,
+            "config.json",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("config.json: \"peers\"[0]: missing \"fpr\""),
+            "{e}"
+        );
+        let (c, _) = Config::from_json_str(
+            r#"{"switchmode": 1, "sec": false, "peers": [{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900"}]}"#,
+            "config.json",
+        )
+        .unwrap();
+        assert_eq!(c.peers[0].fpr, None);
+    }
+
+    #[test]
+    fn bad_fingerprint_and_rekey_values_are_named() {
+        let e = Config::from_json_str(
+            r#"{"switchmode": 1, "peers": [{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900", "fpr": "abc"}]}"#,
+            "c.json",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("\"peers\"[0].\"fpr\"") && e.0.contains("64 hex"),
+            "{e}"
+        );
+        let e = Config::from_json_str(r#"{"switchmode": 1, "rekey_interval": 0}"#, "c.json")
+            .unwrap_err();
+        assert!(e.0.contains("\"rekey_interval\""), "{e}");
+        let (c, _) = Config::from_json_str(
+            r#"{"switchmode": 1, "rekey_interval": 5, "key_file": "/etc/ipop/k"}"#,
+            "c.json",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.rekey_interval, c.key_file),
+            (5, Some(PathBuf::from("/etc/ipop/k")))
         );
     }
 }

@@ -113,6 +113,13 @@ impl LinkSession {
         (ev, h.reply_wanted)
     }
 
+    /// An encrypted session was set up with the peer (handshake done either way): the link is
+    /// up, and `remote_idx` is the peer's index of the current session.
+    pub fn on_established(&mut self, remote_idx: u32, now: Millis) -> Option<LinkEvent> {
+        self.remote_idx = Some(remote_idx);
+        self.mark_rx(now)
+    }
+
     /// Any authentic message from the peer (data, ICC, keepalive) proves it alive.
     pub fn on_rx(&mut self, now: Millis) -> Option<LinkEvent> {
         if self.remote_idx.is_none() {

@@ -408,40 +408,24 @@ impl SecureLink {
         scratch: &mut Vec<u8>,
         out: &mut [u8],
     ) -> Result<usize, SecureError> {
-        let Some(s) = self.sessions.last_mut() else {
-            return Err(SecureError::UnknownSession);
-        };
-        if out.len() < payload.len() + DATA_OVERHEAD {
-            return Err(SecureError::Malformed);
-        }
         scratch.clear();
         scratch.push(inner_type);
         scratch.extend_from_slice(payload);
-        let counter = s.tx_counter;
-        s.tx_counter += 1;
-        out[..4].copy_from_slice(&[TYPE_DATA, 0, 0, 0]);
-        out[4..8].copy_from_slice(&s.remote_idx.to_le_bytes());
-        out[8..16].copy_from_slice(&counter.to_le_bytes());
-        let n = s
-            .transport
-            .write_message(counter, scratch, &mut out[DATA_HEADER_LEN..])
-            .map_err(|_| SecureError::Malformed)?;
-        Ok(DATA_HEADER_LEN + n)
+        self.encrypt_prefixed(scratch, out)
     }
 
-    /// Like [`encrypt`](Self::encrypt) for a plaintext already laid out in `buf` as
-    /// `[inner type][payload]` at `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len]`: the forwarding
-    /// path reads frames there, so nothing is copied before encryption.
-    pub fn encrypt_in(
+    /// Like [`encrypt`](Self::encrypt) for a plaintext that already starts with its inner
+    /// type byte: the forwarding path reads frames right behind that byte, so nothing is
+    /// copied before encryption.
+    pub fn encrypt_prefixed(
         &mut self,
-        buf: &[u8],
-        len: usize,
+        plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SecureError> {
         let Some(s) = self.sessions.last_mut() else {
             return Err(SecureError::UnknownSession);
         };
-        if out.len() < len + DATA_HEADER_LEN + TAG_LEN || buf.len() < DATA_HEADER_LEN + len {
+        if plaintext.is_empty() || out.len() < plaintext.len() + DATA_HEADER_LEN + TAG_LEN {
             return Err(SecureError::Malformed);
         }
         let counter = s.tx_counter;
@@ -451,11 +435,7 @@ impl SecureLink {
         out[8..16].copy_from_slice(&counter.to_le_bytes());
         let n = s
             .transport
-            .write_message(
-                counter,
-                &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len],
-                &mut out[DATA_HEADER_LEN..],
-            )
+            .write_message(counter, plaintext, &mut out[DATA_HEADER_LEN..])
             .map_err(|_| SecureError::Malformed)?;
         Ok(DATA_HEADER_LEN + n)
     }

@@ -77,7 +77,7 @@ fn routed_mode_is_refused_with_the_way_out() {
 fn unknown_key_is_a_warning_and_the_config_still_loads() {
     let p = write_config(
         "unknown.json",
-        r#"{"ip4": "10.0.3.1", "switchmode": 1, "icc": true, "colour": "blue",
+        r#"{"ip4": "10.0.3.1", "switchmode": 1, "icc": true, "colour": "blue", "sec": false,
             "peers": [{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900"}]}"#,
     );
     let o = controller(&["-c", p.to_str().unwrap(), "--check"]);

@@ -51,6 +51,10 @@ struct Args {
     /// Params for --rpc, a JSON object
     #[arg(long, value_name = "JSON", requires = "rpc")]
     params: Option<String>,
+    /// Key tool: print the fingerprint of the key in FILE (creating the key, mode 0600, if the
+    /// file does not exist), for the "fpr" of this node in its peers' configs
+    #[arg(long, value_name = "FILE", conflicts_with = "rpc")]
+    key: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,21 @@ fn main() -> ExitCode {
     if port == 0 {
         eprintln!("ipop-tincan: port: expected 1-65535, got 0");
         return ExitCode::from(2);
+    }
+    if let Some(path) = args.key {
+        return match node::keys::load_or_create(&path) {
+            Ok((key, created)) => {
+                if created {
+                    eprintln!("ipop-tincan: created key file {}", path.display());
+                }
+                println!("{}", key.fingerprint());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ipop-tincan: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(method) = args.rpc {
         return query::run(port, &method, args.params.as_deref());
