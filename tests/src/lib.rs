@@ -261,6 +261,11 @@ pub struct LabOptions {
     pub daemons: bool,
     /// Seconds `up` waits for every link to come online (`LAB_WAIT`).
     pub wait_secs: u32,
+    /// false: `up` does not wait for the links (`LAB_WAIT_LINKS=0`), for labs where some
+    /// links must stay down.
+    pub wait_links: bool,
+    /// More `LAB_*` variables for `scripts/lab.sh` (e.g. `LAB_ROGUE_HOSTS`, `LAB_REKEY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for LabOptions {
@@ -270,6 +275,8 @@ impl Default for LabOptions {
             icc: true,
             daemons: true,
             wait_secs: 20,
+            wait_links: true,
+            env: Vec::new(),
         }
     }
 }
@@ -428,7 +435,9 @@ pub fn lab_sh(prefix: &str, opts: &LabOptions, args: &[&str]) -> Output {
         .env("IPOP_BIN_DIR", bin_dir())
         .env("LAB_ICC", if opts.icc { "1" } else { "0" })
         .env("LAB_NO_DAEMONS", if opts.daemons { "0" } else { "1" })
-        .env("LAB_WAIT", opts.wait_secs.to_string());
+        .env("LAB_WAIT", opts.wait_secs.to_string())
+        .env("LAB_WAIT_LINKS", if opts.wait_links { "1" } else { "0" })
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", lab_script().display()))
 }
