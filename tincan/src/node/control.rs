@@ -108,6 +108,7 @@ impl Node {
                 Ok(json!(true))
             }
             "create_link" => self.create_link(p),
+            "set_nat" => self.set_nat(p),
             "trim_link" => {
                 let uid = p.uid("uid")?;
                 let Some(slot) = self.by_uid.remove(&uid) else {
@@ -341,12 +342,112 @@ impl Node {
         Ok(json!(true))
     }
 
+    /// STUN and TURN servers, and interfaces whose addresses are never candidates.
+    fn set_nat(&mut self, p: &ParamReader) -> Result<Value, RpcError> {
+        use std::net::ToSocketAddrs;
+        let resolve = |key: &str, s: &str| -> Result<SocketAddr, RpcError> {
+            s.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.find(SocketAddr::is_ipv4))
+                .ok_or_else(|| {
+                    RpcError::invalid_params(format!(
+                        "\"{key}\": expected a reachable host:port, got {s:?}"
+                    ))
+                })
+        };
+        let strings = |key: &str| -> Result<Vec<&str>, RpcError> {
+            match p.0.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        RpcError::invalid_params(format!("\"{key}\": expected a list of strings"))
+                    }),
+                Some(v) => Err(RpcError::invalid_params(format!(
+                    "\"{key}\": expected a list, got {v}"
+                ))),
+            }
+        };
+        let stun = strings("stun")?
+            .into_iter()
+            .map(|s| resolve("stun", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let turn = match p.0.get("turn") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(t)) => {
+                let t = ParamReader(t);
+                Some(nat::TurnServerConfig {
+                    server: resolve("turn.server", t.str("server")?)?,
+                    user: t.str("user")?.to_string(),
+                    pass: t.str("pass")?.to_string(),
+                })
+            }
+            Some(v) => {
+                return Err(RpcError::invalid_params(format!(
+                    "\"turn\": expected {{\"server\", \"user\", \"pass\"}}, got {v}"
+                )))
+            }
+        };
+        self.ignore_ifs = strings("ignore")?.into_iter().map(str::to_string).collect();
+        self.nat.configure(stun, turn);
+        Ok(json!(true))
+    }
+
+    /// This node's candidates: host addresses (not the TAP, not the bridge it is a port of,
+    /// not ignored interfaces), the STUN-reflexive address, the TURN relay.
+    fn candidates(&self) -> Vec<String> {
+        let Some(port) = self.local.as_ref().map(|l| l.link_port) else {
+            return Vec::new();
+        };
+        let mut ignore = self.ignore_ifs.clone();
+        ignore.push(self.tap_name.clone());
+        if let Ok(m) = std::fs::read_link(format!("/sys/class/net/{}/master", self.tap_name)) {
+            if let Some(b) = m.file_name() {
+                ignore.push(b.to_string_lossy().into_owned());
+            }
+        }
+        let mut out: Vec<String> = nat::host_addresses(&ignore)
+            .into_iter()
+            .map(|ip| nat::Candidate::Host(SocketAddr::new(ip, port)).to_text())
+            .collect();
+        if let Some(a) = self.nat.srflx() {
+            out.push(nat::Candidate::Srflx(a).to_text());
+        }
+        if let Some(a) = self.nat.relayed() {
+            out.push(nat::Candidate::Relay(a).to_text());
+        }
+        out
+    }
+
     fn create_link(&mut self, p: &ParamReader) -> Result<Value, RpcError> {
         let uid = p.uid("uid")?;
-        let ep_text = p.str("endpoint")?;
-        let endpoint: SocketAddr = ep_text.parse().map_err(|_| {
-            RpcError::invalid_params(format!("\"endpoint\": expected ip:port, got {ep_text:?}"))
-        })?;
+        let candidates: Vec<nat::Candidate> = match p.0.get("candidates") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|c| c.as_str().and_then(nat::Candidate::parse).ok_or(c))
+                .collect::<Result<_, _>>()
+                .map_err(|c| {
+                    RpcError::invalid_params(format!(
+                        "\"candidates\": expected strings like \"host:1.2.3.4:5900\", got {c}"
+                    ))
+                })?,
+            Some(v) => {
+                return Err(RpcError::invalid_params(format!(
+                    "\"candidates\": expected a list, got {v}"
+                )))
+            }
+        };
+        let endpoint: SocketAddr = match p.opt_str("endpoint")? {
+            Some(ep_text) => ep_text.parse().map_err(|_| {
+                RpcError::invalid_params(format!("\"endpoint\": expected ip:port, got {ep_text:?}"))
+            })?,
+            None => candidates.first().map(|c| c.addr()).ok_or_else(|| {
+                RpcError::invalid_params("\"endpoint\" or \"candidates\": one is required")
+            })?,
+        };
         if let Some(local) = &self.local {
             if local.uid == uid {
                 return Err(RpcError::invalid_params(
@@ -371,6 +472,9 @@ impl Node {
             let link = self.links[slot].as_mut().expect("live");
             if link.s.endpoint != endpoint && !link.s.is_up() {
                 link.s.endpoint = endpoint;
+            }
+            if !candidates.is_empty() {
+                link.candidates = candidates;
             }
             if link.fpr != fpr {
                 // A new pinned key: sessions with the old one are void.
@@ -419,6 +523,11 @@ impl Node {
                 None
             },
             fpr,
+            candidates,
+            via_relay: false,
+            rtt_ms: None,
+            hs_sent_at: None,
+            last_direct_probe: 0,
         });
         self.by_uid.insert(uid, slot);
         if let Some(k) = fpr {
@@ -443,6 +552,9 @@ impl Node {
                     "status": if l.is_up() { "online" } else { "offline" },
                     "endpoint": l.endpoint.to_string(),
                     "security": if link.secure.is_some() { "noise" } else { "none" },
+                    "path": path_of(link),
+                    "rtt_ms": link.rtt_ms,
+                    "candidates": link.candidates.iter().map(|c| c.to_text()).collect::<Vec<_>>(),
                     "fpr": link.fpr.map(hex::encode),
                     "handshakes": link.secure.as_ref().map(|s| s.handshakes_completed),
                     "last_rx_ms": l.last_rx.map(|t| now.saturating_sub(t)),
@@ -482,6 +594,16 @@ impl Node {
             "_ip4": self.local.as_ref().map(|l| l.ip4.to_string()).unwrap_or_default(),
             "_fpr": self.key.as_ref().map(StaticKey::fingerprint).unwrap_or_default(),
             "sec": self.sec,
+            "candidates": self.candidates(),
+            "nat": {
+                "srflx": self.nat.srflx().map(|a| a.to_string()),
+                "relay": self.nat.relayed().map(|a| a.to_string()),
+                "turn_server": self.nat.turn_server().map(|a| a.to_string()),
+                "mapping": self.nat.mapping_behaviour(),
+                "stun_responses": self.nat.stun_responses,
+                "relayed_in": self.nat.relayed_in,
+                "relayed_out": self.nat.relayed_out,
+            },
             "rekey_after_secs": self.rekey_after / 1000,
             "_mac": self.tap_mac.to_string(),
             "tap": self.tap_name,
@@ -511,4 +633,21 @@ pub(super) fn bind_link_socket(port: u16) -> io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
     Ok(UdpSocket::from_std(s.into()))
+}
+
+/// How a link reaches its peer: "relayed" (through a TURN relay, ours or the peer's),
+/// "direct" (a host address of the peer), "reflexive" (its NAT's public address), or
+/// "static" (a configured endpoint without candidates).
+fn path_of(link: &Link) -> &'static str {
+    let ep = link.s.endpoint;
+    if link.via_relay {
+        return "relayed";
+    }
+    match link.candidates.iter().find(|c| c.addr() == ep) {
+        Some(nat::Candidate::Relay(_)) => "relayed",
+        Some(nat::Candidate::Host(_)) => "direct",
+        Some(nat::Candidate::Srflx(_)) => "reflexive",
+        None if link.candidates.is_empty() => "static",
+        None => "reflexive",
+    }
 }

@@ -24,6 +24,7 @@ use tun::AbstractDevice;
 
 mod control;
 pub mod keys;
+pub(crate) mod nat;
 
 const TAP: Token = Token(0);
 const LINK: Token = Token(1);
@@ -87,6 +88,33 @@ struct Link {
     secure: Option<SecureLink>,
     /// The peer's pinned static key.
     fpr: Option<[u8; secure::KEY_LEN]>,
+    /// The peer's addresses from signalling; handshakes go to all of them until one answers.
+    candidates: Vec<nat::Candidate>,
+    /// The endpoint is reached through our TURN allocation (it is the peer's address as our
+    /// relay sees it).
+    via_relay: bool,
+    /// Round trip of our last completed handshake.
+    rtt_ms: Option<u64>,
+    hs_sent_at: Option<u64>,
+    last_direct_probe: u64,
+}
+
+/// Sends on the link socket, directly or wrapped for our TURN relay.
+fn transmit(
+    sock: &UdpSocket,
+    nat: &mut nat::Nat,
+    data: &[u8],
+    to: SocketAddr,
+    via_relay: bool,
+) -> io::Result<usize> {
+    if via_relay {
+        match nat.relay_to(to, data) {
+            Some((server, wrapped)) => sock.send_to(&wrapped, server),
+            None => Err(io::Error::other("no relay permission for the peer yet")),
+        }
+    } else {
+        sock.send_to(data, to)
+    }
 }
 
 struct Local {
@@ -130,6 +158,11 @@ pub struct Node {
     scratch: Vec<u8>,
     last_expire: u64,
     last_log: HashMap<&'static str, u64>,
+    nat: nat::Nat,
+    /// Interfaces whose addresses are never candidates (network_ignore_list).
+    ignore_ifs: Vec<String>,
+    /// The datagram being handled came through our TURN relay.
+    rx_via_relay: bool,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -218,6 +251,9 @@ impl Node {
             scratch: Vec::with_capacity(BUF_LEN),
             last_expire: 0,
             last_log: HashMap::new(),
+            nat: nat::Nat::new(SocketAddr::from(([0, 0, 0, 0], 0))),
+            ignore_ifs: Vec::new(),
+            rx_via_relay: false,
         })
     }
 
@@ -348,7 +384,13 @@ impl Node {
             match sec.encrypt_prefixed(&self.buf[DATA_HEADER_LEN - 1..end], &mut self.crypt_buf) {
                 Ok(m) => {
                     link.s.last_tx = now;
-                    sock.send_to(&self.crypt_buf[..m], link.s.endpoint)
+                    transmit(
+                        sock,
+                        &mut self.nat,
+                        &self.crypt_buf[..m],
+                        link.s.endpoint,
+                        link.via_relay,
+                    )
                 }
                 Err(_) => return false,
             }
@@ -356,7 +398,13 @@ impl Node {
             let counter = link.s.next_counter(now);
             linkwire::emit_header(&mut self.buf[..end], linkwire::TYPE_DATA, ridx, counter)
                 .expect("buffer holds the header");
-            sock.send_to(&self.buf[..end], link.s.endpoint)
+            transmit(
+                sock,
+                &mut self.nat,
+                &self.buf[..end],
+                link.s.endpoint,
+                link.via_relay,
+            )
         };
         match sent {
             Ok(_) => {
@@ -387,7 +435,19 @@ impl Node {
                 Err(_) => continue,
             };
             self.counters.link_rx_datagrams += 1;
-            self.on_link_datagram(n, from);
+            self.rx_via_relay = false;
+            match self.nat.on_datagram(&self.buf[..n], from) {
+                nat::NatRecv::NotMine => self.on_link_datagram(n, from),
+                nat::NatRecv::Handled => {}
+                nat::NatRecv::PeerData { peer, data } => {
+                    if data.len() <= self.buf.len() {
+                        self.buf[..data.len()].copy_from_slice(&data);
+                        self.rx_via_relay = true;
+                        self.on_link_datagram(data.len(), peer);
+                        self.rx_via_relay = false;
+                    }
+                }
+            }
         }
         true
     }
@@ -479,6 +539,8 @@ impl Node {
                     Ok(()) => {
                         self.counters.handshakes_completed += 1;
                         link.s.endpoint = from;
+                        link.via_relay = self.rx_via_relay;
+                        link.rtt_ms = link.hs_sent_at.map(|t| now.saturating_sub(t));
                         let ridx = sec.remote_idx().expect("just installed");
                         let ev = link.s.on_established(ridx, now);
                         if let Some(ev) = ev {
@@ -506,6 +568,7 @@ impl Node {
                 };
                 // Authentic: the peer is alive, and this is where it is now.
                 link.s.endpoint = from;
+                link.via_relay = self.rx_via_relay;
                 if let Some(ev) = link.s.on_rx(now) {
                     self.link_event(slot, ev);
                 }
@@ -580,10 +643,11 @@ impl Node {
             Ok(m) => {
                 self.counters.handshakes_completed += 1;
                 link.s.endpoint = from;
+                link.via_relay = self.rx_via_relay;
                 let ridx = sec.remote_idx().expect("just installed");
                 let ev = link.s.on_established(ridx, now);
                 if let Some(sock) = self.link_sock.as_ref() {
-                    let _ = sock.send_to(&resp[..m], from);
+                    let _ = transmit(sock, &mut self.nat, &resp[..m], from, self.rx_via_relay);
                 }
                 if let Some(ev) = ev {
                     self.link_event(slot, ev);
@@ -619,6 +683,7 @@ impl Node {
                     .as_mut()
                     .expect("by_uid points at live slots");
                 let (ev, reply) = link.s.on_hello(&h, from, now);
+                link.via_relay = self.rx_via_relay;
                 if reply {
                     self.send_hello(slot, now);
                 }
@@ -739,8 +804,11 @@ impl Node {
             .emit(&mut out)
             .expect("sized for a hello");
         link.s.last_tx = now;
-        if sock.send_to(&out[..n], link.s.endpoint).is_err() {
-            link.s.counters.tx_errors += 1;
+        let up = link.s.is_up();
+        for (to, via_relay) in probe_targets(link, up, self.nat.relayed().is_some()) {
+            if transmit(sock, &mut self.nat, &out[..n], to, via_relay).is_err() {
+                link.s.counters.tx_errors += 1;
+            }
         }
     }
 
@@ -770,8 +838,12 @@ impl Node {
             self.last_init_time = time;
             self.counters.handshakes_sent += 1;
             link.s.last_tx = now;
-            if sock.send_to(&out[..m], link.s.endpoint).is_err() {
-                link.s.counters.tx_errors += 1;
+            link.hs_sent_at = Some(now);
+            let up = link.s.is_up();
+            for (to, via_relay) in probe_targets(link, up, self.nat.relayed().is_some()) {
+                if transmit(sock, &mut self.nat, &out[..m], to, via_relay).is_err() {
+                    link.s.counters.tx_errors += 1;
+                }
             }
         }
     }
@@ -793,13 +865,20 @@ impl Node {
                 return false;
             };
             link.s.last_tx = now;
-            return sock.send_to(&self.crypt_buf[..m], link.s.endpoint).is_ok();
+            return transmit(
+                sock,
+                &mut self.nat,
+                &self.crypt_buf[..m],
+                link.s.endpoint,
+                link.via_relay,
+            )
+            .is_ok();
         }
         let mut out = vec![0u8; DATA_HEADER_LEN + payload.len()];
         out[DATA_HEADER_LEN..].copy_from_slice(payload);
         let counter = link.s.next_counter(now);
         linkwire::emit_header(&mut out, msg_type, ridx, counter).expect("sized");
-        sock.send_to(&out, link.s.endpoint).is_ok()
+        transmit(sock, &mut self.nat, &out, link.s.endpoint, link.via_relay).is_ok()
     }
 
     fn link_event(&mut self, slot: usize, ev: LinkEvent) {
@@ -831,8 +910,51 @@ impl Node {
 
     // ---- timers ------------------------------------------------------------------------
 
+    /// STUN and TURN housekeeping, relay permissions for every peer address we know, and,
+    /// for links on a relayed path, a periodic handshake on the direct candidates so the link
+    /// moves back to a direct path once one answers.
+    fn nat_tick(&mut self, now: u64) {
+        let Some(sock) = self.link_sock.as_ref() else {
+            return;
+        };
+        let mut out = Vec::new();
+        self.nat.poll(now, &mut out);
+        for (to, data) in out {
+            let _ = sock.send_to(&data, to);
+        }
+        if self.nat.relayed().is_some() {
+            for link in self.links.iter().flatten() {
+                for c in &link.candidates {
+                    if !matches!(c, nat::Candidate::Relay(_)) {
+                        self.nat.permit(c.addr().ip());
+                    }
+                }
+                if link.via_relay {
+                    self.nat.permit(link.s.endpoint.ip());
+                }
+            }
+        }
+        let mut probe = Vec::new();
+        for (slot, link) in self.links.iter_mut().enumerate() {
+            let Some(link) = link.as_mut() else { continue };
+            let relayed = link.via_relay
+                || link
+                    .candidates
+                    .iter()
+                    .any(|c| matches!(c, nat::Candidate::Relay(a) if *a == link.s.endpoint));
+            if link.s.is_up() && relayed && now.saturating_sub(link.last_direct_probe) >= 10_000 {
+                link.last_direct_probe = now;
+                probe.push(slot);
+            }
+        }
+        for slot in probe {
+            self.send_hello(slot, now);
+        }
+    }
+
     fn tick(&mut self) {
         let now = self.now();
+        self.nat_tick(now);
         let reject_after = self.rekey_after.saturating_mul(3);
         for slot in 0..self.links.len() {
             let Some(link) = self.links[slot].as_mut() else {
@@ -896,4 +1018,37 @@ impl Node {
             self.counters.punt_errors += 1;
         }
     }
+}
+
+/// Where a hello or handshake goes: the current endpoint, and until the link is up every
+/// candidate the peer signalled (directly; and through our relay to its public addresses,
+/// which is what reaches a peer behind a symmetric NAT without a relay of its own). On an up
+/// link on a relayed path, the direct candidates only: probing for a way back to direct.
+fn probe_targets(link: &Link, up: bool, have_relay: bool) -> Vec<(SocketAddr, bool)> {
+    fn push(out: &mut Vec<(SocketAddr, bool)>, a: SocketAddr, r: bool) {
+        if a.port() != 0 && !out.contains(&(a, r)) {
+            out.push((a, r));
+        }
+    }
+    let mut out: Vec<(SocketAddr, bool)> = Vec::new();
+    if !up {
+        push(&mut out, link.s.endpoint, link.via_relay);
+    }
+    for c in &link.candidates {
+        match *c {
+            nat::Candidate::Host(a) => push(&mut out, a, false),
+            nat::Candidate::Srflx(a) => {
+                push(&mut out, a, false);
+                if have_relay && !up {
+                    push(&mut out, a, true);
+                }
+            }
+            nat::Candidate::Relay(a) if !up => push(&mut out, a, false),
+            nat::Candidate::Relay(_) => {}
+        }
+    }
+    if up && out.is_empty() {
+        push(&mut out, link.s.endpoint, link.via_relay);
+    }
+    out
 }

@@ -1,0 +1,389 @@
+//! NAT traversal on the link socket: STUN binding requests to learn the node's
+//! server-reflexive address (and keep its NAT mapping alive), and a TURN allocation
+//! (turn-client-proto, sans-IO) for peers that no direct path reaches. Everything shares the
+//! one link socket, so the mappings the NAT made for STUN are the ones peers use.
+
+use log::{info, warn};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnRecvRet};
+use turn_client_proto::stun::agent::Transmit;
+use turn_client_proto::stun::types::attribute::XorMappedAddress;
+use turn_client_proto::stun::types::message::{
+    Message, MessageWrite, MessageWriteExt, MessageWriteVec, TransactionId, BINDING,
+};
+use turn_client_proto::stun::types::TransportType;
+use turn_client_proto::stun::Instant as SansInstant;
+use turn_client_proto::types::TurnCredentials;
+use turn_client_proto::udp::TurnClientUdp;
+
+/// STUN binding requests go out this often: it keeps the NAT mapping of the link socket alive
+/// (UDP mappings commonly expire after 30 s) and notices when it changes.
+const BINDING_INTERVAL_MS: u64 = 20_000;
+const BINDING_RETRY_MS: u64 = 2_000;
+const STUN_MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+#[derive(Debug, Clone)]
+pub struct TurnServerConfig {
+    pub server: SocketAddr,
+    pub user: String,
+    pub pass: String,
+}
+
+/// One candidate address of this node, as signalled to peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidate {
+    Host(SocketAddr),
+    Srflx(SocketAddr),
+    Relay(SocketAddr),
+}
+
+impl Candidate {
+    pub fn to_text(self) -> String {
+        match self {
+            Candidate::Host(a) => format!("host:{a}"),
+            Candidate::Srflx(a) => format!("srflx:{a}"),
+            Candidate::Relay(a) => format!("relay:{a}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Candidate> {
+        let (kind, addr) = s.split_once(':')?;
+        let addr: SocketAddr = addr.parse().ok()?;
+        match kind {
+            "host" => Some(Candidate::Host(addr)),
+            "srflx" => Some(Candidate::Srflx(addr)),
+            "relay" => Some(Candidate::Relay(addr)),
+            _ => None,
+        }
+    }
+
+    pub fn addr(self) -> SocketAddr {
+        match self {
+            Candidate::Host(a) | Candidate::Srflx(a) | Candidate::Relay(a) => a,
+        }
+    }
+}
+
+/// What a datagram on the link socket was, for the NAT layer.
+pub enum NatRecv {
+    /// Not STUN/TURN: a link message.
+    NotMine,
+    /// A STUN or TURN control message, consumed.
+    Handled,
+    /// Data a peer sent to our relayed address, unwrapped.
+    PeerData { peer: SocketAddr, data: Vec<u8> },
+}
+
+struct Turn {
+    client: TurnClientUdp,
+    server: SocketAddr,
+    relayed: Option<SocketAddr>,
+    failed_logged: bool,
+}
+
+pub struct Nat {
+    stun: Vec<SocketAddr>,
+    pending: HashMap<TransactionId, SocketAddr>,
+    /// Mapped address per STUN server: different ports for different servers means an
+    /// endpoint-dependent ("symmetric") NAT.
+    mapped: HashMap<SocketAddr, SocketAddr>,
+    next_binding: u64,
+    turn: Option<Turn>,
+    local: SocketAddr,
+    base: std::time::Instant,
+    pub stun_responses: u64,
+    pub relayed_in: u64,
+    pub relayed_out: u64,
+}
+
+/// Whether `b` looks like a STUN message (RFC 5389 header with the magic cookie and a length
+/// that matches the datagram). Link messages never do: their bytes 2-3 are zero.
+pub fn is_stun(b: &[u8]) -> bool {
+    b.len() >= 20
+        && b[0] & 0xc0 == 0
+        && b[4..8] == STUN_MAGIC
+        && 20 + u16::from_be_bytes([b[2], b[3]]) as usize == b.len()
+}
+
+/// TURN ChannelData starts with a channel number 0x4000-0x7fff.
+fn is_channel_data(b: &[u8]) -> bool {
+    b.len() >= 4 && (0x40..0x80).contains(&b[0])
+}
+
+impl Nat {
+    pub fn new(local: SocketAddr) -> Nat {
+        Nat {
+            stun: Vec::new(),
+            pending: HashMap::new(),
+            mapped: HashMap::new(),
+            next_binding: 0,
+            turn: None,
+            local,
+            base: std::time::Instant::now(),
+            stun_responses: 0,
+            relayed_in: 0,
+            relayed_out: 0,
+        }
+    }
+
+    fn sans_now(&self) -> SansInstant {
+        SansInstant::from_std(std::time::Instant::now())
+    }
+
+    pub fn configure(&mut self, stun: Vec<SocketAddr>, turn: Option<TurnServerConfig>) {
+        if stun != self.stun {
+            self.stun = stun;
+            self.mapped.clear();
+            self.next_binding = 0;
+        }
+        let same_turn = match (&self.turn, &turn) {
+            (Some(t), Some(c)) => t.server == c.server,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_turn {
+            self.turn = turn.map(|c| {
+                let mut config = TurnConfig::new(TurnCredentials::new(&c.user, &c.pass));
+                config.set_allocation_transport(TransportType::Udp);
+                info!("TURN server {} (user {})", c.server, c.user);
+                Turn {
+                    client: TurnClientUdp::allocate(self.local, c.server, config),
+                    server: c.server,
+                    relayed: None,
+                    failed_logged: false,
+                }
+            });
+        }
+    }
+
+    /// The server-reflexive address, once a STUN server answered.
+    pub fn srflx(&self) -> Option<SocketAddr> {
+        self.mapped.values().next().copied()
+    }
+
+    pub fn relayed(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().and_then(|t| t.relayed)
+    }
+
+    pub fn turn_server(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().map(|t| t.server)
+    }
+
+    /// "independent" when every STUN server saw the same mapping, "dependent" when they
+    /// differ (a symmetric NAT: reflexive candidates will not work, the relay will), or
+    /// "unknown" with fewer than two answers.
+    pub fn mapping_behaviour(&self) -> &'static str {
+        let mut ports = self.mapped.values();
+        match (ports.next(), ports.next()) {
+            (Some(a), Some(b)) if a == b => "independent",
+            (Some(_), Some(_)) => "dependent",
+            _ => "unknown",
+        }
+    }
+
+    /// Datagrams to send now: STUN binding requests, TURN requests and refreshes.
+    pub fn poll(&mut self, now_ms: u64, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        if !self.stun.is_empty() && now_ms >= self.next_binding {
+            self.pending.clear();
+            for &server in &self.stun {
+                let msg = Message::builder_request(BINDING, MessageWriteVec::new());
+                let id = msg.transaction_id();
+                self.pending.insert(id, server);
+                out.push((server, msg.finish()));
+            }
+            let answered = !self.mapped.is_empty();
+            self.next_binding = now_ms
+                + if answered {
+                    BINDING_INTERVAL_MS
+                } else {
+                    BINDING_RETRY_MS
+                };
+        }
+        let now = self.sans_now();
+        if let Some(t) = self.turn.as_mut() {
+            let _ = t.client.poll(now);
+            while let Some(tx) = t.client.poll_transmit(now) {
+                out.push((tx.to, tx.data.to_vec()));
+            }
+            while let Some(ev) = t.client.poll_event() {
+                match ev {
+                    TurnEvent::AllocationCreated(_, addr) => {
+                        info!("TURN relay allocated at {addr}");
+                        t.relayed = Some(addr);
+                    }
+                    TurnEvent::AllocationCreateFailed(_) if !t.failed_logged => {
+                        warn!(
+                            "TURN allocation on {} failed (credentials? server?)",
+                            t.server
+                        );
+                        t.failed_logged = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let _ = self.base;
+    }
+
+    /// Lets the TURN server relay datagrams from `peer` (by IP) to us.
+    pub fn permit(&mut self, peer: IpAddr) {
+        let now = self.sans_now();
+        if let Some(t) = self.turn.as_mut() {
+            if t.relayed.is_some() && !t.client.have_permission(TransportType::Udp, peer) {
+                let _ = t.client.create_permission(TransportType::Udp, peer, now);
+            }
+        }
+    }
+
+    /// Wraps `data` for `peer` through our TURN allocation: returns what to send to the TURN
+    /// server.
+    pub fn relay_to(&mut self, peer: SocketAddr, data: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
+        let now = self.sans_now();
+        let t = self.turn.as_mut()?;
+        if !t.client.have_permission(TransportType::Udp, peer.ip()) {
+            let _ = t
+                .client
+                .create_permission(TransportType::Udp, peer.ip(), now);
+            return None;
+        }
+        match t.client.send_to(TransportType::Udp, peer, data, now) {
+            Ok(Some(build)) => {
+                self.relayed_out += 1;
+                Some((t.server, build.build().data))
+            }
+            _ => None,
+        }
+    }
+
+    /// Offers a datagram from `from` to the NAT layer.
+    pub fn on_datagram(&mut self, b: &[u8], from: SocketAddr) -> NatRecv {
+        let from_turn = self.turn.as_ref().is_some_and(|t| t.server == from);
+        if !(is_stun(b) || from_turn && is_channel_data(b)) {
+            return NatRecv::NotMine;
+        }
+        if let Ok(msg) = Message::from_bytes(b) {
+            if let Some(server) = self.pending.remove(&msg.transaction_id()) {
+                if let Ok(x) = msg.attribute::<XorMappedAddress>() {
+                    let addr = x.addr(msg.transaction_id());
+                    self.stun_responses += 1;
+                    if self.mapped.get(&server) != Some(&addr) {
+                        info!("STUN {server}: this node is reachable at {addr}");
+                        self.mapped.insert(server, addr);
+                    }
+                }
+                return NatRecv::Handled;
+            }
+        }
+        if !from_turn {
+            return NatRecv::Handled;
+        }
+        let now = self.sans_now();
+        let t = self.turn.as_mut().expect("from_turn");
+        let tx = Transmit::new(b, TransportType::Udp, from, self.local);
+        match t.client.recv(tx, now) {
+            TurnRecvRet::PeerData(d) => {
+                self.relayed_in += 1;
+                NatRecv::PeerData {
+                    peer: d.peer,
+                    data: d.data().to_vec(),
+                }
+            }
+            _ => NatRecv::Handled,
+        }
+    }
+}
+
+/// This host's addresses for host candidates: every global or private IPv4 address except
+/// loopback and those of ignored interfaces (the TAP, the bridge it is a port of, and the
+/// config's network_ignore_list).
+pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let Ok(text) = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+    else {
+        return out;
+    };
+    for line in String::from_utf8_lossy(&text.stdout).lines() {
+        // "2: u0    inet 10.99.0.1/24 brd ... scope global u0"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(ifname) = words.get(1) else { continue };
+        if ignore.iter().any(|i| i == ifname) {
+            continue;
+        }
+        let Some(pos) = words.iter().position(|w| *w == "inet") else {
+            continue;
+        };
+        let Some(ip) = words
+            .get(pos + 1)
+            .and_then(|c| c.split('/').next())
+            .and_then(|a| a.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        if !ip.is_loopback() {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_round_trip_and_bad_text_is_refused() {
+        for c in [
+            Candidate::Host("192.168.1.2:5900".parse().unwrap()),
+            Candidate::Srflx("203.0.113.101:5900".parse().unwrap()),
+            Candidate::Relay("203.0.113.10:49152".parse().unwrap()),
+        ] {
+            assert_eq!(Candidate::parse(&c.to_text()), Some(c));
+        }
+        for bad in ["", "host", "host:1.2.3.4", "peer:1.2.3.4:5", "relay:x:1"] {
+            assert_eq!(Candidate::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stun_is_told_apart_from_link_messages() {
+        let msg = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+        assert!(is_stun(&msg));
+        // A plaintext hello (type 1, bytes 2-3 zero, 56 bytes) is not STUN.
+        let mut hello = [0u8; 56];
+        hello[0] = 1;
+        hello[4..8].copy_from_slice(&STUN_MAGIC);
+        assert!(!is_stun(&hello));
+        assert!(!is_stun(&[7u8; 40]));
+    }
+
+    #[test]
+    fn a_binding_response_gives_the_reflexive_address() {
+        let mut nat = Nat::new("0.0.0.0:5900".parse().unwrap());
+        let server: SocketAddr = "203.0.113.10:3478".parse().unwrap();
+        nat.configure(vec![server], None);
+        let mut out = Vec::new();
+        nat.poll(0, &mut out);
+        assert_eq!(out.len(), 1);
+        let req = Message::from_bytes(&out[0].1).unwrap();
+        let mapped: SocketAddr = "203.0.113.101:40000".parse().unwrap();
+        let mut resp = Message::builder_success(&req, MessageWriteVec::new());
+        resp.add_attribute(&XorMappedAddress::new(mapped, req.transaction_id()))
+            .unwrap();
+        let resp = resp.finish();
+        assert!(matches!(nat.on_datagram(&resp, server), NatRecv::Handled));
+        assert_eq!(nat.srflx(), Some(mapped));
+        // A response nobody asked for changes nothing.
+        let mut stray = Message::builder_success(&req, MessageWriteVec::new());
+        stray
+            .add_attribute(&XorMappedAddress::new(
+                "1.2.3.4:5".parse().unwrap(),
+                req.transaction_id(),
+            ))
+            .unwrap();
+        nat.on_datagram(&stray.finish(), server);
+        assert_eq!(nat.srflx(), Some(mapped));
+    }
+}
