@@ -2,11 +2,13 @@
 //! receives its notifications (punted ARP, ICC, link events) and answers status queries.
 //! ARP decisions come from `proto::neigh`; this file carries out their actions.
 
+use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, error, info, warn};
 use proto::config::Config;
 use proto::icc::IccMsg;
 use proto::neigh::{NeighAction, NeighConfig, NeighTable, Owner};
 use proto::rpc::{self, Id, Incoming, ParamReader, RpcError};
+use proto::signal::{SignalAction, Signalling};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -53,6 +55,18 @@ pub struct Controller {
     peer_online: HashMap<String, bool>,
     counters: Counters,
     key_file: std::path::PathBuf,
+    /// XMPP signalling, when the config names an XMPP account.
+    xmpp: Option<XmppClient>,
+    xmpp_state: &'static str,
+    signal: Option<Signalling>,
+    /// Links created from signalling: (fpr, candidates), to create again after a tincan
+    /// restart.
+    signalled: HashMap<String, (String, Vec<String>)>,
+    /// Nodes present on XMPP, also before signalling could start (it needs tincan's key).
+    xmpp_present: std::collections::HashSet<String>,
+    /// STUN and TURN servers, resolved once at start.
+    stun: Vec<String>,
+    turn: Option<Value>,
 }
 
 impl Controller {
@@ -82,6 +96,43 @@ impl Controller {
             warn!("\"sec\": false: links are plaintext and unauthenticated; use only on a trusted network");
         }
         let peer_online = cfg.peers.iter().map(|p| (p.uid.clone(), false)).collect();
+        let xmpp = match (&cfg.xmpp_host, &cfg.xmpp_username, &cfg.xmpp_password) {
+            (Some(host), Some(user), Some(pass)) => {
+                info!("XMPP signalling as {user} on {host}:{}", cfg.xmpp_port);
+                Some(XmppClient::start(XmppConfig {
+                    host: host.clone(),
+                    port: cfg.xmpp_port,
+                    username: user.clone(),
+                    password: pass.clone(),
+                    uid: uid.clone(),
+                    ca_file: cfg.xmpp_ca.clone(),
+                }))
+            }
+            _ => None,
+        };
+        // Names are looked up once, here: tincan's loop must never wait on DNS. A server that
+        // does not resolve is left out, with a warning.
+        let resolve = |s: &str| -> Option<String> {
+            use std::net::ToSocketAddrs;
+            let found = s
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.find(SocketAddr::is_ipv4));
+            if found.is_none() {
+                warn!("STUN/TURN server {s:?} does not resolve to an IPv4 address; not used");
+            }
+            found.map(|a| a.to_string())
+        };
+        let (stun, turn) = if xmpp.is_some() {
+            let stun: Vec<String> = cfg.stun.iter().filter_map(|s| resolve(s)).collect();
+            let turn = cfg.turn.first().and_then(|t| {
+                resolve(&t.server)
+                    .map(|server| json!({"server": server, "user": t.user, "pass": t.pass}))
+            });
+            (stun, turn)
+        } else {
+            (Vec::new(), None)
+        };
         Ok(Controller {
             tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
             neigh: NeighTable::new(uid.clone(), NeighConfig::default()),
@@ -99,6 +150,13 @@ impl Controller {
             peer_online,
             counters: Counters::default(),
             key_file,
+            xmpp,
+            xmpp_state: "off",
+            signal: None,
+            signalled: HashMap::new(),
+            xmpp_present: Default::default(),
+            stun,
+            turn,
         })
     }
 
@@ -114,6 +172,7 @@ impl Controller {
                 self.heartbeat();
                 next_beat = Instant::now() + HEARTBEAT;
             }
+            self.poll_xmpp();
             match self.sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     if !from.ip().is_loopback() {
@@ -160,6 +219,11 @@ impl Controller {
         self.send_rpc("get_state", json!({}));
         let actions = self.neigh.tick(self.now_ms());
         self.apply(actions);
+        let now = self.now_ms();
+        if let Some(sig) = self.signal.as_mut() {
+            let actions = sig.tick(now);
+            self.apply_signal(actions);
+        }
     }
 
     fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
@@ -225,6 +289,7 @@ impl Controller {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         self.tap_name = v.get("tap").and_then(Value::as_str).map(str::to_string);
+        let now = self.now_ms();
         if let Some(peers) = v.get("peers").and_then(Value::as_array) {
             for p in peers {
                 if let (Some(uid), Some(status)) = (
@@ -232,7 +297,41 @@ impl Controller {
                     p.get("status").and_then(Value::as_str),
                 ) {
                     self.peer_online.insert(uid.to_string(), status == "online");
+                    if let Some(sig) = self.signal.as_mut() {
+                        sig.on_link_status(uid, status == "online", now);
+                    }
                 }
+            }
+        }
+        if self.xmpp.is_some() && self.signal.is_none() {
+            // Without "sec" there is no key: the offer carries zeros where the fingerprint goes.
+            let zeros = "0".repeat(64);
+            let fpr = if self.cfg.sec {
+                v.get("_fpr")
+                    .and_then(Value::as_str)
+                    .filter(|f| f.len() == 64)
+            } else {
+                Some(zeros.as_str())
+            };
+            if let Some(fpr) = fpr {
+                let mut sig =
+                    Signalling::new(self.uid.clone(), fpr.to_string(), self.cfg.wait_time);
+                let mut actions = Vec::new();
+                for uid in &self.xmpp_present {
+                    actions.extend(sig.on_available(uid, now));
+                }
+                self.signal = Some(sig);
+                self.apply_signal(actions);
+            }
+        }
+        if let Some(cands) = v.get("candidates").and_then(Value::as_array) {
+            let cands: Vec<String> = cands
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect();
+            if let Some(sig) = self.signal.as_mut() {
+                let actions = sig.set_candidates(cands, now);
+                self.apply_signal(actions);
             }
         }
         if boot.is_none() || self.configured_boot != boot || !configured {
@@ -282,8 +381,24 @@ impl Controller {
         self.send_rpc("set_cb_endpoint", cb);
         self.send_rpc("set_local_ip", local);
         self.send_rpc("set_switchmode", mode);
+        if self.xmpp.is_some() {
+            let nat = json!({
+                "stun": self.stun,
+                "turn": self.turn,
+                "ignore": self.cfg.network_ignore_list,
+            });
+            self.send_rpc("set_nat", nat);
+        }
         for l in links {
             self.send_rpc("create_link", l);
+        }
+        let again: Vec<(String, (String, Vec<String>))> = self
+            .signalled
+            .iter()
+            .map(|(u, l)| (u.clone(), l.clone()))
+            .collect();
+        for (uid, (fpr, candidates)) in again {
+            self.create_signalled_link(&uid, &fpr, &candidates);
         }
         info!("configured ipop-tincan ({} links)", self.cfg.peers.len());
     }
@@ -325,6 +440,105 @@ impl Controller {
             .args(["link", "set", "dev", &tap, "up"])
             .status();
         true
+    }
+
+    fn poll_xmpp(&mut self) {
+        loop {
+            let Some(ev) = self.xmpp.as_ref().and_then(XmppClient::try_recv) else {
+                return;
+            };
+            let now = self.now_ms();
+            match ev {
+                XmppEvent::Online => {
+                    info!("XMPP: online");
+                    self.xmpp_state = "online";
+                }
+                XmppEvent::Offline(why) => {
+                    // Established links do not depend on the XMPP server.
+                    warn!("XMPP: offline ({why}); reconnecting; links stay up");
+                    self.xmpp_state = "offline";
+                }
+                XmppEvent::AuthFailed(why) => {
+                    error!("XMPP: {why}; no peer discovery until the config is fixed and the controller restarted");
+                    self.xmpp_state = "failed";
+                }
+                XmppEvent::PeerAvailable { uid, .. } => {
+                    self.xmpp_present.insert(uid.clone());
+                    if let Some(sig) = self.signal.as_mut() {
+                        let actions = sig.on_available(&uid, now);
+                        self.apply_signal(actions);
+                    }
+                }
+                XmppEvent::PeerUnavailable { uid } => {
+                    info!("XMPP: peer {uid} left");
+                    self.xmpp_present.remove(&uid);
+                    if let Some(sig) = self.signal.as_mut() {
+                        let actions = sig.on_unavailable(&uid);
+                        self.apply_signal(actions);
+                    }
+                }
+                XmppEvent::Message {
+                    uid,
+                    msg_type,
+                    data,
+                } => {
+                    if let Some(sig) = self.signal.as_mut() {
+                        let actions = sig.on_message(&uid, &msg_type, &data, now);
+                        self.apply_signal(actions);
+                    }
+                }
+            }
+        }
+    }
+
+    fn create_signalled_link(&mut self, uid: &str, fpr: &str, candidates: &[String]) {
+        self.peer_online.entry(uid.to_string()).or_insert(false);
+        self.send_rpc(
+            "create_link",
+            json!({
+                "uid": uid,
+                "fpr": if self.cfg.sec { fpr } else { "" },
+                "candidates": candidates,
+                "sec": self.cfg.sec,
+            }),
+        );
+    }
+
+    fn apply_signal(&mut self, actions: Vec<SignalAction>) {
+        for a in actions {
+            match a {
+                SignalAction::Send {
+                    uid,
+                    msg_type,
+                    data,
+                } => {
+                    if let Some(x) = self.xmpp.as_ref() {
+                        x.send(&uid, msg_type, &data);
+                    }
+                }
+                SignalAction::CreateLink {
+                    uid,
+                    fpr,
+                    candidates,
+                } => {
+                    if !self.signalled.contains_key(&uid) {
+                        info!(
+                            "signalled link to {uid} (fingerprint {fpr}, {} candidates)",
+                            candidates.len()
+                        );
+                    }
+                    self.create_signalled_link(&uid, &fpr, &candidates);
+                    self.signalled.insert(uid, (fpr, candidates));
+                }
+                SignalAction::TrimLink { uid } => {
+                    self.signalled.remove(&uid);
+                    self.peer_online.remove(&uid);
+                    let withdrawn = self.neigh.remove_owner(&uid);
+                    info!("trimming link to {uid}; {withdrawn} ARP entries withdrawn");
+                    self.send_rpc("trim_link", json!({"uid": uid}));
+                }
+            }
+        }
     }
 
     fn on_notification(&mut self, method: &str, p: &ParamReader) {
@@ -446,6 +660,8 @@ impl Controller {
             "peers": self.peer_online.iter().map(|(u, up)| json!({"uid": u, "online": up})).collect::<Vec<_>>(),
             "counters": counters,
             "neigh": neigh,
+            "xmpp": self.xmpp_state,
+            "signalling": self.signal.as_ref().map(|s| s.peers().map(|(u, st, f)| json!({"uid": u, "state": format!("{st:?}"), "fpr": f})).collect::<Vec<_>>()),
         })
     }
 }

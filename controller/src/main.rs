@@ -3,6 +3,7 @@
 //! the controllers of the overlay (DESIGN.md section 5).
 
 mod controller;
+mod xmpp;
 
 use clap::Parser;
 use proto::config::Config;

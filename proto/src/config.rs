@@ -82,6 +82,9 @@ pub struct Config {
     pub tap_mtu: u16,
     /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
     pub key_file: Option<PathBuf>,
+    /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's
+    /// self-signed certificate).
+    pub xmpp_ca: Option<PathBuf>,
     /// Seconds after which an encrypted link runs a new handshake.
     pub rekey_interval: u64,
 }
@@ -248,6 +251,7 @@ impl fmt::Debug for Config {
             .field("link_port", &self.link_port)
             .field("tap_mtu", &self.tap_mtu)
             .field("key_file", &self.key_file)
+            .field("xmpp_ca", &self.xmpp_ca)
             .field("rekey_interval", &self.rekey_interval)
             .finish()
     }
@@ -291,6 +295,7 @@ impl Default for Config {
             link_port: 5900,
             tap_mtu: 1400,
             key_file: None,
+            xmpp_ca: None,
             rekey_interval: 120,
         }
     }
@@ -415,9 +420,6 @@ const STRING_LIST: &str = "a list of strings";
 const LOG_LEVELS: &str =
     "one of \"DEBUG\", \"INFO\", \"WARNING\", \"ERROR\", \"CRITICAL\", \"PKTDUMP\"";
 const IFNAME: &str = "a Linux interface name (1-15 bytes, no '/', ':' or whitespace) or null";
-const XMPP_WHY: &str = "peer discovery over XMPP is not implemented yet; static \"peers\" are used";
-const NAT_WHY: &str =
-    "NAT traversal is not implemented yet; peers are reached at their \"peers\" endpoints";
 
 fn from_layers(
     layers: &[(&Map<String, Value>, &str)],
@@ -558,6 +560,16 @@ fn from_layers(
             _ => None,
         },
     )?;
+    let xmpp_ca = input.value(
+        "xmpp_ca",
+        d.xmpp_ca.clone(),
+        "a non-empty path string or null",
+        |v| match v {
+            Value::Null => Some(None),
+            Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
+            _ => None,
+        },
+    )?;
     let rekey_interval = input.value(
         "rekey_interval",
         d.rekey_interval,
@@ -599,15 +611,37 @@ fn from_layers(
         link_port,
         tap_mtu,
         key_file,
+        xmpp_ca,
         rekey_interval,
     };
 
     check_switchmode(&config, &input)?;
     check_fingerprints(&config, &input)?;
+    check_xmpp(&config, &input)?;
     check_distinct_ports(&config, &input)?;
     warn_unsupported(&config, &d, &input, &mut warnings);
     warn_leftovers(input, &mut warnings);
     Ok((config, warnings))
+}
+
+/// XMPP signalling needs the whole account: a host alone is a half-written config.
+fn check_xmpp(config: &Config, input: &Input) -> Result<(), ConfigError> {
+    if config.xmpp_host.is_none() {
+        return Ok(());
+    }
+    for (key, missing) in [
+        ("xmpp_username", config.xmpp_username.is_none()),
+        ("xmpp_password", config.xmpp_password.is_none()),
+    ] {
+        if missing {
+            return Err(ConfigError(format!(
+                "{}: \"{key}\": required when \"xmpp_host\" is set (the XMPP account that \
+                 signals links), missing",
+                input.source("xmpp_host")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// With "sec" on, a link is accepted only with the key pinned for it, so each peer needs one.
@@ -672,21 +706,7 @@ fn check_distinct_ports(config: &Config, input: &Input) -> Result<(), ConfigErro
 /// Keys kept in `Config` for compatibility whose feature is not built yet. Silent when they hold
 /// their default, since then ignoring them changes nothing.
 fn warn_unsupported(config: &Config, d: &Config, input: &Input, warnings: &mut Vec<String>) {
-    let checks: [(&str, bool, &str); 11] = [
-        (
-            "xmpp_username",
-            config.xmpp_username != d.xmpp_username,
-            XMPP_WHY,
-        ),
-        (
-            "xmpp_password",
-            config.xmpp_password != d.xmpp_password,
-            XMPP_WHY,
-        ),
-        ("xmpp_host", config.xmpp_host != d.xmpp_host, XMPP_WHY),
-        ("xmpp_port", config.xmpp_port != d.xmpp_port, XMPP_WHY),
-        ("stun", config.stun != d.stun, NAT_WHY),
-        ("turn", config.turn != d.turn, NAT_WHY),
+    let checks: [(&str, bool, &str); 5] = [
         (
             "on-demand_connection",
             config.on_demand_connection != d.on_demand_connection,
@@ -1375,14 +1395,7 @@ mod tests {
         );
         assert_eq!(c.xmpp_host.as_deref(), Some("xmpp.example.org"));
         assert_eq!(c.stun, ["stun.example.org:3478"]);
-        for key in [
-            "xmpp_host",
-            "xmpp_username",
-            "xmpp_password",
-            "trim_enabled",
-            "stat_report",
-            "stun",
-        ] {
+        for key in ["trim_enabled", "stat_report"] {
             let hits = warnings
                 .iter()
                 .filter(|w| {
@@ -1393,7 +1406,7 @@ mod tests {
                 .count();
             assert_eq!(hits, 1, "{key}: {warnings:?}");
         }
-        assert_eq!(warnings.len(), 6, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub mod ratelimit;
 pub mod replay;
 pub mod rpc;
 pub mod secure;
+pub mod signal;
 pub mod switch;
 pub mod wire;

@@ -493,6 +493,15 @@ impl NeighTable {
         out
     }
 
+    /// Forgets every binding owned by peer `uid` (its link was trimmed): its hosts are asked
+    /// for again, not answered from stale entries. Returns how many.
+    pub fn remove_owner(&mut self, uid: &str) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| !matches!(&e.owner, Owner::Peer(u) if u == uid));
+        before - self.entries.len()
+    }
+
     /// Ages entries and re-probes used remote entries before they expire. Call about once a
     /// second.
     pub fn tick(&mut self, now: Millis) -> Vec<NeighAction> {
@@ -779,6 +788,23 @@ mod tests {
         assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Local);
         assert_eq!(t.counters.moved, 1);
         assert_eq!(t.counters.conflicts, 0);
+    }
+
+    #[test]
+    fn a_trimmed_peers_bindings_are_withdrawn() {
+        let mut t = table();
+        t.on_local_arp(&request(11, 21), 0);
+        t.on_icc(PEER, &icc_reply(21, PEER), 0);
+        t.on_icc(OTHER, &icc_reply(31, OTHER), 0);
+        assert_eq!(t.remove_owner(PEER), 1);
+        assert!(t.get(&ip(21)).is_none());
+        assert!(t.get(&ip(31)).is_some());
+        assert!(t.get(&ip(11)).is_some());
+        let a = t.on_local_arp(&request(11, 21), 10);
+        assert!(matches!(
+            a[..],
+            [NeighAction::IccBroadcast(IccMsg::ArpRequest { .. })]
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (turn-client-proto, sans-IO) for peers that no direct path reaches. Everything shares the
 //! one link socket, so the mappings the NAT made for STUN are the ones peers use.
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnRecvRet};
@@ -127,8 +127,10 @@ impl Nat {
         }
     }
 
+    /// The TURN client's clock: time since this `Nat` was made (`from_std` measures the
+    /// time elapsed since the instant it is given).
     fn sans_now(&self) -> SansInstant {
-        SansInstant::from_std(std::time::Instant::now())
+        SansInstant::from_std(self.base)
     }
 
     pub fn configure(&mut self, stun: Vec<SocketAddr>, turn: Option<TurnServerConfig>) {
@@ -204,6 +206,7 @@ impl Nat {
         if let Some(t) = self.turn.as_mut() {
             let _ = t.client.poll(now);
             while let Some(tx) = t.client.poll_transmit(now) {
+                debug!("TURN: {} bytes to {}", tx.data.len(), tx.to);
                 out.push((tx.to, tx.data.to_vec()));
             }
             while let Some(ev) = t.client.poll_event() {
@@ -223,7 +226,6 @@ impl Nat {
                 }
             }
         }
-        let _ = self.base;
     }
 
     /// Lets the TURN server relay datagrams from `peer` (by IP) to us.
@@ -281,7 +283,18 @@ impl Nat {
         let now = self.sans_now();
         let t = self.turn.as_mut().expect("from_turn");
         let tx = Transmit::new(b, TransportType::Udp, from, self.local);
-        match t.client.recv(tx, now) {
+        let ret = t.client.recv(tx, now);
+        debug!(
+            "TURN: {} bytes from {from}: {}",
+            b.len(),
+            match &ret {
+                TurnRecvRet::Handled => "handled",
+                TurnRecvRet::Ignored(_) => "ignored",
+                TurnRecvRet::PeerData(_) => "peer data",
+                TurnRecvRet::PeerIcmp { .. } => "icmp",
+            }
+        );
+        match ret {
             TurnRecvRet::PeerData(d) => {
                 self.relayed_in += 1;
                 NatRecv::PeerData {

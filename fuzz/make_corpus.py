@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus under fuzz/corpus/<target>/: a few real messages per target.
+
+Run from anywhere: python3 fuzz/make_corpus.py. The files are committed; this script only
+documents where they come from and regenerates them (it overwrites its own files only).
+"""
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+def ip(s):
+    return bytes(int(x) for x in s.split("."))
+
+
+BCAST = b"\xff" * 6
+M11 = mac("02:42:0a:00:03:0b")
+M21 = mac("02:42:0a:00:03:15")
+
+
+def arp(op, sha, spa, tha, tpa, dst, src, pad=0):
+    hdr = dst + src + b"\x08\x06"
+    body = b"\x00\x01\x08\x00\x06\x04" + struct.pack(">H", op) + sha + ip(spa) + tha + ip(tpa)
+    return hdr + body + b"\x00" * pad
+
+
+ARP_REQ = arp(1, M11, "10.0.3.11", b"\x00" * 6, "10.0.3.21", BCAST, M11)
+ARP_REPLY = arp(2, M21, "10.0.3.21", M11, "10.0.3.11", M11, M21, pad=18)
+ARP_GRAT = arp(1, M21, "10.0.3.21", b"\x00" * 6, "10.0.3.21", BCAST, M21)
+ARP_PROBE = arp(1, M11, "0.0.0.0", b"\x00" * 6, "10.0.3.11", BCAST, M11)
+IPV4 = M21 + M11 + b"\x08\x00" + bytes.fromhex("4500001c0001000040017ccb0a00030b0a000315") + b"\x08\x00\xf7\xff\x00\x00\x00\x00"
+
+UID1 = bytes.fromhex("3ab52e8f42a67d7e3c5f1e0e1f4f9c6b0d0e3b5a")
+UID2 = bytes.fromhex("86d3a2b8e1c9f6f55d0e2c4d6a7b8c9d0e1f2a3b")
+
+# --- link_message -------------------------------------------------------------------------
+hello = struct.pack("<BBBBI", 1, 1, 0, 0, 7) + UID1 + UID2 + struct.pack("<Q", 0x0102030405060708)
+put("link_message", "hello", hello)
+put("link_message", "data_arp", struct.pack("<BBBBIQ", 2, 0, 0, 0, 3, 42) + ARP_REQ)
+icc = json.dumps({"msg_type": "arp_request", "target_ip4": "10.0.3.21",
+                  "requester_ip4": "10.0.3.11", "requester_mac": "02:42:0a:00:03:0b"})
+put("link_message", "icc", struct.pack("<BBBBIQ", 3, 0, 0, 0, 3, 43) + icc.encode())
+put("link_message", "keepalive", struct.pack("<BBBBIQ", 4, 0, 0, 0, 3, 44))
+
+# --- ethernet_arp -------------------------------------------------------------------------
+put("ethernet_arp", "arp_request", ARP_REQ)
+put("ethernet_arp", "arp_reply_padded", ARP_REPLY)
+put("ethernet_arp", "arp_gratuitous", ARP_GRAT)
+put("ethernet_arp", "arp_probe", ARP_PROBE)
+put("ethernet_arp", "ipv4_icmp", IPV4)
+
+# --- rpc ----------------------------------------------------------------------------------
+U1 = UID1.hex()
+U2 = UID2.hex()
+rpcs = {
+    "set_local_ip": {"jsonrpc": "2.0", "id": 1, "method": "set_local_ip",
+                     "params": {"uid": U1, "ip4": "10.0.3.1", "ip4_mask": 24, "switchmode": 1,
+                                "icc": True, "link_port": 5900, "mtu": 1400}},
+    "create_link": {"jsonrpc": "2.0", "id": 2, "method": "create_link",
+                    "params": {"uid": U2.upper(), "endpoint": "10.99.0.2:5900",
+                               "fpr": "ab" * 32, "sec": 1}},
+    "set_cb_endpoint": {"jsonrpc": "2.0", "id": "x", "method": "set_cb_endpoint",
+                        "params": {"ip": "127.0.0.1", "port": 30000}},
+    "get_state": {"jsonrpc": "2.0", "id": 3, "method": "get_state", "params": {"stats": True}},
+    "send_icc": {"jsonrpc": "2.0", "id": 4, "method": "send_icc",
+                 "params": {"uid": U2, "msg": json.loads(icc)}},
+    "punt_frame": {"jsonrpc": "2.0", "method": "punt_frame",
+                   "params": {"frame": ARP_REQ.hex(), "uid": None}},
+    "con_stat": {"jsonrpc": "2.0", "method": "con_stat", "params": {"uid": U2, "data": "online"}},
+    "response_ok": {"jsonrpc": "2.0", "id": 5, "result": True},
+    "response_err": {"jsonrpc": "2.0", "id": 6,
+                     "error": {"code": -32602, "message": "\"uid\": expected 40 hex digits"}},
+    "params_array": {"jsonrpc": "2.0", "id": 7, "method": "echo_request", "params": [1, 2]},
+    "batch": [{"jsonrpc": "2.0", "id": 8, "method": "get_state"}],
+}
+for name, obj in rpcs.items():
+    put("rpc", name, json.dumps(obj))
+
+# --- config -------------------------------------------------------------------------------
+lab = {
+    "ip4": "10.0.3.1", "switchmode": 1, "icc": True, "icc_port": 30000, "svpn_port": 5800,
+    "link_port": 5900, "tap_mtu": 1400, "bridge": "lxcbr0", "sec": False,
+    "tincan_logging": 1, "controller_logging": "INFO",
+    "peers": [{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900"},
+              {"ip4": "10.0.3.3", "endpoint": "10.99.0.3:5900"}],
+}
+put("config", "lab_h1.json", json.dumps(lab, indent=2) + "\n")
+sec = dict(lab, sec=True, key_file="/tmp/ipop-lab-ipl/h1/ipop.key", rekey_interval=60,
+           peers=[{"ip4": "10.0.3.2", "endpoint": "10.99.0.2:5900", "fpr": "0f" * 32},
+                  {"ip4": "10.0.3.3", "endpoint": "[fd00::3]:5900", "fpr": "A0" * 32}])
+put("config", "lab_sec.json", json.dumps(sec, indent=2) + "\n")
+original = {
+    "xmpp_username": "alice@ejabberd", "xmpp_password": "secret", "xmpp_host": "127.0.0.1",
+    "xmpp_port": 5222, "ip4": "172.31.0.100", "ip4_mask": 24, "ip6_mask": 64,
+    "subnet_mask": 32, "uid_size": 40, "sec": False, "wait_time": 15, "buf_size": 65507,
+    "stun": ["stun.l.google.com:19302"], "turn": [{"server": "1.2.3.4:3478", "user": "u",
+                                                    "pass": "p"}],
+    "network_ignore_list": ["virbr0"], "on-demand_connection": False,
+    "on-demand_inactive_timeout": 600, "trim_enabled": False, "router_mode": False,
+    "contr_port": 5801, "tincan_path": "./ipop-tincan", "switchmode": 1, "icc": False,
+    "local_uid": "", "unknown_key": 1,
+}
+put("config", "original_keys.json", json.dumps(original, indent=2) + "\n")
+put("config", "switchmode0.json", '{"ip4": "10.0.3.1", "switchmode": 0}')
+
+# --- secure_receive -----------------------------------------------------------------------
+# Raw messages of the right types and lengths (no valid MAC: the fuzzer works towards it).
+IDX_A = 0x0a0a0001
+IDX_B = 0x0b0b0002
+put("secure_receive", "raw_init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(124))
+put("secure_receive", "raw_resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, IDX_A) + bytes(48))
+put("secure_receive", "raw_data", struct.pack("<BBBBIQ", 7, 0, 0, 0, IDX_B, 0) + bytes(17 + 42))
+# Mutation modes: [mode][len delta i8][(pos u16 le, xor u8)...].
+put("secure_receive", "init_intact", b"\xa0\x00")
+put("secure_receive", "init_sender_idx", b"\xa0\x00" + struct.pack("<HB", 5, 0x40))
+put("secure_receive", "init_ephemeral", b"\xa0\x00" + struct.pack("<HB", 39, 0x80))
+put("secure_receive", "resp_intact", b"\xa1\x00")
+put("secure_receive", "resp_reserved", b"\xa1\x00" + struct.pack("<HB", 2, 0xff))
+put("secure_receive", "resp_short", b"\xa1\xff")
+# [0xa2][inner type][n][n payload bytes][len delta][flips...]
+put("secure_receive", "data_intact", b"\xa2\x02" + bytes([len(ARP_REQ)]) + ARP_REQ + b"\x00")
+put("secure_receive", "data_counter", b"\xa2\x03\x02{}\x00" + struct.pack("<HB", 8, 1))
+put("secure_receive", "data_tag", b"\xa2\x04\x00\x00" + struct.pack("<HB", 0xffff, 1))
+
+
+# --- neigh --------------------------------------------------------------------------------
+def ev(op, dt, body=b""):
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    return struct.pack("<BHH", op, dt, len(body)) + body
+
+
+P1 = "2" * 40
+reply_p1 = {"msg_type": "arp_reply", "target_ip4": "10.0.3.21", "mac": "02:42:0a:00:03:15",
+            "uid": P1}
+req_p2 = {"msg_type": "arp_request", "target_ip4": "10.0.3.11", "requester_ip4": "10.0.3.31",
+          "requester_mac": "02:42:0a:00:03:1f"}
+# A local host asks, the peer answers, the entry is used and re-probed before it expires.
+put("neigh", "request_reply_reprobe",
+    ev(0, 0, ARP_REQ) + ev(1, 10, reply_p1) + ev(0, 500, ARP_REQ)
+    + ev(0x83, 275) + ev(0x83, 1) + ev(0x83, 30))
+# A peer asks for a local host, which answers.
+local_reply = arp(2, M11, "10.0.3.11", mac("02:42:0a:00:03:1f"), "10.0.3.31",
+                  mac("02:42:0a:00:03:1f"), M11)
+put("neigh", "remote_request", ev(2, 5, req_p2) + ev(0, 20, local_reply) + ev(3, 1000))
+# Two nodes claim one IP; a host migrates and announces itself.
+put("neigh", "conflict_move",
+    ev(0, 0, ARP_GRAT) + ev(1, 1, reply_p1) + ev(2, 1, dict(reply_p1, uid="3" * 40))
+    + ev(0x80, 400) + ev(1, 0, reply_p1) + ev(0, 1, ARP_PROBE))
+put("neigh", "bad_icc", ev(1, 0, {"msg_type": "arp_reply", "target_ip4": "x"})
+    + ev(1, 0, dict(reply_p1, mac="ff:ff:ff:ff:ff:ff")) + ev(0, 0, IPV4))

@@ -1,0 +1,424 @@
+//! Link signalling over XMPP (the original gvpn connection protocol, reference section 8.3),
+//! as a state machine: feed it presence, messages, our own candidates and ticks; it says what
+//! to send and which links to create or trim.
+//!
+//! Messages: `con_req` and `con_resp`, data `"<fpr> <candidate> <candidate> ..."` (the
+//! original's layout: fingerprint, space, candidates). Collision rule (the modular
+//! controller's, which settles what the original left to repetition): a `con_req` is accepted
+//! when we have not sent one to that peer, or when our uid is the smaller; otherwise we wait
+//! for the peer to accept ours. Accepting means creating the link and answering `con_resp`.
+//! Links are idempotent in tincan, so a `con_resp` after a change of our candidates just
+//! updates the peer's view.
+
+use crate::mactable::Millis;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalAction {
+    /// Send a message of this type to the peer over XMPP.
+    Send {
+        uid: String,
+        msg_type: &'static str,
+        data: String,
+    },
+    /// Create (or update) the link with what the peer signalled.
+    CreateLink {
+        uid: String,
+        fpr: String,
+        candidates: Vec<String>,
+    },
+    /// Remove the link and everything learned through it.
+    TrimLink { uid: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Seen in presence, nothing sent yet (we wait for our candidates).
+    Seen,
+    /// We sent `con_req` at this time.
+    ReqSent(Millis),
+    /// The link was created from the peer's fingerprint and candidates.
+    Linked,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    state: PeerState,
+    fpr: Option<String>,
+    /// Last time the link was reported online, or when it was created.
+    last_online: Millis,
+    online: bool,
+}
+
+#[derive(Debug)]
+pub struct Signalling {
+    own_uid: String,
+    own_fpr: String,
+    candidates: Vec<String>,
+    peers: HashMap<String, Peer>,
+    /// A `con_req` without an answer is repeated after this long.
+    retry: Millis,
+    /// A linked peer whose link has been offline this long is trimmed and asked again.
+    offline_limit: Millis,
+}
+
+/// Parses `"<fpr> <cand> ..."`; the fingerprint must be 64 hex digits.
+pub fn parse_offer(data: &str) -> Option<(String, Vec<String>)> {
+    let mut words = data.split_whitespace();
+    let fpr = words.next()?;
+    if fpr.len() != 64 || !fpr.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((
+        fpr.to_ascii_lowercase(),
+        words.map(str::to_string).collect(),
+    ))
+}
+
+impl Signalling {
+    /// `wait_time` is the config's (seconds): the original's maintenance period.
+    pub fn new(own_uid: String, own_fpr: String, wait_time_secs: u64) -> Self {
+        Signalling {
+            own_uid,
+            own_fpr,
+            candidates: Vec::new(),
+            peers: HashMap::new(),
+            retry: wait_time_secs.clamp(1, 60) * 1000,
+            offline_limit: (wait_time_secs * 2).clamp(10, 600) * 1000,
+        }
+    }
+
+    fn offer(&self) -> String {
+        let mut s = self.own_fpr.clone();
+        for c in &self.candidates {
+            s.push(' ');
+            s.push_str(c);
+        }
+        s
+    }
+
+    pub fn peer_state(&self, uid: &str) -> Option<PeerState> {
+        self.peers.get(uid).map(|p| p.state)
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = (&String, PeerState, Option<&String>)> {
+        self.peers.iter().map(|(u, p)| (u, p.state, p.fpr.as_ref()))
+    }
+
+    /// Our candidates changed (tincan learned its reflexive address, got a relay...).
+    pub fn set_candidates(&mut self, candidates: Vec<String>, now: Millis) -> Vec<SignalAction> {
+        let mut out = Vec::new();
+        if candidates == self.candidates {
+            return out;
+        }
+        let first = self.candidates.is_empty();
+        self.candidates = candidates;
+        let uids: Vec<String> = self.peers.keys().cloned().collect();
+        for uid in uids {
+            let state = self.peers[&uid].state;
+            match state {
+                PeerState::Seen if first => self.request(&uid, now, &mut out),
+                PeerState::Linked => out.push(SignalAction::Send {
+                    uid,
+                    msg_type: "con_resp",
+                    data: self.offer(),
+                }),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn request(&mut self, uid: &str, now: Millis, out: &mut Vec<SignalAction>) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(uid) {
+            p.state = PeerState::ReqSent(now);
+        }
+        out.push(SignalAction::Send {
+            uid: uid.to_string(),
+            msg_type: "con_req",
+            data: self.offer(),
+        });
+    }
+
+    /// Presence from another node.
+    pub fn on_available(&mut self, uid: &str, now: Millis) -> Vec<SignalAction> {
+        let mut out = Vec::new();
+        if uid == self.own_uid {
+            return out;
+        }
+        let new = !self.peers.contains_key(uid);
+        if new {
+            self.peers.insert(
+                uid.to_string(),
+                Peer {
+                    state: PeerState::Seen,
+                    fpr: None,
+                    last_online: now,
+                    online: false,
+                },
+            );
+        }
+        if self.peers[uid].state == PeerState::Seen {
+            self.request(uid, now, &mut out);
+        }
+        out
+    }
+
+    /// The node left (presence unavailable): trim its link.
+    pub fn on_unavailable(&mut self, uid: &str) -> Vec<SignalAction> {
+        match self.peers.remove(uid) {
+            Some(p) if p.state == PeerState::Linked => vec![SignalAction::TrimLink {
+                uid: uid.to_string(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A signalling message from `uid`.
+    pub fn on_message(
+        &mut self,
+        uid: &str,
+        msg_type: &str,
+        data: &str,
+        now: Millis,
+    ) -> Vec<SignalAction> {
+        let mut out = Vec::new();
+        if uid == self.own_uid {
+            return out;
+        }
+        let Some((fpr, candidates)) = parse_offer(data) else {
+            return out;
+        };
+        let peer = self.peers.entry(uid.to_string()).or_insert(Peer {
+            state: PeerState::Seen,
+            fpr: None,
+            last_online: now,
+            online: false,
+        });
+        match msg_type {
+            "con_req" => {
+                let accept = match peer.state {
+                    PeerState::ReqSent(_) => self.own_uid.as_str() < uid,
+                    PeerState::Seen | PeerState::Linked => true,
+                };
+                if !accept {
+                    return out;
+                }
+                peer.state = PeerState::Linked;
+                peer.fpr = Some(fpr.clone());
+                peer.last_online = now;
+                out.push(SignalAction::CreateLink {
+                    uid: uid.to_string(),
+                    fpr,
+                    candidates,
+                });
+                if !self.candidates.is_empty() {
+                    out.push(SignalAction::Send {
+                        uid: uid.to_string(),
+                        msg_type: "con_resp",
+                        data: self.offer(),
+                    });
+                }
+            }
+            "con_resp" => {
+                if peer.state != PeerState::Linked {
+                    peer.last_online = now;
+                }
+                peer.state = PeerState::Linked;
+                peer.fpr = Some(fpr.clone());
+                out.push(SignalAction::CreateLink {
+                    uid: uid.to_string(),
+                    fpr,
+                    candidates,
+                });
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Link status from tincan.
+    pub fn on_link_status(&mut self, uid: &str, online: bool, now: Millis) {
+        if let Some(p) = self.peers.get_mut(uid) {
+            p.online = online;
+            if online {
+                p.last_online = now;
+            }
+        }
+    }
+
+    /// Repeats unanswered requests; trims links offline too long and asks again.
+    pub fn tick(&mut self, now: Millis) -> Vec<SignalAction> {
+        let mut out = Vec::new();
+        let uids: Vec<String> = self.peers.keys().cloned().collect();
+        for uid in uids {
+            let p = self.peers[&uid].clone();
+            match p.state {
+                PeerState::ReqSent(t) if now.saturating_sub(t) >= self.retry => {
+                    self.request(&uid, now, &mut out)
+                }
+                PeerState::Seen => self.request(&uid, now, &mut out),
+                PeerState::Linked
+                    if !p.online && now.saturating_sub(p.last_online) >= self.offline_limit =>
+                {
+                    out.push(SignalAction::TrimLink { uid: uid.clone() });
+                    if let Some(peer) = self.peers.get_mut(&uid) {
+                        peer.state = PeerState::Seen;
+                        peer.fpr = None;
+                    }
+                    self.request(&uid, now, &mut out);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    fn fpr(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    fn node(uid: &str, f: char) -> Signalling {
+        let mut s = Signalling::new(uid.into(), fpr(f), 15);
+        s.set_candidates(vec![format!("host:10.0.0.{}:5900", f)], 0);
+        s
+    }
+
+    /// Delivers every Send from `from` to `to`; returns the receiver's actions.
+    fn deliver(
+        from_uid: &str,
+        actions: &[SignalAction],
+        to: &mut Signalling,
+        now: Millis,
+    ) -> Vec<SignalAction> {
+        let mut out = Vec::new();
+        for a in actions {
+            if let SignalAction::Send { msg_type, data, .. } = a {
+                out.extend(to.on_message(from_uid, msg_type, data, now));
+            }
+        }
+        out
+    }
+
+    fn created(actions: &[SignalAction]) -> bool {
+        actions
+            .iter()
+            .any(|a| matches!(a, SignalAction::CreateLink { .. }))
+    }
+
+    #[test]
+    fn both_request_at_once_and_both_end_linked() {
+        let (mut a, mut b) = (node(A, 'a'), node(B, 'b'));
+        let ra = a.on_available(B, 0);
+        let rb = b.on_available(A, 0);
+        assert!(matches!(
+            &ra[..],
+            [SignalAction::Send {
+                msg_type: "con_req",
+                ..
+            }]
+        ));
+        // A (smaller uid) accepts B's request; B ignores A's and waits.
+        let at_a = deliver(B, &rb, &mut a, 1);
+        let at_b = deliver(A, &ra, &mut b, 1);
+        assert!(created(&at_a));
+        assert!(at_b.is_empty());
+        // A's con_resp makes B link too, with A's fingerprint and candidates.
+        let at_b = deliver(A, &at_a, &mut b, 2);
+        assert_eq!(
+            at_b,
+            vec![SignalAction::CreateLink {
+                uid: A.into(),
+                fpr: fpr('a'),
+                candidates: vec!["host:10.0.0.a:5900".into()]
+            }]
+        );
+        assert_eq!(a.peer_state(B), Some(PeerState::Linked));
+        assert_eq!(b.peer_state(A), Some(PeerState::Linked));
+    }
+
+    #[test]
+    fn no_request_before_we_have_candidates() {
+        let mut a = Signalling::new(A.into(), fpr('a'), 15);
+        assert!(a.on_available(B, 0).is_empty());
+        let out = a.set_candidates(vec!["srflx:203.0.113.1:5900".into()], 5);
+        assert!(matches!(
+            &out[..],
+            [SignalAction::Send {
+                msg_type: "con_req",
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn new_candidates_are_sent_to_linked_peers() {
+        let (mut a, mut b) = (node(A, 'a'), node(B, 'b'));
+        let rb = b.on_available(A, 0);
+        deliver(B, &rb, &mut a, 0);
+        let out = a.set_candidates(vec!["relay:203.0.113.10:50000".into()], 10);
+        assert!(
+            matches!(&out[..], [SignalAction::Send { msg_type: "con_resp", data, .. }] if data.contains("relay:"))
+        );
+    }
+
+    #[test]
+    fn unanswered_requests_repeat_and_a_leaving_peer_is_trimmed() {
+        let mut a = node(A, 'a');
+        a.on_available(B, 0);
+        assert!(a.tick(1_000).is_empty());
+        assert_eq!(a.tick(15_000).len(), 1);
+        a.on_message(
+            B,
+            "con_resp",
+            &format!("{} host:1.2.3.4:5900", fpr('b')),
+            16_000,
+        );
+        assert_eq!(
+            a.on_unavailable(B),
+            vec![SignalAction::TrimLink { uid: B.into() }]
+        );
+        assert_eq!(a.peer_state(B), None);
+    }
+
+    #[test]
+    fn a_link_offline_too_long_is_trimmed_and_asked_again() {
+        let mut a = node(A, 'a');
+        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
+        a.on_link_status(B, true, 1_000);
+        a.on_link_status(B, false, 2_000);
+        assert!(a.tick(20_000).is_empty());
+        let out = a.tick(31_000);
+        assert_eq!(out[0], SignalAction::TrimLink { uid: B.into() });
+        assert!(matches!(
+            &out[1],
+            SignalAction::Send {
+                msg_type: "con_req",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_offers_and_own_uid_are_ignored() {
+        let mut a = node(A, 'a');
+        assert!(a
+            .on_message(B, "con_req", "not-a-fingerprint host:1.2.3.4:5", 0)
+            .is_empty());
+        assert!(a.on_message(B, "con_req", "", 0).is_empty());
+        assert!(a.on_message(A, "con_req", &fpr('a'), 0).is_empty());
+        assert!(a.on_available(A, 0).is_empty());
+        assert!(a.on_message(B, "other", &fpr('b'), 0).is_empty());
+    }
+}
