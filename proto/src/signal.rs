@@ -48,6 +48,8 @@ struct Peer {
     /// Last time the link was reported online, or when it was created.
     last_online: Millis,
     online: bool,
+    /// Seen on XMPP and not gone since.
+    present: bool,
 }
 
 #[derive(Debug)]
@@ -158,8 +160,12 @@ impl Signalling {
                     fpr: None,
                     last_online: now,
                     online: false,
+                    present: true,
                 },
             );
+        }
+        if let Some(p) = self.peers.get_mut(uid) {
+            p.present = true;
         }
         if self.peers[uid].state == PeerState::Seen {
             self.request(uid, now, &mut out);
@@ -167,13 +173,25 @@ impl Signalling {
         out
     }
 
-    /// The node left (presence unavailable): trim its link.
+    /// The node left (presence unavailable): its link is trimmed once it is down. A link that
+    /// still carries traffic stays: an XMPP server that shuts down sends "unavailable" for
+    /// everyone, and the data plane must not depend on it.
     pub fn on_unavailable(&mut self, uid: &str) -> Vec<SignalAction> {
-        match self.peers.remove(uid) {
-            Some(p) if p.state == PeerState::Linked => vec![SignalAction::TrimLink {
+        let Some(p) = self.peers.get_mut(uid) else {
+            return Vec::new();
+        };
+        p.present = false;
+        if p.state == PeerState::Linked && p.online {
+            return Vec::new();
+        }
+        let linked = p.state == PeerState::Linked;
+        self.peers.remove(uid);
+        if linked {
+            vec![SignalAction::TrimLink {
                 uid: uid.to_string(),
-            }],
-            _ => Vec::new(),
+            }]
+        } else {
+            Vec::new()
         }
     }
 
@@ -197,6 +215,7 @@ impl Signalling {
             fpr: None,
             last_online: now,
             online: false,
+            present: true,
         });
         match msg_type {
             "con_req" => {
@@ -261,6 +280,11 @@ impl Signalling {
                     self.request(&uid, now, &mut out)
                 }
                 PeerState::Seen => self.request(&uid, now, &mut out),
+                PeerState::Linked if !p.online && !p.present => {
+                    // Gone from XMPP and its link is down: it left.
+                    out.push(SignalAction::TrimLink { uid: uid.clone() });
+                    self.peers.remove(&uid);
+                }
                 PeerState::Linked
                     if !p.online && now.saturating_sub(p.last_online) >= self.offline_limit =>
                 {
@@ -387,6 +411,27 @@ mod tests {
         );
         assert_eq!(
             a.on_unavailable(B),
+            vec![SignalAction::TrimLink { uid: B.into() }]
+        );
+        assert_eq!(a.peer_state(B), None);
+    }
+
+    #[test]
+    fn an_unavailable_peer_with_a_live_link_is_kept_until_the_link_dies() {
+        let mut a = node(A, 'a');
+        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
+        a.on_link_status(B, true, 100);
+        // The XMPP server went down and said everyone left: the link stays.
+        assert!(a.on_unavailable(B).is_empty());
+        assert!(a.tick(5_000).is_empty());
+        assert_eq!(a.peer_state(B), Some(PeerState::Linked));
+        // Back on XMPP: nothing to redo.
+        assert!(a.on_available(B, 6_000).is_empty());
+        // Really gone: unavailable, then the link dies; trimmed at the next tick.
+        a.on_unavailable(B);
+        a.on_link_status(B, false, 7_000);
+        assert_eq!(
+            a.tick(7_100),
             vec![SignalAction::TrimLink { uid: B.into() }]
         );
         assert_eq!(a.peer_state(B), None);

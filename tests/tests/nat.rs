@@ -1,0 +1,302 @@
+//! Peer discovery and NAT traversal end to end (scripts/natlab.sh): hosts behind nftables NATs
+//! find each other over a real XMPP server (prosody) with original-style gvpn configs, punch
+//! holes with STUN, fall back to a real TURN server (coturn), survive an XMPP outage, come
+//! back after a restart, and refuse a key that does not match the signalled fingerprint.
+
+use ipop_lab_tests::{bin_dir, prefix, require_root, wait_until, workspace_root};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct NatLab {
+    prefix: String,
+    nats: String,
+    dir: PathBuf,
+    up_secs: f64,
+}
+
+impl NatLab {
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(workspace_root().join("scripts/natlab.sh"))
+            .args(args)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_DIR", &self.dir)
+            .env("LAB_NATS", &self.nats)
+            .env("IPOP_BIN_DIR", bin_dir())
+            .env("LAB_WAIT", "60")
+            .output()
+            .expect("bash runs")
+    }
+
+    fn up(tag: &str, nats: &str) -> NatLab {
+        let p = prefix(tag);
+        let mut lab = NatLab {
+            dir: std::env::temp_dir().join(format!("ipop-natlab-{p}")),
+            prefix: p,
+            nats: nats.to_string(),
+            up_secs: 0.0,
+        };
+        let t = Instant::now();
+        let out = lab.script(&["up"]);
+        lab.up_secs = t.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "natlab up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.script(args);
+        assert!(
+            out.status.success(),
+            "natlab {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn exec(&self, node: &str, args: &[&str]) -> Output {
+        let mut a = vec!["exec", node];
+        a.extend_from_slice(args);
+        self.script(&a)
+    }
+
+    fn state(&self, host: &str) -> Value {
+        let tool = bin_dir().join("ipop-tincan");
+        let out = self.exec(
+            host,
+            &[
+                "timeout",
+                "10",
+                tool.to_str().unwrap(),
+                "--rpc",
+                "get_state",
+            ],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn links(&self, host: &str) -> Vec<(String, String, String)> {
+        self.state(host)["peers"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        (
+                            p["uid"].as_str().unwrap_or("").to_string(),
+                            p["status"].as_str().unwrap_or("").to_string(),
+                            p["path"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn uid(&self, host: &str) -> String {
+        self.state(host)["_uid"].as_str().unwrap_or("").to_string()
+    }
+
+    fn all_online(&self, hosts: &[&str]) -> bool {
+        hosts.iter().all(|h| {
+            let l = self.links(h);
+            l.len() == hosts.len() - 1 && l.iter().all(|(_, s, _)| s == "online")
+        })
+    }
+
+    /// Pings `to` from container `from`: (received, duplicates).
+    fn ping(&self, from: &str, to: &str, count: u32) -> (u32, bool, String) {
+        let c = count.to_string();
+        let out = self.exec(
+            from,
+            &[
+                "ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", "-w", "8", to,
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let received = text
+            .lines()
+            .find(|l| l.contains("received"))
+            .and_then(|l| l.split(", ").nth(1))
+            .and_then(|w| w.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        (received, text.contains("DUP!"), text)
+    }
+
+    fn log(&self, host: &str, daemon: &str) -> String {
+        std::fs::read_to_string(self.dir.join(host).join(format!("{daemon}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let out = self.script(&["status"]);
+            eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+            for h in ["h1", "h2", "h3", "h4"] {
+                for d in ["tincan", "controller"] {
+                    let l = self.log(h, d);
+                    let tail: Vec<&str> = l.lines().rev().take(15).collect();
+                    eprintln!(
+                        "--- {h} {d}:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+        }
+        let _ = self.script(&["down"]);
+    }
+}
+
+fn ip(c: &str) -> String {
+    // h<i>c<j> -> 10.0.3.<i><j>
+    format!("10.0.3.{}{}", &c[1..2], &c[3..4])
+}
+
+#[test]
+fn three_hosts_behind_three_kinds_of_nat_find_each_other_and_ping_once() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up("nat3", "full cone sym");
+    eprintln!(
+        "natlab up (start to every link online): {:.1} s",
+        lab.up_secs
+    );
+    let containers = ["h1c1", "h1c2", "h2c1", "h2c2", "h3c1", "h3c2"];
+    for from in containers {
+        for to in containers {
+            if from[..2] == to[..2] {
+                continue;
+            }
+            let (received, dup, text) = lab.ping(from, &ip(to), 2);
+            assert_eq!(received, 2, "{from} -> {to}:\n{text}");
+            assert!(!dup, "{from} -> {to} duplicates:\n{text}");
+        }
+    }
+    // The configs are original-style: no static peers.
+    let cfg = std::fs::read_to_string(lab.dir.join("h1/config.json")).unwrap();
+    assert!(cfg.contains("xmpp_username") && !cfg.contains("\"peers\""));
+}
+
+#[test]
+fn cone_peers_go_direct_symmetric_peers_go_through_turn() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up("natp", "cone cone sym sym");
+    let uids: Vec<String> = ["h1", "h2", "h3", "h4"]
+        .iter()
+        .map(|h| lab.uid(h))
+        .collect();
+    let path = |host: &str, peer: usize| -> String {
+        lab.links(host)
+            .into_iter()
+            .find(|(u, _, _)| *u == uids[peer])
+            .map(|(_, _, p)| p)
+            .unwrap_or_default()
+    };
+    // Two port-restricted cone NATs: a direct (reflexive) path, no relay.
+    assert_eq!(path("h1", 1), "reflexive", "h1 -> h2");
+    assert_eq!(path("h2", 0), "reflexive", "h2 -> h1");
+    // Two symmetric NATs: only the relay works.
+    assert_eq!(path("h3", 3), "relayed", "h3 -> h4");
+    assert_eq!(path("h4", 2), "relayed", "h4 -> h3");
+    let (received, dup, text) = lab.ping("h3c1", &ip("h4c2"), 3);
+    assert!(received == 3 && !dup, "{text}");
+    let (received, dup, text) = lab.ping("h1c2", &ip("h2c1"), 3);
+    assert!(received == 3 && !dup, "{text}");
+    // Nothing of the cone pair went through TURN: h1's and h2's only other peers are the
+    // symmetric ones, so take their relay counters before and after a cone-to-cone burst.
+    let relayed = |h: &str| {
+        let n = &lab.state(h)["nat"];
+        n["relayed_in"].as_u64().unwrap_or(0) + n["relayed_out"].as_u64().unwrap_or(0)
+    };
+    let before = (relayed("h1"), relayed("h2"));
+    let (received, _, text) = lab.ping("h1c1", &ip("h2c2"), 10);
+    assert_eq!(received, 10, "{text}");
+    let after = (relayed("h1"), relayed("h2"));
+    // Keepalives to the relayed peers may run meanwhile; 10 pings each way would be >= 20.
+    assert!(
+        after.0 - before.0 < 10 && after.1 - before.1 < 10,
+        "cone-to-cone traffic went through TURN: {before:?} -> {after:?}"
+    );
+    let status = String::from_utf8_lossy(&lab.script(&["status"]).stdout).into_owned();
+    eprintln!("{status}");
+}
+
+#[test]
+fn an_xmpp_outage_keeps_links_and_a_restarted_node_comes_back() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up("natx", "cone cone cone");
+    let hosts = ["h1", "h2", "h3"];
+    // The XMPP server goes away: established links stay, traffic flows.
+    lab.ok(&["kill", "srv", "prosody"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(lab.all_online(&hosts), "links dropped with the XMPP server");
+    let (received, _, text) = lab.ping("h1c1", &ip("h3c1"), 3);
+    assert_eq!(received, 3, "{text}");
+    // h3 leaves while the server is down, and comes back once it is up again.
+    lab.ok(&["kill", "h3", "controller"]);
+    lab.ok(&["kill", "h3", "tincan"]);
+    lab.ok(&["start", "srv", "prosody"]);
+    lab.ok(&["start", "h3", "tincan"]);
+    lab.ok(&["start", "h3", "controller"]);
+    let t = Instant::now();
+    let back = wait_until(Duration::from_secs(45), || lab.all_online(&hosts));
+    let secs = t.elapsed().as_secs_f64();
+    assert!(back, "h3 did not rejoin within 45 s");
+    eprintln!("restarted node back in the overlay after {secs:.1} s");
+    let (received, dup, text) = lab.ping("h3c2", &ip("h1c2"), 3);
+    assert!(received == 3 && !dup, "{text}");
+    // The others logged in again by themselves.
+    assert!(lab.log("h1", "controller").contains("XMPP: online"));
+}
+
+#[test]
+fn a_key_that_does_not_match_the_signalled_fingerprint_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up("natk", "cone cone");
+    let uid2 = lab.uid("h2");
+    // h2's tincan comes back with another key than the one its controller signalled.
+    lab.ok(&["kill", "h2", "tincan"]);
+    let key = lab.dir.join("h2/ipop.key");
+    std::fs::remove_file(&key).unwrap();
+    let out = Command::new(bin_dir().join("ipop-tincan"))
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    lab.ok(&["start", "h2", "tincan"]);
+    let refused = wait_until(Duration::from_secs(20), || {
+        lab.state("h1")["counters"]["drop_unknown_key"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    assert!(refused, "h1 should refuse h2's new key");
+    // The old session dies with the old tincan; no new one may come up.
+    let offline = wait_until(Duration::from_secs(10), || {
+        lab.links("h1")
+            .iter()
+            .any(|(u, s, _)| *u == uid2 && s == "offline")
+    });
+    assert!(offline, "h1's link to h2 should be down");
+    std::thread::sleep(Duration::from_secs(3));
+    let l = lab.links("h1");
+    let link = l.iter().find(|(u, _, _)| *u == uid2).expect("link to h2");
+    assert_eq!(link.1, "offline", "h1 linked with an unsignalled key");
+    assert!(lab.log("h1", "tincan").contains("not pinned for any peer"));
+}
