@@ -574,6 +574,10 @@ impl Controller {
                 if let (Ok(uid), Ok(data)) = (p.str("uid"), p.str("data")) {
                     info!("peer {uid} is {data}");
                     self.peer_online.insert(uid.to_string(), data == "online");
+                    let now = self.now_ms();
+                    if let Some(sig) = self.signal.as_mut() {
+                        sig.on_link_status(uid, data == "online", now);
+                    }
                 }
             }
             _ => self.counters.bad_notifications += 1,

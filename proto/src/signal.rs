@@ -62,6 +62,8 @@ pub struct Signalling {
     retry: Millis,
     /// A linked peer whose link has been offline this long is trimmed and asked again.
     offline_limit: Millis,
+    /// Offers for a linked peer that carried another key.
+    pub refused_offers: u64,
 }
 
 /// Parses `"<fpr> <cand> ..."`; the fingerprint must be 64 hex digits.
@@ -87,6 +89,7 @@ impl Signalling {
             peers: HashMap::new(),
             retry: wait_time_secs.clamp(1, 60) * 1000,
             offline_limit: (wait_time_secs * 2).clamp(10, 600) * 1000,
+            refused_offers: 0,
         }
     }
 
@@ -217,6 +220,12 @@ impl Signalling {
             online: false,
             present: true,
         });
+        // Once a peer is linked with a key, an offer with another key is not that peer (any
+        // XMPP account can claim any uid): ignored until the link is trimmed.
+        if peer.state == PeerState::Linked && peer.fpr.as_ref().is_some_and(|f| *f != fpr) {
+            self.refused_offers += 1;
+            return out;
+        }
         match msg_type {
             "con_req" => {
                 let accept = match peer.state {
@@ -453,6 +462,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_linked_peers_key_is_not_replaced_by_another_offer() {
+        let mut a = node(A, 'a');
+        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
+        let out = a.on_message(
+            B,
+            "con_resp",
+            &format!("{} host:6.6.6.6:5900", fpr('e')),
+            10,
+        );
+        assert!(out.is_empty());
+        assert_eq!(a.refused_offers, 1);
+        // The same key with new candidates is an update.
+        let out = a.on_message(
+            B,
+            "con_resp",
+            &format!("{} host:1.2.3.5:5900", fpr('b')),
+            20,
+        );
+        assert!(matches!(&out[..], [SignalAction::CreateLink { .. }]));
     }
 
     #[test]

@@ -422,6 +422,7 @@ impl Node {
     }
 
     fn create_link(&mut self, p: &ParamReader) -> Result<Value, RpcError> {
+        const MAX_CANDIDATES: usize = 8;
         let uid = p.uid("uid")?;
         let candidates: Vec<nat::Candidate> = match p.0.get("candidates") {
             None | Some(Value::Null) => Vec::new(),
@@ -440,6 +441,18 @@ impl Node {
                 )))
             }
         };
+        // A peer's offer is input from the network: a bounded list of usable addresses (an
+        // offer with thousands would turn our handshakes into a reflection flood).
+        let mut candidates: Vec<nat::Candidate> = candidates
+            .into_iter()
+            .filter(|c| {
+                let ip = c.addr().ip();
+                !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback())
+                    && c.addr().port() != 0
+            })
+            .collect();
+        candidates.dedup();
+        candidates.truncate(MAX_CANDIDATES);
         let endpoint: SocketAddr = match p.opt_str("endpoint")? {
             Some(ep_text) => ep_text.parse().map_err(|_| {
                 RpcError::invalid_params(format!("\"endpoint\": expected ip:port, got {ep_text:?}"))
@@ -477,6 +490,18 @@ impl Node {
                 link.candidates = candidates;
             }
             if link.fpr != fpr {
+                if let Some(k) = fpr {
+                    if self.by_key.get(&k).is_some_and(|&s| s != slot) {
+                        return Err(RpcError::invalid_params(
+                            "\"fpr\": that key is already pinned for another link",
+                        ));
+                    }
+                }
+                if link.s.is_up() && link.fpr.is_some() {
+                    return Err(RpcError::invalid_params(
+                        "\"fpr\": the link is up with another key; trim it first",
+                    ));
+                }
                 // A new pinned key: sessions with the old one are void.
                 if let Some(old) = link.fpr {
                     self.by_key.remove(&old);

@@ -143,6 +143,7 @@ pub struct Node {
     key: Option<StaticKey>,
     rekey_after: u64,
     limiter: RateLimiter,
+    init_budget: RateLimiter,
     last_init_time: u64,
     switch: Switch<usize>,
     cb: Option<SocketAddr>,
@@ -239,6 +240,8 @@ impl Node {
             rekey_after: 120_000,
             // Per source address: 10 handshakes a second, bursts of 20.
             limiter: RateLimiter::new(10.0, 20.0, 4096),
+            // All sources together: 300 handshakes a second.
+            init_budget: RateLimiter::new(300.0, 300.0, 1),
             last_init_time: 0,
             switch,
             cb: None,
@@ -465,8 +468,20 @@ impl Node {
 
     /// A fresh index for a new session on `slot`.
     fn new_index(&mut self, slot: usize) -> u32 {
-        let high = (random_u64() as u32) & 0xffff_0000;
-        high | slot as u32
+        // Never one the slot already uses: decrypt would find the older session first.
+        loop {
+            let idx = ((random_u64() as u32) & 0xffff_0000) | slot as u32;
+            let taken = self
+                .links
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|l| {
+                    l.s.local_idx == idx || l.secure.as_ref().is_some_and(|s| s.owns_index(idx))
+                });
+            if !taken {
+                return idx;
+            }
+        }
     }
 
     /// Logs at most once every 10 s per kind: a flood of bad input must not flood the log.
@@ -534,7 +549,10 @@ impl Node {
                     return;
                 };
                 let link = self.links[slot].as_mut().expect("checked");
-                let sec = link.secure.as_mut().expect("secure mode links are secure");
+                let Some(sec) = link.secure.as_mut() else {
+                    self.counters.drop_unknown_index += 1;
+                    return;
+                };
                 match sec.on_response(&self.buf[..n], now) {
                     Ok(()) => {
                         self.counters.handshakes_completed += 1;
@@ -558,7 +576,10 @@ impl Node {
                     return;
                 };
                 let link = self.links[slot].as_mut().expect("checked");
-                let sec = link.secure.as_mut().expect("secure mode links are secure");
+                let Some(sec) = link.secure.as_mut() else {
+                    self.counters.drop_unknown_index += 1;
+                    return;
+                };
                 let (inner, len) = match sec.decrypt(&self.buf[..n], &mut self.crypt_buf) {
                     Ok(r) => r,
                     Err(e) => {
@@ -599,7 +620,13 @@ impl Node {
     fn on_handshake_init(&mut self, n: usize, from: SocketAddr, local_uid: Uid, now: u64) {
         // Each init costs Diffie-Hellman work: a flood from some addresses must not starve
         // the handshakes (and so the links) of others.
-        if !self.limiter.allow(from.ip(), now) {
+        // Spoofed source addresses each get a fresh per-address burst: a global budget bounds
+        // the key-exchange work whatever the sources.
+        if !self
+            .init_budget
+            .allow(std::net::IpAddr::from([0, 0, 0, 0]), now)
+            || !self.limiter.allow(from.ip(), now)
+        {
             self.counters.drop_handshake_rate += 1;
             return;
         }
@@ -637,7 +664,10 @@ impl Node {
         }
         let idx = self.new_index(slot);
         let link = self.links[slot].as_mut().expect("checked");
-        let sec = link.secure.as_mut().expect("secure mode links are secure");
+        let Some(sec) = link.secure.as_mut() else {
+            self.counters.drop_unknown_key += 1;
+            return;
+        };
         let mut resp = [0u8; secure::RESP_LEN];
         match sec.accept(init, idx, now, &mut resp) {
             Ok(m) => {

@@ -265,7 +265,10 @@ impl Nat {
             return NatRecv::NotMine;
         }
         if let Ok(msg) = Message::from_bytes(b) {
-            if let Some(server) = self.pending.remove(&msg.transaction_id()) {
+            // Only the server we asked, with a success response, may tell our address.
+            let asked = self.pending.get(&msg.transaction_id()).copied();
+            if let Some(server) = asked.filter(|s| *s == from && msg.is_response()) {
+                self.pending.remove(&msg.transaction_id());
                 if let Ok(x) = msg.attribute::<XorMappedAddress>() {
                     let addr = x.addr(msg.transaction_id());
                     self.stun_responses += 1;
