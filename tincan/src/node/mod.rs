@@ -555,15 +555,8 @@ impl Node {
                 };
                 match sec.on_response(&self.buf[..n], now) {
                     Ok(()) => {
-                        self.counters.handshakes_completed += 1;
-                        link.s.endpoint = from;
-                        link.via_relay = self.rx_via_relay;
                         link.rtt_ms = link.hs_sent_at.map(|t| now.saturating_sub(t));
-                        let ridx = sec.remote_idx().expect("just installed");
-                        let ev = link.s.on_established(ridx, now);
-                        if let Some(ev) = ev {
-                            self.link_event(slot, ev);
-                        }
+                        self.session_established(slot, from, now);
                     }
                     Err(e) => self.count_secure_error(e),
                 }
@@ -671,17 +664,10 @@ impl Node {
         let mut resp = [0u8; secure::RESP_LEN];
         match sec.accept(init, idx, now, &mut resp) {
             Ok(m) => {
-                self.counters.handshakes_completed += 1;
-                link.s.endpoint = from;
-                link.via_relay = self.rx_via_relay;
-                let ridx = sec.remote_idx().expect("just installed");
-                let ev = link.s.on_established(ridx, now);
                 if let Some(sock) = self.link_sock.as_ref() {
                     let _ = transmit(sock, &mut self.nat, &resp[..m], from, self.rx_via_relay);
                 }
-                if let Some(ev) = ev {
-                    self.link_event(slot, ev);
-                }
+                self.session_established(slot, from, now);
             }
             Err(e) => self.count_secure_error(e),
         }
@@ -722,42 +708,54 @@ impl Node {
                 }
             }
             LinkMessage::Data { receiver_idx, .. } => {
-                let Some(slot) = self.slot_for_index(receiver_idx) else {
-                    self.counters.drop_unknown_index += 1;
-                    return;
-                };
-                let ev = self.links[slot].as_mut().expect("checked").s.on_rx(now);
-                if let Some(ev) = ev {
-                    self.link_event(slot, ev);
+                if let Some(slot) = self.plain_rx(receiver_idx, now) {
+                    self.deliver_frame(slot, false, DATA_HEADER_LEN, n, now);
                 }
-                self.deliver_frame(slot, false, DATA_HEADER_LEN, n, now);
             }
             LinkMessage::Icc {
                 receiver_idx,
                 payload,
                 ..
             } => {
-                let Some(slot) = self.slot_for_index(receiver_idx) else {
-                    self.counters.drop_unknown_index += 1;
-                    return;
-                };
                 let msg: Result<Value, _> = serde_json::from_slice(payload);
-                let ev = self.links[slot].as_mut().expect("checked").s.on_rx(now);
-                if let Some(ev) = ev {
-                    self.link_event(slot, ev);
+                if let Some(slot) = self.plain_rx(receiver_idx, now) {
+                    self.deliver_icc(slot, msg);
                 }
-                self.deliver_icc(slot, msg);
             }
             LinkMessage::Keepalive { receiver_idx, .. } => {
-                let Some(slot) = self.slot_for_index(receiver_idx) else {
-                    self.counters.drop_unknown_index += 1;
-                    return;
-                };
-                let ev = self.links[slot].as_mut().expect("checked").s.on_rx(now);
-                if let Some(ev) = ev {
-                    self.link_event(slot, ev);
-                }
+                self.plain_rx(receiver_idx, now);
             }
+        }
+    }
+
+    /// A plaintext data, ICC or keepalive message for session index `idx`: the link it belongs
+    /// to, marked alive; or None, counted, if no link has that index.
+    fn plain_rx(&mut self, idx: u32, now: u64) -> Option<usize> {
+        let Some(slot) = self.slot_for_index(idx) else {
+            self.counters.drop_unknown_index += 1;
+            return None;
+        };
+        let ev = self.links[slot].as_mut().expect("checked").s.on_rx(now);
+        if let Some(ev) = ev {
+            self.link_event(slot, ev);
+        }
+        Some(slot)
+    }
+
+    /// A handshake completed on link `slot` (as initiator or responder) with the peer at
+    /// `from`: that is where it is now, and the link is up on the new session.
+    fn session_established(&mut self, slot: usize, from: SocketAddr, now: u64) {
+        self.counters.handshakes_completed += 1;
+        let Some(Some(link)) = self.links.get_mut(slot) else {
+            return;
+        };
+        link.s.endpoint = from;
+        link.via_relay = self.rx_via_relay;
+        let Some(ridx) = link.secure.as_ref().and_then(SecureLink::remote_idx) else {
+            return;
+        };
+        if let Some(ev) = link.s.on_established(ridx, now) {
+            self.link_event(slot, ev);
         }
     }
 
