@@ -625,44 +625,11 @@ EOF
 
 # --- IPOP daemons ----------------------------------------------------------------------------
 
-rpc_state() {
-    local i=$1 port=$2
-    timeout 5 ip netns exec "$P-h$i" "$TINCAN_BIN" --rpc get_state --port "$port" 2>/dev/null
-}
+# rpc_state, count_online, host_ready: shared with the other lab script.
+# shellcheck source=scripts/lablib.sh
+source "$REPO/scripts/lablib.sh"
 
-count_online() {
-    python3 -c '
-import json, sys
-try:
-    peers = json.loads(sys.stdin.read()).get("peers") or []
-except Exception:
-    print("0 0"); sys.exit(0)
-print(sum(1 for p in peers if p.get("status") == "online"), len(peers))'
-}
-
-host_ready() {
-    local i=$1 state counts online d
-    for d in tincan controller; do
-        proc_pid "h$i" "$d" >/dev/null || {
-            echo "h$i: $d is not running (exited? see $DIR/h$i/$d.log)"
-            return 2
-        }
-    done
-    state=$(rpc_state "$i" "$TINCAN_PORT") || {
-        echo "h$i: tincan does not answer get_state on port $TINCAN_PORT"
-        return 1
-    }
-    counts=$(printf '%s' "$state" | count_online)
-    online=${counts% *}
-    if [ "$WAIT_LINKS" = 1 ] && [ "$online" -lt $((HOSTS - 1)) ]; then
-        echo "h$i: $online of $((HOSTS - 1)) links online (tincan reports ${counts#* } peers)"
-        return 1
-    fi
-    ip -n "$P-h$i" link show "$TAP" 2>/dev/null | grep -q "master lxcbr0" || {
-        echo "h$i: TAP $TAP is not attached to lxcbr0"
-        return 1
-    }
-}
+daemon_alive() { proc_pid "h$1" "$2" >/dev/null; }
 
 print_log_tails() {
     local f
