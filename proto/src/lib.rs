@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod icc;
+pub mod id;
 pub mod link;
 pub mod mactable;
 pub mod neigh;

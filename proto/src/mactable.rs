@@ -6,7 +6,7 @@ use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
 
 /// Time in milliseconds on the caller's monotonic clock.
-pub type Millis = u64;
+pub use crate::id::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MacEntry<P> {
