@@ -7,6 +7,7 @@ pub mod icc;
 pub mod id;
 pub mod link;
 pub mod mactable;
+pub mod nat;
 pub mod neigh;
 pub mod ratelimit;
 pub mod replay;

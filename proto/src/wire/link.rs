@@ -1,36 +1,147 @@
-//! Messages between tincans over UDP: one message per datagram, a type byte first.
+//! Messages between tincans over UDP: one message per datagram, a type byte first. This module
+//! owns the layout of all seven; `secure` owns only the cryptography inside types 5-7.
 //!
-//! Every message starts with a 4-byte preamble `[type][flags][0][0]`. After it:
+//! Every message starts with a 4-byte preamble `[type][flags][0][0]`. After it (integers
+//! little-endian):
 //!
-//! | type | name      | layout after the preamble                                        |
-//! |------|-----------|------------------------------------------------------------------|
-//! | 1    | hello     | sender_idx u32, sender uid 20 B, receiver uid 20 B, boot id u64  |
-//! | 2    | data      | receiver_idx u32, counter u64, Ethernet frame                    |
-//! | 3    | icc       | receiver_idx u32, counter u64, JSON (controller to controller)   |
-//! | 4    | keepalive | receiver_idx u32, counter u64                                    |
+//! | type | name        | layout after the preamble                                          |
+//! |------|-------------|--------------------------------------------------------------------|
+//! | 1    | hello       | sender_idx u32, sender uid 20 B, receiver uid 20 B, boot id u64    |
+//! | 2    | data        | receiver_idx u32, counter u64, Ethernet frame                      |
+//! | 3    | icc         | receiver_idx u32, counter u64, JSON (controller to controller)     |
+//! | 4    | keepalive   | receiver_idx u32, counter u64                                      |
+//! | 5    | init        | sender_idx u32, Noise IK message 1 (payload: uid 20 B, time u64)   |
+//! | 6    | resp        | sender_idx u32, receiver_idx u32, Noise IK message 2 (no payload)  |
+//! | 7    | sealed      | receiver_idx u32, counter u64, AEAD(inner type u8, payload)        |
 //!
-//! Integers are little-endian. `receiver_idx` is the index the receiving tincan gave the link
-//! in its hello, so the receive path finds the link without hashing addresses and keeps
-//! working when a NAT rebinds the sender's port. The counter is per link and per direction;
-//! it is what the replay window of the encrypted links will check.
+//! Types 1-4 are the plaintext links (`"sec": false`); 5-7 the encrypted ones, whose sealed
+//! payload starts with an inner type (2, 3 or 4). `receiver_idx` is the index the receiving
+//! tincan gave the session, so the receive path finds the link without hashing addresses and
+//! keeps working when a NAT rebinds the sender's port. The counter is per session and
+//! direction; on sealed messages it is the AEAD nonce, checked by the replay window.
 
 use super::{Result, WireError};
+use crate::id::Uid;
 
-pub const TYPE_HELLO: u8 = 1;
-pub const TYPE_DATA: u8 = 2;
-pub const TYPE_ICC: u8 = 3;
-pub const TYPE_KEEPALIVE: u8 = 4;
+/// The first byte of every link message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    Hello = 1,
+    Data = 2,
+    Icc = 3,
+    Keepalive = 4,
+    Init = 5,
+    Resp = 6,
+    Sealed = 7,
+}
+
+impl MessageType {
+    pub fn from_u8(b: u8) -> Option<MessageType> {
+        Some(match b {
+            1 => MessageType::Hello,
+            2 => MessageType::Data,
+            3 => MessageType::Icc,
+            4 => MessageType::Keepalive,
+            5 => MessageType::Init,
+            6 => MessageType::Resp,
+            7 => MessageType::Sealed,
+            _ => return None,
+        })
+    }
+
+    /// The type of a datagram, from its first byte.
+    pub fn of(datagram: &[u8]) -> Option<MessageType> {
+        datagram.first().copied().and_then(MessageType::from_u8)
+    }
+
+    /// Messages of encrypted links (`"sec": true`).
+    pub fn is_secure(self) -> bool {
+        matches!(
+            self,
+            MessageType::Init | MessageType::Resp | MessageType::Sealed
+        )
+    }
+
+    /// The inner types a sealed message may carry, and the plaintext types with a header.
+    pub fn has_counter_header(self) -> bool {
+        matches!(
+            self,
+            MessageType::Data | MessageType::Icc | MessageType::Keepalive
+        )
+    }
+}
+
+/// Byte ranges of every message, by type.
+mod field {
+    use core::ops::Range;
+    pub type Field = Range<usize>;
+
+    pub const TYPE: usize = 0;
+    pub const FLAGS: usize = 1;
+    pub const RESERVED: Field = 2..4;
+
+    pub mod hello {
+        use super::Field;
+        pub const SENDER_IDX: Field = 4..8;
+        pub const SENDER_UID: Field = 8..28;
+        pub const RECEIVER_UID: Field = 28..48;
+        pub const BOOT_ID: Field = 48..56;
+    }
+
+    /// Data, ICC, keepalive and sealed messages share this header.
+    pub mod counted {
+        use super::Field;
+        pub const RECEIVER_IDX: Field = 4..8;
+        pub const COUNTER: Field = 8..16;
+        pub const PAYLOAD: usize = 16;
+    }
+
+    pub mod init {
+        use super::Field;
+        pub const SENDER_IDX: Field = 4..8;
+        pub const NOISE: usize = 8;
+    }
+
+    pub mod resp {
+        use super::Field;
+        pub const SENDER_IDX: Field = 4..8;
+        pub const RECEIVER_IDX: Field = 8..12;
+        pub const NOISE: usize = 12;
+    }
+}
 
 /// Hello flag: the sender has not heard from the receiver yet and wants a hello back.
 pub const FLAG_REPLY_WANTED: u8 = 0x01;
+pub const UID_LEN: usize = Uid::LEN;
+/// Bytes in front of the payload in a data, ICC, keepalive or sealed message.
+pub const DATA_HEADER_LEN: usize = field::counted::PAYLOAD;
+pub const HELLO_LEN: usize = field::hello::BOOT_ID.end;
+/// AEAD tag at the end of a sealed message and of the Noise handshake parts.
+pub const TAG_LEN: usize = 16;
+/// The init's Noise payload: the sender's uid and its wall clock (ms).
+pub const INIT_PAYLOAD_LEN: usize = UID_LEN + 8;
+/// Preamble and sender index, then Noise IK message 1: e (32), encrypted s (32 + 16),
+/// encrypted payload (28 + 16).
+pub const INIT_LEN: usize = field::init::NOISE + 32 + 48 + INIT_PAYLOAD_LEN + TAG_LEN;
+/// Preamble and both indices, then Noise IK message 2: e (32), encrypted empty payload (16).
+pub const RESP_LEN: usize = field::resp::NOISE + 32 + TAG_LEN;
+/// All bytes a sealed message adds to its payload: header, inner type, tag.
+pub const SEALED_OVERHEAD: usize = DATA_HEADER_LEN + 1 + TAG_LEN;
 
-pub const UID_LEN: usize = 20;
-/// Bytes in front of the frame in a data message.
-pub const DATA_HEADER_LEN: usize = 16;
-pub const HELLO_LEN: usize = 4 + 4 + UID_LEN + UID_LEN + 8;
+fn u32_at(b: &[u8], f: field::Field) -> u32 {
+    u32::from_le_bytes(b[f].try_into().expect("4-byte field"))
+}
 
-/// A node identity on the wire: the 20 raw bytes of sha1(ip4).
-pub type Uid = [u8; UID_LEN];
+fn u64_at(b: &[u8], f: field::Field) -> u64 {
+    u64::from_le_bytes(b[f].try_into().expect("8-byte field"))
+}
+
+fn preamble(buf: &mut [u8], t: MessageType, flags: u8) {
+    buf[field::TYPE] = t as u8;
+    buf[field::FLAGS] = flags;
+    buf[field::RESERVED].fill(0);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
@@ -41,7 +152,7 @@ pub struct Hello {
     pub boot_id: u64,
 }
 
-/// A parsed link message; payloads borrow from the datagram.
+/// A parsed plaintext link message (types 1-4); payloads borrow from the datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LinkMessage<'a> {
     Hello(Hello),
@@ -61,23 +172,13 @@ pub enum LinkMessage<'a> {
     },
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 impl<'a> LinkMessage<'a> {
     pub fn parse(b: &'a [u8]) -> Result<LinkMessage<'a>> {
         if b.len() < 4 {
             return Err(WireError::Truncated);
         }
-        match b[0] {
-            TYPE_HELLO => {
+        match MessageType::from_u8(b[field::TYPE]) {
+            Some(MessageType::Hello) => {
                 if b.len() != HELLO_LEN {
                     return Err(if b.len() < HELLO_LEN {
                         WireError::Truncated
@@ -85,32 +186,26 @@ impl<'a> LinkMessage<'a> {
                         WireError::Malformed
                     });
                 }
-                let mut sender_uid = [0u8; UID_LEN];
-                let mut receiver_uid = [0u8; UID_LEN];
-                sender_uid.copy_from_slice(&b[8..28]);
-                receiver_uid.copy_from_slice(&b[28..48]);
+                let uid = |f: field::Field| Uid(b[f].try_into().expect("20-byte field"));
                 Ok(LinkMessage::Hello(Hello {
-                    reply_wanted: b[1] & FLAG_REPLY_WANTED != 0,
-                    sender_idx: u32_at(b, 4),
-                    sender_uid,
-                    receiver_uid,
-                    boot_id: u64_at(b, 48),
+                    reply_wanted: b[field::FLAGS] & FLAG_REPLY_WANTED != 0,
+                    sender_idx: u32_at(b, field::hello::SENDER_IDX),
+                    sender_uid: uid(field::hello::SENDER_UID),
+                    receiver_uid: uid(field::hello::RECEIVER_UID),
+                    boot_id: u64_at(b, field::hello::BOOT_ID),
                 }))
             }
-            TYPE_DATA | TYPE_ICC | TYPE_KEEPALIVE => {
-                if b.len() < DATA_HEADER_LEN {
-                    return Err(WireError::Truncated);
-                }
-                let receiver_idx = u32_at(b, 4);
-                let counter = u64_at(b, 8);
+            Some(t @ (MessageType::Data | MessageType::Icc | MessageType::Keepalive)) => {
+                let h = CountedHeader::parse(b)?;
                 let rest = &b[DATA_HEADER_LEN..];
-                Ok(match b[0] {
-                    TYPE_DATA => LinkMessage::Data {
+                let (receiver_idx, counter) = (h.receiver_idx, h.counter);
+                Ok(match t {
+                    MessageType::Data => LinkMessage::Data {
                         receiver_idx,
                         counter,
                         frame: rest,
                     },
-                    TYPE_ICC => LinkMessage::Icc {
+                    MessageType::Icc => LinkMessage::Icc {
                         receiver_idx,
                         counter,
                         payload: rest,
@@ -136,38 +231,168 @@ impl Hello {
         if buf.len() < HELLO_LEN {
             return Err(WireError::Truncated);
         }
-        buf[0] = TYPE_HELLO;
-        buf[1] = if self.reply_wanted {
+        let flags = if self.reply_wanted {
             FLAG_REPLY_WANTED
         } else {
             0
         };
-        buf[2] = 0;
-        buf[3] = 0;
-        buf[4..8].copy_from_slice(&self.sender_idx.to_le_bytes());
-        buf[8..28].copy_from_slice(&self.sender_uid);
-        buf[28..48].copy_from_slice(&self.receiver_uid);
-        buf[48..56].copy_from_slice(&self.boot_id.to_le_bytes());
+        preamble(buf, MessageType::Hello, flags);
+        buf[field::hello::SENDER_IDX].copy_from_slice(&self.sender_idx.to_le_bytes());
+        buf[field::hello::SENDER_UID].copy_from_slice(&self.sender_uid.0);
+        buf[field::hello::RECEIVER_UID].copy_from_slice(&self.receiver_uid.0);
+        buf[field::hello::BOOT_ID].copy_from_slice(&self.boot_id.to_le_bytes());
         Ok(HELLO_LEN)
     }
 }
 
-/// Writes the 16-byte header of a data, ICC or keepalive message in front of a payload that
-/// the caller has already placed at `buf[DATA_HEADER_LEN..]`: the frame is never copied.
-pub fn emit_header(buf: &mut [u8], msg_type: u8, receiver_idx: u32, counter: u64) -> Result<()> {
-    if buf.len() < DATA_HEADER_LEN {
-        return Err(WireError::Truncated);
+/// The 16-byte header of data, ICC, keepalive and sealed messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedHeader {
+    pub msg_type: MessageType,
+    pub receiver_idx: u32,
+    pub counter: u64,
+}
+
+impl CountedHeader {
+    pub fn parse(b: &[u8]) -> Result<CountedHeader> {
+        if b.len() < DATA_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let msg_type = MessageType::from_u8(b[field::TYPE]).ok_or(WireError::Malformed)?;
+        if !(msg_type.has_counter_header() || msg_type == MessageType::Sealed) {
+            return Err(WireError::Malformed);
+        }
+        Ok(CountedHeader {
+            msg_type,
+            receiver_idx: u32_at(b, field::counted::RECEIVER_IDX),
+            counter: u64_at(b, field::counted::COUNTER),
+        })
     }
-    if !matches!(msg_type, TYPE_DATA | TYPE_ICC | TYPE_KEEPALIVE) {
+
+    /// Writes the header in front of a payload that the caller has already placed at
+    /// `buf[DATA_HEADER_LEN..]`: the payload is never copied.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
+        if buf.len() < DATA_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if !(self.msg_type.has_counter_header() || self.msg_type == MessageType::Sealed) {
+            return Err(WireError::Malformed);
+        }
+        preamble(buf, self.msg_type, 0);
+        buf[field::counted::RECEIVER_IDX].copy_from_slice(&self.receiver_idx.to_le_bytes());
+        buf[field::counted::COUNTER].copy_from_slice(&self.counter.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// Writes the header of a plaintext data, ICC or keepalive message (see [`CountedHeader::emit`]).
+pub fn emit_header(
+    buf: &mut [u8],
+    msg_type: MessageType,
+    receiver_idx: u32,
+    counter: u64,
+) -> Result<()> {
+    if !msg_type.has_counter_header() {
         return Err(WireError::Malformed);
     }
-    buf[0] = msg_type;
-    buf[1] = 0;
-    buf[2] = 0;
-    buf[3] = 0;
-    buf[4..8].copy_from_slice(&receiver_idx.to_le_bytes());
-    buf[8..16].copy_from_slice(&counter.to_le_bytes());
-    Ok(())
+    CountedHeader {
+        msg_type,
+        receiver_idx,
+        counter,
+    }
+    .emit(buf)
+}
+
+/// A handshake init (type 5): the sender's index and Noise IK message 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitView<'a> {
+    pub sender_idx: u32,
+    pub noise: &'a [u8],
+}
+
+impl<'a> InitView<'a> {
+    pub fn parse(b: &'a [u8]) -> Result<InitView<'a>> {
+        if b.len() < INIT_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b.len() != INIT_LEN || b[field::TYPE] != MessageType::Init as u8 {
+            return Err(WireError::Malformed);
+        }
+        Ok(InitView {
+            sender_idx: u32_at(b, field::init::SENDER_IDX),
+            noise: &b[field::init::NOISE..],
+        })
+    }
+
+    /// Writes the header; returns the part where Noise message 1 goes.
+    pub fn emit_header(buf: &mut [u8], sender_idx: u32) -> Result<&mut [u8]> {
+        if buf.len() < INIT_LEN {
+            return Err(WireError::Truncated);
+        }
+        preamble(buf, MessageType::Init, 0);
+        buf[field::init::SENDER_IDX].copy_from_slice(&sender_idx.to_le_bytes());
+        Ok(&mut buf[field::init::NOISE..INIT_LEN])
+    }
+}
+
+/// A handshake response (type 6): both indices and Noise IK message 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespView<'a> {
+    pub sender_idx: u32,
+    pub receiver_idx: u32,
+    pub noise: &'a [u8],
+}
+
+impl<'a> RespView<'a> {
+    pub fn parse(b: &'a [u8]) -> Result<RespView<'a>> {
+        if b.len() < RESP_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b.len() != RESP_LEN || b[field::TYPE] != MessageType::Resp as u8 {
+            return Err(WireError::Malformed);
+        }
+        Ok(RespView {
+            sender_idx: u32_at(b, field::resp::SENDER_IDX),
+            receiver_idx: u32_at(b, field::resp::RECEIVER_IDX),
+            noise: &b[field::resp::NOISE..],
+        })
+    }
+
+    /// Writes the header; returns the part where Noise message 2 goes.
+    pub fn emit_header(buf: &mut [u8], sender_idx: u32, receiver_idx: u32) -> Result<&mut [u8]> {
+        if buf.len() < RESP_LEN {
+            return Err(WireError::Truncated);
+        }
+        preamble(buf, MessageType::Resp, 0);
+        buf[field::resp::SENDER_IDX].copy_from_slice(&sender_idx.to_le_bytes());
+        buf[field::resp::RECEIVER_IDX].copy_from_slice(&receiver_idx.to_le_bytes());
+        Ok(&mut buf[field::resp::NOISE..RESP_LEN])
+    }
+}
+
+/// A sealed message (type 7): the counted header, then the AEAD ciphertext and tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedView<'a> {
+    pub receiver_idx: u32,
+    pub counter: u64,
+    pub ciphertext: &'a [u8],
+}
+
+impl<'a> SealedView<'a> {
+    pub fn parse(b: &'a [u8]) -> Result<SealedView<'a>> {
+        if b.len() < SEALED_OVERHEAD {
+            return Err(WireError::Truncated);
+        }
+        let h = CountedHeader::parse(b)?;
+        if h.msg_type != MessageType::Sealed {
+            return Err(WireError::Malformed);
+        }
+        Ok(SealedView {
+            receiver_idx: h.receiver_idx,
+            counter: h.counter,
+            ciphertext: &b[DATA_HEADER_LEN..],
+        })
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +417,7 @@ mod tests {
         );
         let mut out = bytes;
         out[..16].fill(0);
-        emit_header(&mut out, TYPE_DATA, 0x0001_0007, 42).unwrap();
+        emit_header(&mut out, MessageType::Data, 0x0001_0007, 42).unwrap();
         assert_eq!(out, bytes);
     }
 
@@ -201,8 +426,8 @@ mod tests {
         let h = Hello {
             reply_wanted: true,
             sender_idx: 9,
-            sender_uid: [0xab; 20],
-            receiver_uid: [0xcd; 20],
+            sender_uid: Uid([0xab; 20]),
+            receiver_uid: Uid([0xcd; 20]),
             boot_id: 0x0102_0304_0506_0708,
         };
         let mut buf = [0u8; 64];
@@ -219,7 +444,7 @@ mod tests {
     #[test]
     fn keepalive_and_icc() {
         let mut buf = [0u8; 20];
-        emit_header(&mut buf, TYPE_KEEPALIVE, 3, 1).unwrap();
+        emit_header(&mut buf, MessageType::Keepalive, 3, 1).unwrap();
         assert_eq!(
             LinkMessage::parse(&buf[..16]).unwrap(),
             LinkMessage::Keepalive {
@@ -229,7 +454,7 @@ mod tests {
         );
         assert_eq!(LinkMessage::parse(&buf).unwrap_err(), WireError::Malformed);
         buf[16..].copy_from_slice(b"{}  ");
-        emit_header(&mut buf, TYPE_ICC, 3, 2).unwrap();
+        emit_header(&mut buf, MessageType::Icc, 3, 2).unwrap();
         assert!(matches!(
             LinkMessage::parse(&buf).unwrap(),
             LinkMessage::Icc {
@@ -263,8 +488,8 @@ mod tests {
             LinkMessage::parse(&[1; 57]).unwrap_err(),
             WireError::Malformed
         );
-        assert!(emit_header(&mut [0u8; 15], TYPE_DATA, 0, 0).is_err());
-        assert!(emit_header(&mut [0u8; 16], TYPE_HELLO, 0, 0).is_err());
+        assert!(emit_header(&mut [0u8; 15], MessageType::Data, 0, 0).is_err());
+        assert!(emit_header(&mut [0u8; 16], MessageType::Hello, 0, 0).is_err());
     }
 
     #[test]
@@ -279,5 +504,46 @@ mod tests {
                 let _ = LinkMessage::parse(&buf[..n]);
             }
         }
+    }
+
+    #[test]
+    fn handshake_and_sealed_views() {
+        let mut init = [0u8; INIT_LEN];
+        InitView::emit_header(&mut init, 0x0102_0304)
+            .unwrap()
+            .fill(0xee);
+        assert_eq!(&init[..8], &[5, 0, 0, 0, 4, 3, 2, 1]);
+        let v = InitView::parse(&init).unwrap();
+        assert_eq!((v.sender_idx, v.noise.len()), (0x0102_0304, INIT_LEN - 8));
+        assert_eq!(
+            InitView::parse(&init[..INIT_LEN - 1]),
+            Err(WireError::Truncated)
+        );
+        let mut resp = [0u8; RESP_LEN];
+        RespView::emit_header(&mut resp, 7, 9).unwrap();
+        assert_eq!(&resp[..12], &[6, 0, 0, 0, 7, 0, 0, 0, 9, 0, 0, 0]);
+        let v = RespView::parse(&resp).unwrap();
+        assert_eq!((v.sender_idx, v.receiver_idx), (7, 9));
+        assert_eq!(InitView::parse(&resp), Err(WireError::Truncated));
+        let mut sealed = [0u8; SEALED_OVERHEAD + 4];
+        CountedHeader {
+            msg_type: MessageType::Sealed,
+            receiver_idx: 3,
+            counter: 5,
+        }
+        .emit(&mut sealed)
+        .unwrap();
+        let v = SealedView::parse(&sealed).unwrap();
+        assert_eq!((v.receiver_idx, v.counter, v.ciphertext.len()), (3, 5, 21));
+        assert_eq!(
+            SealedView::parse(&sealed[..SEALED_OVERHEAD - 1]),
+            Err(WireError::Truncated)
+        );
+        // A plaintext data message is not a sealed one, and vice versa.
+        sealed[0] = 2;
+        assert_eq!(SealedView::parse(&sealed), Err(WireError::Malformed));
+        assert_eq!(MessageType::of(&[7]), Some(MessageType::Sealed));
+        assert!(MessageType::Sealed.is_secure() && !MessageType::Data.is_secure());
+        assert_eq!(MessageType::of(&[8]), None);
     }
 }

@@ -2,8 +2,9 @@
 //! an argument. The caller owns the socket; this says when to send what and reports the link
 //! going up or down.
 
-use crate::mactable::Millis;
-use crate::wire::link::{Hello, Uid};
+use crate::id::Millis;
+use crate::id::Uid;
+use crate::wire::link::Hello;
 use std::net::SocketAddr;
 
 /// While the link is not up, a hello goes out this often.
@@ -140,6 +141,11 @@ impl LinkSession {
         None
     }
 
+    /// When the last hello went out, while the link was not up.
+    pub fn last_hello(&self) -> Option<Millis> {
+        self.last_hello
+    }
+
     /// The counter for the next message we send.
     pub fn next_counter(&mut self, now: Millis) -> u64 {
         self.last_tx = now;
@@ -192,29 +198,29 @@ mod tests {
         Hello {
             reply_wanted,
             sender_idx: idx,
-            sender_uid: [2; 20],
-            receiver_uid: [1; 20],
+            sender_uid: Uid([2; 20]),
+            receiver_uid: Uid([1; 20]),
             boot_id: 77,
         }
     }
 
     #[test]
     fn comes_up_on_hello_and_answers_when_asked() {
-        let mut l = LinkSession::new([2; 20], ep(), 5);
+        let mut l = LinkSession::new(Uid([2; 20]), ep(), 5);
         assert_eq!(l.poll(0), (None, LinkTimer::SendHello));
         assert_eq!(l.poll(500), (None, LinkTimer::Nothing));
         assert_eq!(l.poll(1000), (None, LinkTimer::SendHello));
-        assert!(l.hello([1; 20], 9).reply_wanted);
+        assert!(l.hello(Uid([1; 20]), 9).reply_wanted);
         let (ev, reply) = l.on_hello(&hello_from_peer(42, true), ep(), 1100);
         assert_eq!(ev, Some(LinkEvent::Up));
         assert!(reply);
         assert_eq!(l.remote_idx, Some(42));
-        assert!(!l.hello([1; 20], 9).reply_wanted);
+        assert!(!l.hello(Uid([1; 20]), 9).reply_wanted);
     }
 
     #[test]
     fn keepalive_when_idle_and_down_when_silent_then_back() {
-        let mut l = LinkSession::new([2; 20], ep(), 5);
+        let mut l = LinkSession::new(Uid([2; 20]), ep(), 5);
         l.on_hello(&hello_from_peer(42, false), ep(), 0);
         l.next_counter(0);
         assert_eq!(l.poll(500).1, LinkTimer::Nothing);
@@ -236,7 +242,7 @@ mod tests {
 
     #[test]
     fn endpoint_follows_the_peer() {
-        let mut l = LinkSession::new([2; 20], ep(), 5);
+        let mut l = LinkSession::new(Uid([2; 20]), ep(), 5);
         let moved: SocketAddr = "10.99.0.9:4000".parse().unwrap();
         l.on_hello(&hello_from_peer(1, false), moved, 0);
         assert_eq!(l.endpoint, moved);
@@ -244,7 +250,7 @@ mod tests {
 
     #[test]
     fn counters_increase() {
-        let mut l = LinkSession::new([2; 20], ep(), 5);
+        let mut l = LinkSession::new(Uid([2; 20]), ep(), 5);
         assert_eq!(l.next_counter(1), 1);
         assert_eq!(l.next_counter(2), 2);
         assert_eq!(l.last_tx, 2);

@@ -1,12 +1,14 @@
-//! NAT traversal on the link socket: STUN binding requests to learn the node's
+//! NAT traversal on the link socket, sans-IO: STUN binding requests to learn the node's
 //! server-reflexive address (and keep its NAT mapping alive), and a TURN allocation
-//! (turn-client-proto, sans-IO) for peers that no direct path reaches. Everything shares the
-//! one link socket, so the mappings the NAT made for STUN are the ones peers use.
+//! (turn-client-proto, also sans-IO) for peers that no direct path reaches. Everything shares
+//! the one link socket, so the mappings the NAT made for STUN are the ones peers use. Time is
+//! an argument (`now`, ms on the caller's clock); nothing here reads a clock or a socket.
 
+use crate::id::Millis;
 use log::{debug, info, warn};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnRecvRet};
+use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
 use turn_client_proto::stun::agent::Transmit;
 use turn_client_proto::stun::types::attribute::XorMappedAddress;
 use turn_client_proto::stun::types::message::{
@@ -28,41 +30,6 @@ pub struct TurnServerConfig {
     pub server: SocketAddr,
     pub user: String,
     pub pass: String,
-}
-
-/// One candidate address of this node, as signalled to peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Candidate {
-    Host(SocketAddr),
-    Srflx(SocketAddr),
-    Relay(SocketAddr),
-}
-
-impl Candidate {
-    pub fn to_text(self) -> String {
-        match self {
-            Candidate::Host(a) => format!("host:{a}"),
-            Candidate::Srflx(a) => format!("srflx:{a}"),
-            Candidate::Relay(a) => format!("relay:{a}"),
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Candidate> {
-        let (kind, addr) = s.split_once(':')?;
-        let addr: SocketAddr = addr.parse().ok()?;
-        match kind {
-            "host" => Some(Candidate::Host(addr)),
-            "srflx" => Some(Candidate::Srflx(addr)),
-            "relay" => Some(Candidate::Relay(addr)),
-            _ => None,
-        }
-    }
-
-    pub fn addr(self) -> SocketAddr {
-        match self {
-            Candidate::Host(a) | Candidate::Srflx(a) | Candidate::Relay(a) => a,
-        }
-    }
 }
 
 /// What a datagram on the link socket was, for the NAT layer.
@@ -89,9 +56,10 @@ pub struct Nat {
     /// endpoint-dependent ("symmetric") NAT.
     mapped: HashMap<SocketAddr, SocketAddr>,
     next_binding: u64,
+    /// When `poll` wants to run next (None: nothing configured).
+    next_poll: Option<Millis>,
     turn: Option<Turn>,
     local: SocketAddr,
-    base: std::time::Instant,
     pub stun_responses: u64,
     pub relayed_in: u64,
     pub relayed_out: u64,
@@ -118,22 +86,20 @@ impl Nat {
             pending: HashMap::new(),
             mapped: HashMap::new(),
             next_binding: 0,
+            next_poll: None,
             turn: None,
             local,
-            base: std::time::Instant::now(),
             stun_responses: 0,
             relayed_in: 0,
             relayed_out: 0,
         }
     }
 
-    /// The TURN client's clock: time since this `Nat` was made (`from_std` measures the
-    /// time elapsed since the instant it is given).
-    fn sans_now(&self) -> SansInstant {
-        SansInstant::from_std(self.base)
-    }
-
     pub fn configure(&mut self, stun: Vec<SocketAddr>, turn: Option<TurnServerConfig>) {
+        if !self.local.ip().is_unspecified() || self.local.port() != 0 {
+            debug!("NAT on link socket {}", self.local);
+        }
+        self.next_poll = Some(0);
         if stun != self.stun {
             self.stun = stun;
             self.mapped.clear();
@@ -184,8 +150,9 @@ impl Nat {
         }
     }
 
-    /// Datagrams to send now: STUN binding requests, TURN requests and refreshes.
-    pub fn poll(&mut self, now_ms: u64, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    /// Datagrams to send now: STUN binding requests, TURN requests and refreshes. Returns when
+    /// to call again at the latest.
+    pub fn poll(&mut self, now_ms: Millis, out: &mut Vec<(SocketAddr, Vec<u8>)>) -> Option<Millis> {
         if !self.stun.is_empty() && now_ms >= self.next_binding {
             self.pending.clear();
             for &server in &self.stun {
@@ -202,9 +169,13 @@ impl Nat {
                     BINDING_RETRY_MS
                 };
         }
-        let now = self.sans_now();
+        let mut next = (!self.stun.is_empty()).then_some(self.next_binding);
+        let now = sans(now_ms);
         if let Some(t) = self.turn.as_mut() {
-            let _ = t.client.poll(now);
+            if let TurnPollRet::WaitUntil(at) = t.client.poll(now) {
+                let at_ms = (at.as_nanos().max(0) / 1_000_000) as Millis;
+                next = Some(next.map_or(at_ms, |n| n.min(at_ms)));
+            }
             while let Some(tx) = t.client.poll_transmit(now) {
                 debug!("TURN: {} bytes to {}", tx.data.len(), tx.to);
                 out.push((tx.to, tx.data.to_vec()));
@@ -226,11 +197,18 @@ impl Nat {
                 }
             }
         }
+        self.next_poll = next;
+        next
+    }
+
+    /// When [`poll`](Self::poll) has something to do at the latest.
+    pub fn next_poll(&self) -> Option<Millis> {
+        self.next_poll
     }
 
     /// Lets the TURN server relay datagrams from `peer` (by IP) to us.
-    pub fn permit(&mut self, peer: IpAddr) {
-        let now = self.sans_now();
+    pub fn permit(&mut self, peer: IpAddr, now: Millis) {
+        let now = sans(now);
         if let Some(t) = self.turn.as_mut() {
             if t.relayed.is_some() && !t.client.have_permission(TransportType::Udp, peer) {
                 let _ = t.client.create_permission(TransportType::Udp, peer, now);
@@ -240,8 +218,13 @@ impl Nat {
 
     /// Wraps `data` for `peer` through our TURN allocation: returns what to send to the TURN
     /// server.
-    pub fn relay_to(&mut self, peer: SocketAddr, data: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
-        let now = self.sans_now();
+    pub fn relay_to(
+        &mut self,
+        peer: SocketAddr,
+        data: &[u8],
+        now: Millis,
+    ) -> Option<(SocketAddr, Vec<u8>)> {
+        let now = sans(now);
         let t = self.turn.as_mut()?;
         if !t.client.have_permission(TransportType::Udp, peer.ip()) {
             let _ = t
@@ -259,7 +242,7 @@ impl Nat {
     }
 
     /// Offers a datagram from `from` to the NAT layer.
-    pub fn on_datagram(&mut self, b: &[u8], from: SocketAddr) -> NatRecv {
+    pub fn on_datagram(&mut self, b: &[u8], from: SocketAddr, now: Millis) -> NatRecv {
         let from_turn = self.turn.as_ref().is_some_and(|t| t.server == from);
         if !(is_stun(b) || from_turn && is_channel_data(b)) {
             return NatRecv::NotMine;
@@ -283,7 +266,7 @@ impl Nat {
         if !from_turn {
             return NatRecv::Handled;
         }
-        let now = self.sans_now();
+        let now = sans(now);
         let t = self.turn.as_mut().expect("from_turn");
         let tx = Transmit::new(b, TransportType::Udp, from, self.local);
         let ret = t.client.recv(tx, now);
@@ -310,58 +293,14 @@ impl Nat {
     }
 }
 
-/// This host's addresses for host candidates: every global or private IPv4 address except
-/// loopback and those of ignored interfaces (the TAP, the bridge it is a port of, and the
-/// config's network_ignore_list).
-pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let Ok(text) = std::process::Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .output()
-    else {
-        return out;
-    };
-    for line in String::from_utf8_lossy(&text.stdout).lines() {
-        // "2: u0    inet 10.99.0.1/24 brd ... scope global u0"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some(ifname) = words.get(1) else { continue };
-        if ignore.iter().any(|i| i == ifname) {
-            continue;
-        }
-        let Some(pos) = words.iter().position(|w| *w == "inet") else {
-            continue;
-        };
-        let Some(ip) = words
-            .get(pos + 1)
-            .and_then(|c| c.split('/').next())
-            .and_then(|a| a.parse::<IpAddr>().ok())
-        else {
-            continue;
-        };
-        if !ip.is_loopback() {
-            out.push(ip);
-        }
-    }
-    out
+/// The TURN client's clock: the caller's milliseconds.
+fn sans(now: Millis) -> SansInstant {
+    SansInstant::from_nanos((now as i64).saturating_mul(1_000_000))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn candidates_round_trip_and_bad_text_is_refused() {
-        for c in [
-            Candidate::Host("192.168.1.2:5900".parse().unwrap()),
-            Candidate::Srflx("203.0.113.101:5900".parse().unwrap()),
-            Candidate::Relay("203.0.113.10:49152".parse().unwrap()),
-        ] {
-            assert_eq!(Candidate::parse(&c.to_text()), Some(c));
-        }
-        for bad in ["", "host", "host:1.2.3.4", "peer:1.2.3.4:5", "relay:x:1"] {
-            assert_eq!(Candidate::parse(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn stun_is_told_apart_from_link_messages() {
@@ -389,7 +328,10 @@ mod tests {
         resp.add_attribute(&XorMappedAddress::new(mapped, req.transaction_id()))
             .unwrap();
         let resp = resp.finish();
-        assert!(matches!(nat.on_datagram(&resp, server), NatRecv::Handled));
+        assert!(matches!(
+            nat.on_datagram(&resp, server, 0),
+            NatRecv::Handled
+        ));
         assert_eq!(nat.srflx(), Some(mapped));
         // A response nobody asked for changes nothing.
         let mut stray = Message::builder_success(&req, MessageWriteVec::new());
@@ -399,7 +341,7 @@ mod tests {
                 req.transaction_id(),
             ))
             .unwrap();
-        nat.on_datagram(&stray.finish(), server);
+        nat.on_datagram(&stray.finish(), server, 0);
         assert_eq!(nat.srflx(), Some(mapped));
     }
 }

@@ -1,0 +1,474 @@
+//! The link core, sans-IO: every link of a node to its peers, as one state machine driven the
+//! way quinn-proto and snownet are. The caller owns the socket, the clock and the buffers:
+//!
+//! - [`LinkTable::handle_datagram`]`(now, from, datagram, out)` for every datagram on the link
+//!   socket: returns the frame or ICC message it carried (decrypted into `out`), or nothing;
+//! - [`LinkTable::encapsulate`]`(now, link, plaintext, out)` for every frame to send: the
+//!   datagram is written into `out` (no allocation on this path);
+//! - [`LinkTable::handle_timeout`]`(now)` when [`LinkTable::poll_timeout`] says so;
+//! - then drain [`LinkTable::poll_transmit`] (handshakes, hellos, keepalives, ICC, STUN/TURN)
+//!   and [`LinkTable::poll_event`] (links up and down).
+//!
+//! The table holds the slots, session index allocation, the uid and key maps, the handshake
+//! budget and the NAT client; [`peer::Link`] holds one peer's liveness, sessions, candidates
+//! and path.
+
+pub mod liveness;
+pub mod path;
+pub mod peer;
+mod recv;
+mod send;
+#[cfg(test)]
+mod tests;
+
+use crate::id::{Candidate, Fingerprint, Millis, Uid};
+use crate::nat::{Nat, TurnServerConfig};
+use crate::ratelimit::RateLimiter;
+use crate::secure::StaticKey;
+use log::{info, warn};
+use peer::Link;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+pub use path::{PathKind, Route};
+
+/// A link's slot in the table; stable for the link's life, reused after a trim.
+pub type LinkId = usize;
+
+pub const MAX_LINKS: usize = 4_096;
+/// Candidates kept from one peer's offer (an offer with thousands would turn our handshakes
+/// into a reflection flood).
+pub const MAX_CANDIDATES: usize = 8;
+/// Space [`LinkTable::encapsulate`] needs in front of the frame in its `plaintext` buffer.
+pub const FRAME_HEADROOM: usize = 1;
+/// Handshakes per second from one source address, and its burst.
+const PER_SOURCE_RATE: (f64, f64) = (10.0, 20.0);
+/// Handshakes per second from all sources together.
+const GLOBAL_RATE: f64 = 300.0;
+/// A kind of bad input is logged at most this often.
+const LOG_EVERY: Millis = 10_000;
+
+/// A datagram to send on the link socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// A change the caller must act on (tell the controller, withdraw MACs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    Up {
+        link: LinkId,
+        uid: Uid,
+        endpoint: SocketAddr,
+    },
+    Down {
+        link: LinkId,
+        uid: Uid,
+        endpoint: SocketAddr,
+    },
+}
+
+/// What a datagram carried for the caller; the payload is `out[range]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// An Ethernet frame from the peer of `link`.
+    Frame {
+        link: LinkId,
+        range: std::ops::Range<usize>,
+    },
+    /// An ICC message (JSON) from the controller behind `link`.
+    Icc {
+        link: LinkId,
+        range: std::ops::Range<usize>,
+    },
+    /// Nothing for the caller: a handshake, keepalive, STUN/TURN message, or a counted drop.
+    Nothing,
+}
+
+/// Where [`LinkTable::encapsulate`] put the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encapsulated {
+    /// Send `out[..len]` to `to`.
+    Send { to: SocketAddr, len: usize },
+    /// Wrapped for our TURN relay and queued: drain [`LinkTable::poll_transmit`].
+    Queued,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No such link.
+    NoLink,
+    /// The link has no session with its peer yet (or any more).
+    NotUp,
+    /// Too large for a link datagram, or the buffer is too small.
+    TooLarge,
+}
+
+/// Why a control operation on the table was refused; the message names the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkError(pub String);
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the link core counts: every dropped datagram by reason, and the handshakes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CoreCounters {
+    pub link_rx_datagrams: u64,
+    pub drop_bad_link_message: u64,
+    pub drop_unknown_index: u64,
+    pub drop_unknown_peer: u64,
+    pub drop_wrong_receiver: u64,
+    pub drop_not_configured: u64,
+    pub drop_bad_icc: u64,
+    pub drop_replay: u64,
+    pub drop_auth: u64,
+    pub drop_sec_mismatch: u64,
+    pub drop_unknown_key: u64,
+    pub drop_handshake_rate: u64,
+    pub handshakes_sent: u64,
+    pub handshakes_completed: u64,
+    pub icc_tx: u64,
+    pub icc_rx: u64,
+}
+
+/// This node, as the controller configured it.
+pub struct LocalConfig {
+    pub uid: Uid,
+    /// Links are encrypted (Noise) unless `"sec": false`.
+    pub sec: bool,
+    /// The static key; required with `sec`.
+    pub key: Option<StaticKey>,
+    /// Session lifetime before a new handshake.
+    pub rekey_after: Millis,
+}
+
+/// What [`LinkTable::configure`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconfigured {
+    pub uid_changed: bool,
+    /// `sec` or the key changed: every session is void and links start over.
+    pub security_changed: bool,
+}
+
+pub struct LinkTable {
+    local: Option<LocalConfig>,
+    boot_id: u64,
+    /// Wall clock (ms since the Unix epoch) at `now` = 0: inits carry the wall clock.
+    wall_at_zero: u64,
+    rng: u64,
+    links: Vec<Option<Link>>,
+    by_uid: HashMap<Uid, LinkId>,
+    by_key: HashMap<Fingerprint, LinkId>,
+    limiter: RateLimiter,
+    init_budget: RateLimiter,
+    last_init_time: u64,
+    nat: Nat,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<LinkEvent>,
+    counters: CoreCounters,
+    last_log: HashMap<&'static str, Millis>,
+    scratch: Vec<u8>,
+}
+
+impl LinkTable {
+    /// `boot_id` tells this run apart from earlier ones (in hellos and index generations);
+    /// `seed` makes session indices unpredictable; `wall_at_zero` is the wall clock at
+    /// `now` = 0.
+    pub fn new(boot_id: u64, seed: u64, wall_at_zero: u64) -> LinkTable {
+        LinkTable {
+            local: None,
+            boot_id,
+            wall_at_zero,
+            rng: seed,
+            links: Vec::new(),
+            by_uid: HashMap::new(),
+            by_key: HashMap::new(),
+            limiter: RateLimiter::new(PER_SOURCE_RATE.0, PER_SOURCE_RATE.1, 4096),
+            init_budget: RateLimiter::new(GLOBAL_RATE, GLOBAL_RATE, 1),
+            last_init_time: 0,
+            nat: Nat::new(SocketAddr::from(([0, 0, 0, 0], 0))),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: CoreCounters::default(),
+            last_log: HashMap::new(),
+            scratch: Vec::with_capacity(2048),
+        }
+    }
+
+    pub fn boot_id(&self) -> u64 {
+        self.boot_id
+    }
+
+    pub fn local(&self) -> Option<&LocalConfig> {
+        self.local.as_ref()
+    }
+
+    pub fn sec(&self) -> bool {
+        self.local.as_ref().is_none_or(|l| l.sec)
+    }
+
+    pub fn counters(&self) -> &CoreCounters {
+        &self.counters
+    }
+
+    pub fn nat(&self) -> &Nat {
+        &self.nat
+    }
+
+    /// Every live link with its id.
+    pub fn links(&self) -> impl Iterator<Item = (LinkId, &Link)> {
+        self.links
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
+    }
+
+    pub fn link(&self, id: LinkId) -> Option<&Link> {
+        self.links.get(id).and_then(Option::as_ref)
+    }
+
+    pub fn link_of(&self, uid: &Uid) -> Option<LinkId> {
+        self.by_uid.get(uid).copied()
+    }
+
+    /// Sets (or changes) this node's identity and security. A uid change is refused while
+    /// links exist; a change of `sec` or key voids every session.
+    pub fn configure(&mut self, cfg: LocalConfig) -> Result<Reconfigured, LinkError> {
+        if cfg.sec && cfg.key.is_none() {
+            return Err(LinkError(
+                "\"key_file\": required while \"sec\" is true".into(),
+            ));
+        }
+        let old = self.local.as_ref();
+        let uid_changed = old.map(|l| l.uid) != Some(cfg.uid);
+        if uid_changed && old.is_some() && self.links.iter().any(Option::is_some) {
+            return Err(LinkError(
+                "\"uid\": differs from the uid in use; trim the links or restart tincan first"
+                    .into(),
+            ));
+        }
+        let key_of = |l: Option<&LocalConfig>| l.and_then(|l| l.key.as_ref()).map(|k| *k.public());
+        let security_changed =
+            old.map(|l| l.sec) != Some(cfg.sec) || key_of(old) != key_of(Some(&cfg));
+        if security_changed {
+            if cfg.sec {
+                info!(
+                    "links are encrypted (Noise IK, ChaCha20-Poly1305); fingerprint {}",
+                    cfg.key
+                        .as_ref()
+                        .map(StaticKey::fingerprint)
+                        .expect("checked")
+                );
+            } else {
+                warn!("\"sec\": false: links are PLAINTEXT, unauthenticated and readable on the underlay; use only on a trusted network");
+            }
+            for link in self.links.iter_mut().flatten() {
+                link.secure = Link::secure_for(cfg.sec, link.fpr);
+            }
+        }
+        if uid_changed {
+            info!("local uid {}", cfg.uid);
+        }
+        self.local = Some(cfg);
+        Ok(Reconfigured {
+            uid_changed,
+            security_changed,
+        })
+    }
+
+    /// STUN servers and the TURN server, on the link socket whose local address is `local`.
+    pub fn set_nat(&mut self, stun: Vec<SocketAddr>, turn: Option<TurnServerConfig>) {
+        self.nat.configure(stun, turn);
+    }
+
+    /// This node's candidates: `host_ips` (the caller's interface addresses, already
+    /// filtered) on `port`, then the STUN-reflexive address and the TURN relay.
+    pub fn local_candidates(&self, host_ips: &[IpAddr], port: u16) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = host_ips
+            .iter()
+            .filter(|ip| !ip.is_loopback())
+            .map(|ip| Candidate::Host(SocketAddr::new(*ip, port)))
+            .collect();
+        out.extend(self.nat.srflx().map(Candidate::Srflx));
+        out.extend(self.nat.relayed().map(Candidate::Relay));
+        out
+    }
+
+    /// Creates the link to `uid`, or updates it (endpoint while down, candidates, pinned key):
+    /// idempotent. Returns its id; a new link starts connecting at once.
+    pub fn create_link(
+        &mut self,
+        now: Millis,
+        uid: Uid,
+        endpoint: Option<SocketAddr>,
+        candidates: Vec<Candidate>,
+        fpr: Option<Fingerprint>,
+    ) -> Result<LinkId, LinkError> {
+        let mut candidates: Vec<Candidate> =
+            candidates.into_iter().filter(|c| c.is_usable()).collect();
+        candidates.dedup();
+        candidates.truncate(MAX_CANDIDATES);
+        let endpoint = match endpoint.or_else(|| candidates.first().map(|c| c.addr())) {
+            Some(e) => e,
+            None => {
+                return Err(LinkError(
+                    "\"endpoint\" or \"candidates\": one is required".into(),
+                ))
+            }
+        };
+        if self.local.as_ref().is_some_and(|l| l.uid == uid) {
+            return Err(LinkError("\"uid\": that is this node's own uid".into()));
+        }
+        let sec = self.sec();
+        if sec && fpr.is_none() {
+            return Err(LinkError(
+                "\"fpr\": required while links are encrypted (\"sec\" is true)".into(),
+            ));
+        }
+        if let Some(k) = fpr {
+            if self
+                .by_key
+                .get(&k)
+                .is_some_and(|&s| Some(s) != self.by_uid.get(&uid).copied())
+            {
+                return Err(LinkError(
+                    "\"fpr\": that key is already pinned for another link".into(),
+                ));
+            }
+        }
+        if let Some(&id) = self.by_uid.get(&uid) {
+            let link = self.links[id]
+                .as_mut()
+                .expect("by_uid points at live slots");
+            if link.endpoint() != endpoint && !link.is_up() {
+                link.live.endpoint = endpoint;
+            }
+            if !candidates.is_empty() {
+                link.candidates = candidates;
+            }
+            if link.fpr != fpr {
+                if link.is_up() && link.fpr.is_some() {
+                    return Err(LinkError(
+                        "\"fpr\": the link is up with another key; trim it first".into(),
+                    ));
+                }
+                // A new pinned key: sessions with the old one are void.
+                if let Some(old) = link.fpr {
+                    self.by_key.remove(&old);
+                }
+                link.fpr = fpr;
+                link.secure = Link::secure_for(sec, fpr);
+                if let Some(k) = fpr {
+                    self.by_key.insert(k, id);
+                }
+            }
+            return Ok(id);
+        }
+        let id = match self.links.iter().position(Option::is_none) {
+            Some(s) => s,
+            None if self.links.len() < MAX_LINKS => {
+                self.links.push(None);
+                self.links.len() - 1
+            }
+            None => return Err(LinkError(format!("too many links (max {MAX_LINKS})"))),
+        };
+        let local_idx = self.new_index(id);
+        self.links[id] = Some(Link::new(uid, endpoint, local_idx, fpr, sec, candidates));
+        self.by_uid.insert(uid, id);
+        if let Some(k) = fpr {
+            self.by_key.insert(k, id);
+        }
+        info!("link to {uid} at {endpoint} created");
+        self.connect(id, now);
+        Ok(id)
+    }
+
+    /// Removes the link to `uid`; returns its id, for the caller to withdraw its MACs.
+    pub fn trim_link(&mut self, uid: &Uid) -> Result<LinkId, LinkError> {
+        let Some(id) = self.by_uid.remove(uid) else {
+            return Err(LinkError(format!("\"uid\": no link to {uid}")));
+        };
+        if let Some(k) = self.links[id].take().and_then(|l| l.fpr) {
+            self.by_key.remove(&k);
+        }
+        info!("link to {uid} trimmed");
+        Ok(id)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called at the latest.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let rekey_after = self.local.as_ref().map_or(120_000, |l| l.rekey_after);
+        let links = self
+            .links
+            .iter()
+            .flatten()
+            .map(|l| l.next_due(rekey_after))
+            .min();
+        match (links, self.nat.next_poll()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A fresh session index for slot `id`: the low 16 bits are the slot, the rest random, and
+    /// never one the slot already uses (decryption would find the older session first).
+    fn new_index(&mut self, id: LinkId) -> u32 {
+        loop {
+            let idx = ((self.next_random() as u32) & 0xffff_0000) | id as u32;
+            let taken = self
+                .links
+                .get(id)
+                .and_then(Option::as_ref)
+                .is_some_and(|l| {
+                    l.live.local_idx == idx || l.secure.as_ref().is_some_and(|s| s.owns_index(idx))
+                });
+            if !taken {
+                return idx;
+            }
+        }
+    }
+
+    /// The link an index points at.
+    fn link_for_index(&self, idx: u32) -> Option<LinkId> {
+        let id = (idx & 0xffff) as usize;
+        match self.links.get(id) {
+            Some(Some(l)) if l.live.local_idx == idx => Some(id),
+            Some(Some(l)) if l.secure.as_ref().is_some_and(|s| s.owns_index(idx)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// splitmix64: session indices need to be unpredictable to an observer of one run only,
+    /// not secret (the AEAD authenticates every message).
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Logs at most once every 10 s per kind: a flood of bad input must not flood the log.
+    fn log_limited(&mut self, kind: &'static str, now: Millis, msg: impl FnOnce() -> String) {
+        let last = self.last_log.get(kind).copied();
+        if last.is_none_or(|t| now.saturating_sub(t) >= LOG_EVERY) {
+            self.last_log.insert(kind, now);
+            warn!("{}", msg());
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! One peer's link: liveness ([`LinkSession`]), its encrypted sessions ([`SecureLink`]), its
+//! pinned key, the candidates it signalled and the path in use. This file decides, for one
+//! link at a time, what its timers want; the table carries it out.
+
+use super::liveness::{
+    LinkEvent as LiveEvent, LinkSession, LinkTimer, DEAD_AFTER, HELLO_INTERVAL, KEEPALIVE_INTERVAL,
+};
+use super::path::{path_kind, probe_targets, PathKind, Route};
+use crate::id::{Candidate, Fingerprint, Millis, Uid};
+use crate::secure::SecureLink;
+use std::net::SocketAddr;
+
+/// A link on a relayed path tries its direct candidates this often.
+pub const DIRECT_PROBE_INTERVAL: Millis = 10_000;
+
+/// What a link's timers want done now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// The link went down (peer silent).
+    pub down: bool,
+    /// Plaintext links: send a hello.
+    pub hello: bool,
+    pub keepalive: bool,
+    /// Encrypted links: start a handshake (first, retry with backoff, or rekey).
+    pub handshake: bool,
+    /// The link is up on a relayed path and may find a direct one: probe it.
+    pub direct_probe: bool,
+}
+
+pub struct Link {
+    pub live: LinkSession,
+    pub secure: Option<SecureLink>,
+    /// The peer's pinned static key.
+    pub fpr: Option<Fingerprint>,
+    /// The peer's addresses from signalling; handshakes go to all of them until one answers.
+    pub candidates: Vec<Candidate>,
+    /// How the current endpoint is reached.
+    pub route: Route,
+    /// Round trip of our last completed handshake.
+    pub rtt_ms: Option<Millis>,
+    pub(super) hs_sent_at: Option<Millis>,
+    pub(super) last_direct_probe: Millis,
+}
+
+impl Link {
+    pub fn new(
+        uid: Uid,
+        endpoint: SocketAddr,
+        local_idx: u32,
+        fpr: Option<Fingerprint>,
+        sec: bool,
+        candidates: Vec<Candidate>,
+    ) -> Link {
+        Link {
+            live: LinkSession::new(uid, endpoint, local_idx),
+            secure: Self::secure_for(sec, fpr),
+            fpr,
+            candidates,
+            route: Route::Direct,
+            rtt_ms: None,
+            hs_sent_at: None,
+            last_direct_probe: 0,
+        }
+    }
+
+    /// The encrypted side a link has with `sec` on and this pinned key: none without a key.
+    pub fn secure_for(sec: bool, fpr: Option<Fingerprint>) -> Option<SecureLink> {
+        if sec {
+            fpr.map(SecureLink::new)
+        } else {
+            None
+        }
+    }
+
+    pub fn uid(&self) -> Uid {
+        self.live.peer_uid
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.live.is_up()
+    }
+
+    pub fn endpoint(&self) -> SocketAddr {
+        self.live.endpoint
+    }
+
+    pub fn path(&self) -> PathKind {
+        path_kind(self.live.endpoint, self.route, &self.candidates)
+    }
+
+    /// Whether the current path goes through a relay (ours, or the peer's relay candidate).
+    pub fn is_relayed(&self) -> bool {
+        self.path() == PathKind::Relayed
+    }
+
+    /// Authentic traffic from the peer arrived from `from` by `route`: that is where it is now.
+    pub fn moved_to(&mut self, from: SocketAddr, route: Route) {
+        self.live.endpoint = from;
+        self.route = route;
+    }
+
+    /// Targets for a hello or handshake now.
+    pub fn probe_targets(&self, have_relay: bool) -> Vec<(SocketAddr, Route)> {
+        probe_targets(
+            self.live.endpoint,
+            self.route,
+            &self.candidates,
+            self.is_up(),
+            have_relay,
+        )
+    }
+
+    /// Runs the link's timers at `now`. `sec`: links are encrypted; `rekey_after`: session
+    /// lifetime before a new handshake.
+    pub fn due(&mut self, now: Millis, rekey_after: Millis) -> Due {
+        let (ev, timer) = self.live.poll(now);
+        let mut due = Due {
+            down: ev == Some(LiveEvent::Down),
+            ..Due::default()
+        };
+        match timer {
+            // With "sec", retries follow the handshake's own backoff.
+            LinkTimer::SendHello if self.secure.is_none() => due.hello = true,
+            LinkTimer::SendKeepalive => due.keepalive = true,
+            _ => {}
+        }
+        if let Some(sec) = self.secure.as_mut() {
+            if due.down {
+                sec.reset();
+            }
+            due.handshake = sec.wants_handshake(now, rekey_after);
+            sec.expire(now, rekey_after.saturating_mul(3));
+        }
+        if self.is_up()
+            && self.is_relayed()
+            && now.saturating_sub(self.last_direct_probe) >= DIRECT_PROBE_INTERVAL
+        {
+            self.last_direct_probe = now;
+            due.direct_probe = true;
+        }
+        due
+    }
+
+    /// The latest time at which [`due`](Self::due) has something to do.
+    pub fn next_due(&self, rekey_after: Millis) -> Millis {
+        let l = &self.live;
+        let mut next = if l.is_up() {
+            let dead = l.last_rx.unwrap_or(0) + DEAD_AFTER;
+            let keepalive = l.last_tx + KEEPALIVE_INTERVAL;
+            dead.min(keepalive)
+        } else if self.secure.is_none() {
+            l.last_hello().map_or(0, |t| t + HELLO_INTERVAL)
+        } else {
+            Millis::MAX
+        };
+        if let Some(sec) = &self.secure {
+            next = next.min(sec.next_handshake_at(rekey_after));
+        }
+        if l.is_up() && self.is_relayed() {
+            next = next.min(self.last_direct_probe + DIRECT_PROBE_INTERVAL);
+        }
+        next
+    }
+}

@@ -1,0 +1,335 @@
+//! The receiving half of the link core: every datagram on the link socket, STUN/TURN first,
+//! then handshakes (acceptance: length, per-source limit, global budget, pinned key, uid bound
+//! to the key), sealed and plaintext messages. Every refusal is counted.
+
+use super::path::Route;
+use super::{LinkEvent, LinkId, LinkTable, Received};
+use crate::id::{Millis, Uid};
+use crate::nat::NatRecv;
+use crate::secure::{self, SecureError, RESP_LEN};
+use crate::wire::link::{InitView, LinkMessage, MessageType, DATA_HEADER_LEN};
+use std::net::{IpAddr, SocketAddr};
+
+impl LinkTable {
+    /// A datagram from `from` on the link socket. A frame or ICC message it carried is
+    /// written to `out` (which must hold a whole datagram) and returned as a range of it.
+    pub fn handle_datagram(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        self.counters.link_rx_datagrams += 1;
+        match self.nat.on_datagram(datagram, from, now) {
+            NatRecv::NotMine => self.on_link_datagram(now, from, Route::Direct, datagram, out),
+            NatRecv::Handled => Received::Nothing,
+            NatRecv::PeerData { peer, data } => {
+                self.on_link_datagram(now, peer, Route::ViaRelay, &data, out)
+            }
+        }
+    }
+
+    fn on_link_datagram(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        route: Route,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let Some(local_uid) = self.local.as_ref().map(|l| l.uid) else {
+            self.counters.drop_not_configured += 1;
+            return Received::Nothing;
+        };
+        let Some(kind) = MessageType::of(msg) else {
+            self.counters.drop_bad_link_message += 1;
+            return Received::Nothing;
+        };
+        if kind.is_secure() != self.sec() {
+            self.sec_mismatch(now, from, msg);
+            return Received::Nothing;
+        }
+        match kind {
+            MessageType::Init => {
+                self.on_init(now, from, route, local_uid, msg);
+                Received::Nothing
+            }
+            MessageType::Resp => {
+                self.on_resp(now, from, route, msg);
+                Received::Nothing
+            }
+            MessageType::Sealed => self.on_sealed(now, from, route, msg, out),
+            _ => self.on_plain(now, from, route, local_uid, msg, out),
+        }
+    }
+
+    /// One side says `"sec": true`, the other false: never a link, and a line in both logs.
+    fn sec_mismatch(&mut self, now: Millis, from: SocketAddr, msg: &[u8]) {
+        self.counters.drop_sec_mismatch += 1;
+        if self.sec() {
+            let who = match LinkMessage::parse(msg) {
+                Ok(LinkMessage::Hello(h)) => format!("peer {}", h.sender_uid),
+                _ => "a peer".to_string(),
+            };
+            self.log_limited("sec_mismatch", now, || {
+                format!("{who} at {from} sends plaintext link messages (its \"sec\" is false), but \"sec\" is true here: no link")
+            });
+        } else {
+            self.log_limited("sec_mismatch", now, || {
+                format!("encrypted link message from {from} (its \"sec\" is true), but \"sec\" is false here: no link")
+            });
+        }
+    }
+
+    fn count_secure_error(&mut self, e: SecureError) {
+        let c = &mut self.counters;
+        match e {
+            SecureError::Replay => c.drop_replay += 1,
+            SecureError::Auth => c.drop_auth += 1,
+            SecureError::UnknownSession => c.drop_unknown_index += 1,
+            SecureError::UnknownPeer => c.drop_unknown_key += 1,
+            SecureError::Malformed => c.drop_bad_link_message += 1,
+        }
+    }
+
+    /// A handshake init. Checked in this order, cheapest first, so that a flood of junk cannot
+    /// spend what real peers need: its length, the sender's own rate, the global budget of
+    /// Diffie-Hellman work, then (decrypted) the pinned key and the uid bound to that key.
+    fn on_init(&mut self, now: Millis, from: SocketAddr, route: Route, local_uid: Uid, msg: &[u8]) {
+        if InitView::parse(msg).is_err() {
+            self.counters.drop_bad_link_message += 1;
+            return;
+        }
+        if !self.limiter.allow(from.ip(), now)
+            || !self.init_budget.allow(IpAddr::from([0, 0, 0, 0]), now)
+        {
+            self.counters.drop_handshake_rate += 1;
+            return;
+        }
+        let Some(key) = self.local.as_ref().and_then(|l| l.key.as_ref()) else {
+            self.counters.drop_not_configured += 1;
+            return;
+        };
+        let init = match secure::read_init(key, msg) {
+            Ok(i) => i,
+            Err(e) => return self.count_secure_error(e),
+        };
+        let Some(&id) = self.by_key.get(&init.peer_static) else {
+            self.counters.drop_unknown_key += 1;
+            let fpr = init.peer_static;
+            self.log_limited("unknown_key", now, || {
+                format!("handshake from {from} with key {fpr}, which is not pinned for any peer: refused")
+            });
+            return;
+        };
+        let expected = self.links[id]
+            .as_ref()
+            .expect("by_key points at live slots")
+            .uid();
+        if init.peer_uid != expected || init.peer_uid == local_uid {
+            self.counters.drop_unknown_key += 1;
+            let (claimed, fpr) = (init.peer_uid, init.peer_static);
+            self.log_limited("uid_mismatch", now, || {
+                format!("handshake from {from}: key {fpr} is pinned for another uid than the {claimed} it claims: refused")
+            });
+            return;
+        }
+        let idx = self.new_index(id);
+        let link = self.links[id].as_mut().expect("checked");
+        let Some(sec) = link.secure.as_mut() else {
+            self.counters.drop_unknown_key += 1;
+            return;
+        };
+        let mut resp = [0u8; RESP_LEN];
+        match sec.accept(init, idx, now, &mut resp) {
+            Ok(n) => {
+                self.queue(from, route, &resp[..n], now);
+                self.established(id, now, from, route);
+            }
+            Err(e) => self.count_secure_error(e),
+        }
+    }
+
+    fn on_resp(&mut self, now: Millis, from: SocketAddr, route: Route, msg: &[u8]) {
+        let Some(id) = secure::resp_receiver_idx(msg).and_then(|i| self.link_for_index(i)) else {
+            self.counters.drop_unknown_index += 1;
+            return;
+        };
+        let link = self.links[id].as_mut().expect("checked");
+        let Some(sec) = link.secure.as_mut() else {
+            self.counters.drop_unknown_index += 1;
+            return;
+        };
+        match sec.on_response(msg, now) {
+            Ok(()) => {
+                link.rtt_ms = link.hs_sent_at.map(|t| now.saturating_sub(t));
+                self.established(id, now, from, route);
+            }
+            Err(e) => self.count_secure_error(e),
+        }
+    }
+
+    /// A handshake completed on link `id` (either way) with the peer at `from`: that is where
+    /// it is now, and the link is up on the new session.
+    fn established(&mut self, id: LinkId, now: Millis, from: SocketAddr, route: Route) {
+        self.counters.handshakes_completed += 1;
+        let Some(Some(link)) = self.links.get_mut(id) else {
+            return;
+        };
+        link.moved_to(from, route);
+        let Some(ridx) = link
+            .secure
+            .as_ref()
+            .and_then(secure::SecureLink::remote_idx)
+        else {
+            return;
+        };
+        if link.live.on_established(ridx, now).is_some() {
+            self.link_up(id);
+        }
+    }
+
+    fn link_up(&mut self, id: LinkId) {
+        let Some(Some(link)) = self.links.get(id) else {
+            return;
+        };
+        let (uid, endpoint) = (link.uid(), link.endpoint());
+        let security = if link.secure.is_some() {
+            "encrypted"
+        } else {
+            "plaintext"
+        };
+        log::info!("link to {uid} at {endpoint} is up ({security})");
+        self.events.push_back(LinkEvent::Up {
+            link: id,
+            uid,
+            endpoint,
+        });
+    }
+
+    fn on_sealed(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        route: Route,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let Some(id) = secure::data_receiver_idx(msg).and_then(|i| self.link_for_index(i)) else {
+            self.counters.drop_unknown_index += 1;
+            return Received::Nothing;
+        };
+        let link = self.links[id].as_mut().expect("checked");
+        let Some(sec) = link.secure.as_mut() else {
+            self.counters.drop_unknown_index += 1;
+            return Received::Nothing;
+        };
+        let (inner, len) = match sec.decrypt(msg, out) {
+            Ok(r) => r,
+            Err(e) => {
+                self.count_secure_error(e);
+                return Received::Nothing;
+            }
+        };
+        // Authentic: the peer is alive, and this is where it is now.
+        link.moved_to(from, route);
+        if link.live.on_rx(now).is_some() {
+            self.link_up(id);
+        }
+        self.deliver(id, MessageType::from_u8(inner), 1..1 + len)
+    }
+
+    fn on_plain(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        route: Route,
+        local_uid: Uid,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Received {
+        let parsed = match LinkMessage::parse(msg) {
+            Ok(m) => m,
+            Err(_) => {
+                self.counters.drop_bad_link_message += 1;
+                return Received::Nothing;
+            }
+        };
+        let (receiver_idx, kind) = match parsed {
+            LinkMessage::Hello(h) => {
+                if h.receiver_uid != local_uid {
+                    self.counters.drop_wrong_receiver += 1;
+                    return Received::Nothing;
+                }
+                let Some(&id) = self.by_uid.get(&h.sender_uid) else {
+                    self.counters.drop_unknown_peer += 1;
+                    let uid = h.sender_uid;
+                    self.log_limited("unknown_peer", now, || {
+                        format!("hello from {from} with uid {uid}, which is not a configured peer: dropped")
+                    });
+                    return Received::Nothing;
+                };
+                let link = self.links[id]
+                    .as_mut()
+                    .expect("by_uid points at live slots");
+                let (ev, reply) = link.live.on_hello(&h, from, now);
+                link.route = route;
+                if reply {
+                    self.send_hello(id, now);
+                }
+                if ev.is_some() {
+                    self.link_up(id);
+                }
+                return Received::Nothing;
+            }
+            LinkMessage::Data { receiver_idx, .. } => (receiver_idx, MessageType::Data),
+            LinkMessage::Icc { receiver_idx, .. } => (receiver_idx, MessageType::Icc),
+            LinkMessage::Keepalive { receiver_idx, .. } => (receiver_idx, MessageType::Keepalive),
+        };
+        let Some(id) = self.link_for_index(receiver_idx) else {
+            self.counters.drop_unknown_index += 1;
+            return Received::Nothing;
+        };
+        let link = self.links[id].as_mut().expect("checked");
+        if link.live.on_rx(now).is_some() {
+            self.link_up(id);
+        }
+        let payload = &msg[DATA_HEADER_LEN..];
+        if out.len() < payload.len() {
+            self.counters.drop_bad_link_message += 1;
+            return Received::Nothing;
+        }
+        out[..payload.len()].copy_from_slice(payload);
+        self.deliver(id, Some(kind), 0..payload.len())
+    }
+
+    /// Hands an authentic payload of link `id` to the caller.
+    fn deliver(
+        &mut self,
+        id: LinkId,
+        kind: Option<MessageType>,
+        range: std::ops::Range<usize>,
+    ) -> Received {
+        let Some(Some(link)) = self.links.get_mut(id) else {
+            return Received::Nothing;
+        };
+        match kind {
+            Some(MessageType::Data) => {
+                link.live.counters.rx_frames += 1;
+                link.live.counters.rx_bytes += range.len() as u64;
+                Received::Frame { link: id, range }
+            }
+            Some(MessageType::Icc) => {
+                link.live.counters.icc_rx += 1;
+                self.counters.icc_rx += 1;
+                Received::Icc { link: id, range }
+            }
+            Some(MessageType::Keepalive) => Received::Nothing,
+            _ => {
+                self.counters.drop_bad_link_message += 1;
+                Received::Nothing
+            }
+        }
+    }
+}
