@@ -2,8 +2,12 @@
 //! forwards frames between it and the UDP links, and takes orders from the controller over
 //! JSON-RPC on 127.0.0.1:<port>.
 
-mod node;
+mod control;
+mod dataplane;
+mod hostaddr;
+mod keys;
 mod query;
+mod state;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(path) = args.key {
-        return match node::keys::load_or_create(&path) {
+        return match keys::load_or_create(&path) {
             Ok((key, created)) => {
                 if created {
                     eprintln!("ipop-tincan: created key file {}", path.display());
@@ -90,7 +94,7 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let tap = args.tap.or(args.tap_pos).unwrap_or_else(|| "ipop".into());
-    match node::Node::new(&tap, port, args.mtu).and_then(|mut n| n.run()) {
+    match dataplane::Node::new(&tap, port, args.mtu).and_then(|mut n| n.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ipop-tincan: {e}");

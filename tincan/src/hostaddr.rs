@@ -1,0 +1,51 @@
+//! This host's addresses for host candidates, read with getifaddrs(3): no program is run, so
+//! this works with an empty PATH and never blocks the forwarding loop on a child process.
+
+use std::net::IpAddr;
+
+/// Every IPv4 address of an interface that is up, except loopback and the addresses of
+/// `ignore` (the TAP, the bridge it is a port of, and the config's `network_ignore_list`).
+pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ifa in addrs {
+        if ignore.iter().any(|i| *i == ifa.interface_name) {
+            continue;
+        }
+        if !ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP) {
+            continue;
+        }
+        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+            continue;
+        };
+        let ip = IpAddr::V4(sin.ip());
+        if !ip.is_loopback() && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// The bridge `ifname` is a port of, from sysfs.
+pub fn bridge_of(ifname: &str) -> Option<String> {
+    let target = std::fs::read_link(format!("/sys/class/net/{ifname}/master")).ok()?;
+    Some(target.file_name()?.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_never_a_candidate_and_ignored_interfaces_are_skipped() {
+        let all = host_addresses(&[]);
+        assert!(all.iter().all(|ip| !ip.is_loopback()));
+        // Ignoring every interface leaves nothing.
+        let names: Vec<String> = nix::ifaddrs::getifaddrs()
+            .map(|a| a.map(|i| i.interface_name).collect())
+            .unwrap_or_default();
+        assert!(host_addresses(&names).is_empty());
+    }
+}
