@@ -197,6 +197,8 @@ impl Nat {
                 }
             }
         }
+        // Never in the past: a client that wants to run again at once runs in 1 ms.
+        let next = next.map(|n| n.max(now_ms + 1));
         self.next_poll = next;
         next
     }

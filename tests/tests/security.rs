@@ -211,8 +211,8 @@ for i in range(600):                       # random bytes, random sizes
     s.sendto(os.urandom(random.randint(0, 1500)), dst); n += 1
 for i in range(300):                       # truncated handshakes
     s.sendto(bytes([5, 0, 0, 0]) + os.urandom(random.randint(0, 130)), dst); n += 1
-for i in range(300):                       # full-size handshakes that are not authentic
-    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(136), dst); n += 1
+for i in range(300):                       # full-size (132-byte) handshakes, not authentic
+    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(128), dst); n += 1
 for i in range(150):                       # data messages for sessions that do not exist
     s.sendto(bytes([7, 0, 0, 0]) + os.urandom(60), dst); n += 1
 for i in range(50):                        # oversize: fragmented on the underlay

@@ -55,6 +55,7 @@ pub struct Counters {
     pub drop_no_links: u64,
     pub ctrl_foreign_source: u64,
     pub ctrl_bad_request: u64,
+    pub drop_bad_icc: u64,
 }
 
 /// The TAP device.
@@ -80,7 +81,12 @@ impl Tap {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(MacAddr::ZERO);
-        Ok(Tap { dev, name, mac, mtu })
+        Ok(Tap {
+            dev,
+            name,
+            mac,
+            mtu,
+        })
     }
 
     /// Largest frame the TAP carries: its MTU plus the Ethernet header.
@@ -117,11 +123,8 @@ impl Node {
             ))
         })?;
         let poll = Poll::new()?;
-        poll.registry().register(
-            &mut SourceFd(&tap.dev.as_raw_fd()),
-            TAP,
-            Interest::READABLE,
-        )?;
+        poll.registry()
+            .register(&mut SourceFd(&tap.dev.as_raw_fd()), TAP, Interest::READABLE)?;
         poll.registry()
             .register(&mut ctrl, CTRL, Interest::READABLE)?;
         info!(

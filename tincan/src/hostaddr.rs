@@ -11,7 +11,7 @@ pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
     };
     let mut out = Vec::new();
     for ifa in addrs {
-        if ignore.iter().any(|i| *i == ifa.interface_name) {
+        if ignore.contains(&ifa.interface_name) {
             continue;
         }
         if !ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP) {

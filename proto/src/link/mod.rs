@@ -126,7 +126,6 @@ pub struct CoreCounters {
     pub drop_unknown_peer: u64,
     pub drop_wrong_receiver: u64,
     pub drop_not_configured: u64,
-    pub drop_bad_icc: u64,
     pub drop_replay: u64,
     pub drop_auth: u64,
     pub drop_sec_mismatch: u64,

@@ -187,10 +187,13 @@ impl LinkTable {
     }
 
     fn send_keepalive(&mut self, id: LinkId, now: Millis) {
+        // Due again in a keepalive interval even if this one cannot be sent.
+        if let Some(Some(l)) = self.links.get_mut(id) {
+            l.live.last_tx = now;
+        }
         let plain = [MessageType::Keepalive as u8];
         let mut out = [0u8; DATA_HEADER_LEN + crate::secure::DATA_OVERHEAD];
-        if let Ok(Encapsulated::Send { to, len }) = self.seal(now, id, &plain, &mut out, false)
-        {
+        if let Ok(Encapsulated::Send { to, len }) = self.seal(now, id, &plain, &mut out, false) {
             self.transmits.push_back(Transmit {
                 to,
                 payload: out[..len].to_vec(),
