@@ -141,6 +141,14 @@ impl LinkSession {
         None
     }
 
+    /// A hello went out at `now`: while the link is not up, the next is due a
+    /// [`HELLO_INTERVAL`] later (the first one, sent as the link is created, counts too).
+    pub fn hello_sent(&mut self, now: Millis) {
+        if !self.is_up() {
+            self.last_hello = Some(now);
+        }
+    }
+
     /// When the last hello went out, while the link was not up.
     pub fn last_hello(&self) -> Option<Millis> {
         self.last_hello

@@ -130,7 +130,7 @@ impl LinkTable {
         if self.sec() {
             self.send_handshake(id, now);
         } else {
-            self.send_hello(id, now);
+            self.send_hello(id, now, false);
         }
     }
 
@@ -145,19 +145,21 @@ impl LinkTable {
         }
     }
 
-    pub(super) fn send_hello(&mut self, id: LinkId, now: Millis) {
+    /// Sends a hello to the probe targets of `id`. It asks for a hello back while the link is
+    /// not up, or with `probe` (an up link on a relayed path probing its direct candidates:
+    /// only an answer from one of them moves it there).
+    pub(super) fn send_hello(&mut self, id: LinkId, now: Millis, probe: bool) {
         let Some(uid) = self.local.as_ref().map(|l| l.uid) else {
             return;
         };
-        let Some(Some(link)) = self.links.get(id) else {
+        let Some(Some(link)) = self.links.get_mut(id) else {
             return;
         };
+        link.live.hello_sent(now);
+        let mut hello = link.live.hello(uid, self.boot_id);
+        hello.reply_wanted |= probe;
         let mut out = [0u8; HELLO_LEN];
-        let n = link
-            .live
-            .hello(uid, self.boot_id)
-            .emit(&mut out)
-            .expect("sized for a hello");
+        let n = hello.emit(&mut out).expect("sized for a hello");
         self.send_to_targets(id, &out[..n], now);
     }
 
@@ -189,8 +191,7 @@ impl LinkTable {
     fn send_keepalive(&mut self, id: LinkId, now: Millis) {
         let plain = [MessageType::Keepalive as u8];
         let mut out = [0u8; DATA_HEADER_LEN + crate::secure::DATA_OVERHEAD];
-        if let Ok(Encapsulated::Send { to, len }) = self.seal(now, id, &plain, &mut out, false)
-        {
+        if let Ok(Encapsulated::Send { to, len }) = self.seal(now, id, &plain, &mut out, false) {
             self.transmits.push_back(Transmit {
                 to,
                 payload: out[..len].to_vec(),
@@ -222,12 +223,12 @@ impl LinkTable {
                 self.send_keepalive(id, now);
             }
             if due.hello && !sec {
-                self.send_hello(id, now);
+                self.send_hello(id, now, false);
             }
             if due.handshake || (due.direct_probe && sec) {
                 self.send_handshake(id, now);
             } else if due.direct_probe {
-                self.send_hello(id, now);
+                self.send_hello(id, now, true);
             }
         }
     }
