@@ -1,0 +1,98 @@
+//! Two link cores end to end: handshake, frames both ways, a rekey, a lost datagram, and the
+//! peer moving to another address; encrypted and plaintext.
+
+use super::*;
+use crate::link::liveness::{DEAD_AFTER, HELLO_INTERVAL};
+
+/// Loses the first datagram of type `kind` from B to A.
+fn lose_first(kind: MessageType) -> Fate {
+    let mut lost = false;
+    Box::new(move |s| {
+        let lose = !lost && s.dir == Dir::BtoA && s.kind() == Some(kind);
+        lost |= lose;
+        !lose
+    })
+}
+
+fn up_at(events: &[(Millis, LinkEvent)]) -> Vec<Millis> {
+    let up = events
+        .iter()
+        .filter(|(_, e)| matches!(e, LinkEvent::Up { .. }));
+    up.map(|(t, _)| *t).collect()
+}
+
+#[test]
+fn encrypted_cores_survive_a_lost_response_a_rekey_and_a_move() {
+    let rekey = 20_000;
+    let (a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
+    let seen = b.addr;
+    let mut p = Pair::build(a, b, vec![], seen, lose_first(MessageType::Resp));
+    // B accepted A's init at once; its response was lost, and A's retry 1 s later links.
+    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![0]));
+    assert!(!p.a.up(p.ab));
+    p.run_until(999);
+    assert!(!p.a.up(p.ab));
+    p.run_until(1_000);
+    assert_eq!(p.inits(Dir::AtoB, 0), [0, 1_000]);
+    assert_eq!(up_at(&p.ev_a), [1_000]);
+    p.frames_cross("linked");
+    // A rekeys rekey_after after its session began; traffic flows throughout.
+    for t in (2_000..=rekey + 3_000).step_by(500) {
+        p.run_until(t);
+        p.frames_cross(&format!("at {t}"));
+    }
+    assert_eq!(p.inits(Dir::AtoB, 0), [0, 1_000, 1_000 + rekey]);
+    assert_eq!(p.a.t.counters().handshakes_completed, 2);
+    // B's NAT maps it to a new address: A follows B's first authentic datagram from there.
+    let moved = addr("198.51.100.9:61000");
+    p.b_seen_as = moved;
+    p.send(Dir::BtoA, b"from the new address");
+    assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), moved);
+    assert_eq!(p.seal(Dir::AtoB, b"x").to, moved);
+    p.frames_cross("moved");
+    p.run_until(rekey + 10_000);
+    p.frames_cross("later");
+    assert_eq!(p.downs(), 0);
+    assert_eq!(p.ev_a.len() + p.ev_b.len(), 2);
+    // Nothing A sent after the move went to the old address.
+    let stray = p.log.iter().filter(|s| s.dir == Dir::AtoB && s.to == seen);
+    assert!(stray.filter(|s| s.at > rekey + 3_000).count() == 0);
+}
+
+#[test]
+fn plaintext_cores_survive_a_lost_hello_and_a_move() {
+    let (a, b) = (Node::new(1, false, LONG), Node::new(2, false, LONG));
+    let seen = b.addr;
+    let mut p = Pair::build(a, b, vec![], seen, lose_first(MessageType::Hello));
+    // B's answer to A's first hello was lost; A says hello again 1 s later.
+    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![0]));
+    p.run_until(HELLO_INTERVAL - 1);
+    assert!(!p.a.up(p.ab));
+    p.run_until(HELLO_INTERVAL);
+    assert_eq!(up_at(&p.ev_a), [HELLO_INTERVAL]);
+    p.frames_cross("linked");
+    for t in (1_500..=30_000).step_by(500) {
+        p.run_until(t);
+        p.frames_cross(&format!("at {t}"));
+    }
+    // An up link sends no hellos, only keepalives when idle.
+    let hellos = p
+        .log
+        .iter()
+        .filter(|s| s.kind() == Some(MessageType::Hello));
+    assert!(hellos.filter(|s| s.at > HELLO_INTERVAL).count() == 0);
+    // B moves. Plaintext data is not authenticated, so A does not follow it; A follows B's
+    // next hello, which B sends once its side of the link is down.
+    let moved = addr("198.51.100.9:61000");
+    p.b_seen_as = moved;
+    p.send(Dir::BtoA, b"from the new address");
+    let t = p.now;
+    p.run_until(t + DEAD_AFTER + HELLO_INTERVAL);
+    assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), moved);
+    assert_eq!(p.seal(Dir::AtoB, b"x").to, moved);
+    p.frames_cross("moved");
+    assert!(p
+        .ev_a
+        .iter()
+        .all(|(_, e)| matches!(e, LinkEvent::Up { .. })));
+}
