@@ -243,7 +243,8 @@ impl LinkTable {
     }
 
     /// Sets (or changes) this node's identity and security. A uid change is refused while
-    /// links exist; a change of `sec` or key voids every session.
+    /// links exist; a change of `sec` or key voids every session, and every up link goes down
+    /// (a [`LinkEvent::Down`] each) until the peer answers again.
     pub fn configure(&mut self, cfg: LocalConfig) -> Result<Reconfigured, LinkError> {
         if cfg.sec && cfg.key.is_none() {
             return Err(LinkError(
@@ -273,8 +274,17 @@ impl LinkTable {
             } else {
                 warn!("\"sec\": false: links are PLAINTEXT, unauthenticated and readable on the underlay; use only on a trusted network");
             }
-            for link in self.links.iter_mut().flatten() {
+            // Every link starts over: down until a handshake (or hello) with the peer.
+            for (id, link) in self.links.iter_mut().enumerate() {
+                let Some(link) = link else { continue };
                 link.secure = Link::secure_for(cfg.sec, link.fpr);
+                if link.live.restart().is_some() {
+                    self.events.push_back(LinkEvent::Down {
+                        link: id,
+                        uid: link.uid(),
+                        endpoint: link.endpoint(),
+                    });
+                }
             }
         }
         if uid_changed {
