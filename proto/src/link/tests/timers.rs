@@ -125,3 +125,51 @@ fn keepalives_after_1_s_idle_and_a_silent_peer_goes_down_after_4_s() {
         p.frames_cross("back");
     }
 }
+
+#[test]
+fn a_new_key_starts_the_links_over_without_spinning() {
+    let mut p = Pair::new(true, LONG);
+    p.run_until(2_500);
+    p.frames_cross("up");
+    // A's controller gives it a new key: every session is void.
+    let key = StaticKey::generate();
+    let cfg = LocalConfig {
+        uid: p.a.uid,
+        sec: true,
+        key: Some(key.clone()),
+        rekey_after: LONG,
+    };
+    assert!(p.a.t.configure(cfg).unwrap().security_changed);
+    p.a.key = Some(key);
+    let down = LinkEvent::Down {
+        link: p.ab,
+        uid: p.b.uid,
+        endpoint: p.b.addr,
+    };
+    assert_eq!(p.a.events(), [down]);
+    assert!(!p.a.up(p.ab));
+    assert_eq!(p.a.frame(2_500, p.ab, b"x"), Err(SendError::NotUp));
+    // A starts over with handshakes on the new key, which B refuses until it pins it; A's
+    // timers never ask for a time they have already handled.
+    let mut a = std::mem::replace(&mut p.a, Node::new(7, false, LONG));
+    let sent = step_each_ms(&mut a, 2_500, 8_000);
+    let inits: Vec<Millis> = sent
+        .iter()
+        .filter(|(_, t)| is_init(t))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(inits, [2_500, 3_500, 5_500]);
+    p.a = a;
+    // Once B pins the new key, A's next retry links.
+    let fpr = p.a.fpr();
+    let a_uid = p.a.uid;
+    p.b.t.trim_link(&a_uid).unwrap();
+    p.b.t
+        .create_link(8_000, a_uid, Some(p.a.addr), vec![], fpr)
+        .unwrap();
+    p.b.transmits();
+    p.now = 8_000;
+    p.run_until(9_500);
+    assert!(p.a.up(p.ab));
+    p.frames_cross("new key");
+}
