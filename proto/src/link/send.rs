@@ -149,18 +149,31 @@ impl LinkTable {
     /// not up, or with `probe` (an up link on a relayed path probing its direct candidates:
     /// only an answer from one of them moves it there).
     pub(super) fn send_hello(&mut self, id: LinkId, now: Millis, probe: bool) {
-        let Some(uid) = self.local.as_ref().map(|l| l.uid) else {
-            return;
-        };
-        let Some(Some(link)) = self.links.get_mut(id) else {
-            return;
-        };
+        if let Some((out, n)) = self.hello(id, now, probe) {
+            self.send_to_targets(id, &out[..n], now);
+        }
+    }
+
+    /// Answers the hello that came from `to` by `route`, the same way back: the peer's
+    /// signalled candidates may not reach it (a symmetric NAT, a relay of its own).
+    pub(super) fn answer_hello(&mut self, id: LinkId, now: Millis, to: SocketAddr, route: Route) {
+        if let Some((out, n)) = self.hello(id, now, false) {
+            if let Some(Some(link)) = self.links.get_mut(id) {
+                link.live.last_tx = now;
+            }
+            self.queue(to, route, &out[..n], now);
+        }
+    }
+
+    fn hello(&mut self, id: LinkId, now: Millis, probe: bool) -> Option<([u8; HELLO_LEN], usize)> {
+        let uid = self.local.as_ref()?.uid;
+        let link = self.links.get_mut(id)?.as_mut()?;
         link.live.hello_sent(now);
         let mut hello = link.live.hello(uid, self.boot_id);
         hello.reply_wanted |= probe;
         let mut out = [0u8; HELLO_LEN];
         let n = hello.emit(&mut out).expect("sized for a hello");
-        self.send_to_targets(id, &out[..n], now);
+        Some((out, n))
     }
 
     fn send_handshake(&mut self, id: LinkId, now: Millis) {
