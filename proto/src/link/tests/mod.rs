@@ -175,17 +175,21 @@ impl Pair {
     /// Like [`of`](Self::of), A knowing B by its `candidates` only, and B's datagrams coming
     /// from (and reaching B at) `b_seen_as`.
     fn via(a: Node, b: Node, candidates: Vec<Candidate>, b_seen_as: SocketAddr) -> Pair {
-        Pair::build(a, b, candidates, b_seen_as, Box::new(|_| true))
+        Pair::build(a, b, (candidates, vec![]), b_seen_as, Box::new(|_| true))
     }
 
+    /// The general case: A knows B by `candidates` (its address if none), B knows A by
+    /// `b_knows` (likewise); `fate` decides from the first datagram on.
     fn build(
         mut a: Node,
         mut b: Node,
-        candidates: Vec<Candidate>,
+        (candidates, b_knows): (Vec<Candidate>, Vec<Candidate>),
         b_seen_as: SocketAddr,
         fate: Fate,
     ) -> Pair {
-        let ba = b.link_to(0, &a);
+        let endpoint = b_knows.is_empty().then_some(a.addr);
+        let ba = b.t.create_link(0, a.uid, endpoint, b_knows, a.fpr());
+        let ba = ba.unwrap();
         b.transmits();
         let endpoint = candidates.is_empty().then_some(b.addr);
         let ab = a.t.create_link(0, b.uid, endpoint, candidates, b.fpr());

@@ -26,7 +26,7 @@ fn encrypted_cores_survive_a_lost_response_a_rekey_and_a_move() {
     let rekey = 20_000;
     let (a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
     let seen = b.addr;
-    let mut p = Pair::build(a, b, vec![], seen, lose_first(MessageType::Resp));
+    let mut p = Pair::build(a, b, (vec![], vec![]), seen, lose_first(MessageType::Resp));
     // B accepted A's init at once; its response was lost, and A's retry 1 s later links.
     assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![0]));
     assert!(!p.a.up(p.ab));
@@ -63,7 +63,7 @@ fn encrypted_cores_survive_a_lost_response_a_rekey_and_a_move() {
 fn plaintext_cores_survive_a_lost_hello_and_a_move() {
     let (a, b) = (Node::new(1, false, LONG), Node::new(2, false, LONG));
     let seen = b.addr;
-    let mut p = Pair::build(a, b, vec![], seen, lose_first(MessageType::Hello));
+    let mut p = Pair::build(a, b, (vec![], vec![]), seen, lose_first(MessageType::Hello));
     // B's answer to A's first hello was lost; A says hello again 1 s later.
     assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![0]));
     p.run_until(HELLO_INTERVAL - 1);
@@ -95,4 +95,22 @@ fn plaintext_cores_survive_a_lost_hello_and_a_move() {
         .ev_a
         .iter()
         .all(|(_, e)| matches!(e, LinkEvent::Up { .. })));
+}
+
+#[test]
+fn a_hello_is_answered_the_way_it_came() {
+    for sec in [true, false] {
+        let (a, b) = (Node::new(1, sec, LONG), Node::new(2, sec, LONG));
+        // B knows A only by the addresses A signalled, none of which reaches A (a symmetric
+        // NAT maps A's socket to 10.99.0.1:5900 for B alone); A's datagrams reach B.
+        let signalled = ["host:192.168.7.1:5900", "srflx:198.51.100.1:5900"];
+        let b_knows = signalled.iter().map(|c| c.parse().unwrap()).collect();
+        let seen = b.addr;
+        let mut p = Pair::build(a, b, (vec![], b_knows), seen, Box::new(|_| true));
+        p.run_until(1);
+        assert!(p.b.up(p.ba), "sec {sec}");
+        assert!(p.a.up(p.ab), "sec {sec}: the answer did not go back to A");
+        assert_eq!(p.b.t.link(p.ba).unwrap().endpoint(), p.a.addr);
+        p.frames_cross("linked");
+    }
 }
