@@ -64,6 +64,10 @@ fn a_pinned_key_with_its_uid_brings_the_link_up_on_both_sides() {
         }]
     );
     assert_eq!(a.t.link(0).unwrap().rtt_ms, Some(3));
+    // The same init again (captured and replayed) is refused: it cannot reset the session.
+    assert_eq!(b.recv(5, a.addr, &init), Got::Nothing);
+    assert_eq!(b.t.counters().drop_replay, 1);
+    assert!(b.events().is_empty() && b.transmits().is_empty());
     assert_eq!(a.t.counters().handshakes_completed, 1);
     assert_eq!(b.t.counters().handshakes_completed, 1);
     // Data crosses both ways.

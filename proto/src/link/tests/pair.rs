@@ -114,3 +114,49 @@ fn a_hello_is_answered_the_way_it_came() {
         p.frames_cross("linked");
     }
 }
+
+#[test]
+fn both_sides_initiating_at_once_link_and_rekey() {
+    let rekey = 10_000;
+    let (a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
+    let seen = b.addr;
+    // Everything before 1 s is lost; then both retry at the same instant.
+    let lossy: Fate = Box::new(|s| s.at >= 1_000);
+    let mut p = Pair::build(a, b, (vec![], vec![]), seen, lossy);
+    p.run_until(1_000);
+    assert_eq!(
+        (p.inits(Dir::AtoB, 1), p.inits(Dir::BtoA, 1)),
+        (vec![1_000], vec![1_000])
+    );
+    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![1_000], vec![1_000]));
+    assert_eq!(p.a.t.counters().handshakes_completed, 2);
+    for t in (1_500..=3 * rekey + 2_000).step_by(500) {
+        p.run_until(t);
+        p.frames_cross(&format!("at {t}"));
+    }
+    assert_eq!(p.downs(), 0);
+    assert!(p.inits(Dir::AtoB, 1_001).contains(&(1_000 + rekey)));
+}
+
+#[test]
+fn icc_messages_cross_both_ways() {
+    for sec in [true, false] {
+        let mut p = Pair::new(sec, LONG);
+        p.run_until(10);
+        let (now, a_addr, b_addr) = (p.now, p.a.addr, p.b.addr);
+        p.a.t.send_icc(now, p.ab, br#"{"to":"b"}"#).unwrap();
+        let t = p.a.t.poll_transmit().unwrap();
+        assert_eq!(t.to, b_addr);
+        let got = p.b.recv(now, a_addr, &t.payload);
+        assert_eq!(got, Got::Icc(p.ba, br#"{"to":"b"}"#.to_vec()), "sec {sec}");
+        p.b.t.send_icc(now, p.ba, b"{}").unwrap();
+        let t = p.b.t.poll_transmit().unwrap();
+        assert_eq!(
+            p.a.recv(now, b_addr, &t.payload),
+            Got::Icc(p.ab, b"{}".to_vec())
+        );
+        assert_eq!((p.a.t.counters().icc_tx, p.a.t.counters().icc_rx), (1, 1));
+        let ghost = p.a.t.send_icc(now, 99, b"{}");
+        assert_eq!(ghost, Err(SendError::NoLink));
+    }
+}

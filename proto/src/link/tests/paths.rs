@@ -101,3 +101,47 @@ fn a_relayed_link_probes_its_direct_candidates_every_10_s_and_moves_back() {
         }
     }
 }
+
+#[test]
+fn stun_gives_the_reflexive_candidate_after_the_host_ones() {
+    use turn_client_proto::stun::types::attribute::XorMappedAddress;
+    use turn_client_proto::stun::types::message::{
+        Message, MessageWrite, MessageWriteExt, MessageWriteVec,
+    };
+    let mut a = Node::new(1, true, LONG);
+    let server = addr("203.0.113.50:3478");
+    a.t.set_nat(vec![server], None);
+    let ips = ["192.168.1.5".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    let host: Candidate = "host:192.168.1.5:5900".parse().unwrap();
+    assert_eq!(a.t.local_candidates(&ips, 5900), [host]);
+    // A binding request at once, and again every 2 s while unanswered.
+    assert_eq!(a.t.poll_timeout(), Some(0));
+    a.t.handle_timeout(0);
+    let req = a.transmits();
+    assert_eq!((req.len(), req[0].to), (1, server));
+    assert_eq!(a.t.poll_timeout(), Some(2_000));
+    a.t.handle_timeout(1_999);
+    assert!(a.transmits().is_empty());
+    a.t.handle_timeout(2_000);
+    let req = a.transmits().pop().unwrap();
+    let req = Message::from_bytes(&req.payload).unwrap();
+    let mapped = addr("198.51.100.20:40000");
+    let mut resp = Message::builder_success(&req, MessageWriteVec::new());
+    let xor = XorMappedAddress::new(mapped, req.transaction_id());
+    resp.add_attribute(&xor).unwrap();
+    let resp = resp.finish();
+    // From anyone else it teaches nothing; from the server it is consumed, not a link message.
+    assert_eq!(
+        a.recv(2_010, addr("203.0.113.51:3478"), &resp),
+        Got::Nothing
+    );
+    assert_eq!(a.t.local_candidates(&ips, 5900), [host]);
+    assert_eq!(a.recv(2_010, server, &resp), Got::Nothing);
+    assert_eq!(a.t.counters().drop_bad_link_message, 0);
+    let srflx = Candidate::Srflx(mapped);
+    assert_eq!(a.t.local_candidates(&ips, 5900), [host, srflx]);
+    // Answered: the mapping is refreshed every 20 s.
+    a.t.handle_timeout(4_000);
+    assert!(a.transmits().len() == 1);
+    assert_eq!(a.t.poll_timeout(), Some(24_000));
+}
