@@ -216,6 +216,14 @@ impl LinkTable {
     /// retries, rekeys), hellos, probes back to a direct path, STUN and TURN.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.nat_timeout(now);
+        self.link_timeouts(now);
+        // Relay permissions the links asked for just now go out now, too.
+        if self.nat.next_poll().is_some_and(|t| t <= now) {
+            self.nat_poll(now);
+        }
+    }
+
+    fn link_timeouts(&mut self, now: Millis) {
         let rekey_after = self.local.as_ref().map_or(120_000, |l| l.rekey_after);
         let sec = self.sec();
         for id in 0..self.links.len() {
@@ -248,12 +256,8 @@ impl LinkTable {
 
     /// STUN and TURN housekeeping, and relay permissions for every peer address we know.
     fn nat_timeout(&mut self, now: Millis) {
-        let mut out = Vec::new();
-        self.nat.poll(now, &mut out);
-        self.transmits.extend(
-            out.into_iter()
-                .map(|(to, payload)| Transmit { to, payload }),
-        );
+        // Events first (an allocation just made), then permissions, then their requests.
+        self.nat_poll(now);
         if self.nat.relayed().is_some() {
             let mut permit = Vec::new();
             for link in self.links.iter().flatten() {
@@ -270,5 +274,17 @@ impl LinkTable {
                 self.nat.permit(ip, now);
             }
         }
+        if self.nat.next_poll().is_some_and(|t| t <= now) {
+            self.nat_poll(now);
+        }
+    }
+
+    fn nat_poll(&mut self, now: Millis) {
+        let mut out = Vec::new();
+        self.nat.poll(now, &mut out);
+        self.transmits.extend(
+            out.into_iter()
+                .map(|(to, payload)| Transmit { to, payload }),
+        );
     }
 }
