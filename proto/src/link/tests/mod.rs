@@ -9,6 +9,7 @@ mod index;
 mod pair;
 mod paths;
 mod timers;
+mod turn;
 
 use super::{Encapsulated, FRAME_HEADROOM};
 use super::{LinkEvent, LinkId, LinkTable, LocalConfig, Received, SendError, Transmit};
