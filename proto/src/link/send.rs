@@ -128,19 +128,20 @@ impl LinkTable {
     /// a handshake init (which proves who we are), to every probe target.
     pub(super) fn connect(&mut self, id: LinkId, now: Millis) {
         if self.sec() {
-            self.send_handshake(id, now);
+            self.send_handshake(id, now, false, false);
         } else {
             self.send_hello(id, now, false);
         }
     }
 
-    fn send_to_targets(&mut self, id: LinkId, msg: &[u8], now: Millis) {
+    /// Sends `msg` to the targets of `id` (see [`Link::targets`](super::peer::Link::targets)).
+    fn send_to_targets(&mut self, id: LinkId, msg: &[u8], now: Millis, rekey: bool, probe: bool) {
         let have_relay = self.nat.relayed().is_some();
         let Some(Some(link)) = self.links.get_mut(id) else {
             return;
         };
         link.live.last_tx = now;
-        for (to, route) in link.probe_targets(have_relay) {
+        for (to, route) in link.targets(have_relay, rekey, probe) {
             self.queue(to, route, msg, now);
         }
     }
@@ -150,7 +151,7 @@ impl LinkTable {
     /// only an answer from one of them moves it there).
     pub(super) fn send_hello(&mut self, id: LinkId, now: Millis, probe: bool) {
         if let Some((out, n)) = self.hello(id, now, probe) {
-            self.send_to_targets(id, &out[..n], now);
+            self.send_to_targets(id, &out[..n], now, false, probe);
         }
     }
 
@@ -176,7 +177,9 @@ impl LinkTable {
         Some((out, n))
     }
 
-    fn send_handshake(&mut self, id: LinkId, now: Millis) {
+    /// Starts a handshake with the peer of `id`: on an up link a rekey (to where the peer is)
+    /// and/or a probe of its direct candidates.
+    fn send_handshake(&mut self, id: LinkId, now: Millis, rekey: bool, probe: bool) {
         // Strictly growing, even if the wall clock steps back.
         let time = (self.wall_at_zero + now).max(self.last_init_time + 1);
         let idx = self.new_index(id);
@@ -197,7 +200,7 @@ impl LinkTable {
             self.last_init_time = time;
             self.counters.handshakes_sent += 1;
             link.hs_sent_at = Some(now);
-            self.send_to_targets(id, &out[..n], now);
+            self.send_to_targets(id, &out[..n], now, rekey, probe);
         }
     }
 
@@ -247,7 +250,7 @@ impl LinkTable {
                 self.send_hello(id, now, false);
             }
             if due.handshake || (due.direct_probe && sec) {
-                self.send_handshake(id, now);
+                self.send_handshake(id, now, due.handshake, due.direct_probe);
             } else if due.direct_probe {
                 self.send_hello(id, now, true);
             }
