@@ -145,3 +145,26 @@ fn stun_gives_the_reflexive_candidate_after_the_host_ones() {
     assert!(a.transmits().len() == 1);
     assert_eq!(a.t.poll_timeout(), Some(24_000));
 }
+
+#[test]
+fn a_relayed_link_rekeys_through_the_relay() {
+    let relay = cands()[2].addr();
+    let rekey = 15_000;
+    let (a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
+    let mut p = Pair::via(a, b, cands(), relay);
+    p.run_until(1);
+    assert_eq!(p.a.t.link(p.ab).unwrap().path(), PathKind::Relayed);
+    p.run_until(rekey);
+    // The rekey goes where the peer is now: through its relay.
+    let rekeyed = p
+        .log
+        .iter()
+        .filter(|s| s.at == rekey && s.kind() == Some(MessageType::Init));
+    assert_eq!(rekeyed.map(|s| s.to).collect::<Vec<_>>(), [relay]);
+    assert_eq!(p.a.t.counters().handshakes_completed, 2);
+    p.run_until(3 * rekey + 1);
+    assert_eq!(p.a.t.counters().handshakes_completed, 4);
+    assert_eq!(p.a.t.link(p.ab).unwrap().path(), PathKind::Relayed);
+    p.frames_cross("rekeyed");
+    assert_eq!(p.downs(), 0);
+}

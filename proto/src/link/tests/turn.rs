@@ -116,8 +116,10 @@ struct Relayed {
     turn: FakeTurn,
     b_public: SocketAddr,
     now: Millis,
-    /// Datagrams that left A for B directly (and were lost).
-    direct_from_a: Vec<(Millis, SocketAddr)>,
+    /// Datagrams that left A for B directly (lost unless `direct_open`).
+    direct_from_a: Vec<(Millis, SocketAddr, bool)>,
+    /// Whether A and B reach each other directly (A at its address, B at `b_public`).
+    direct_open: bool,
     /// What A's link handed up.
     at_a: Vec<Got>,
     at_b: Vec<Got>,
@@ -142,7 +144,11 @@ impl Relayed {
                         self.at_b.push(got);
                     }
                 } else {
-                    self.direct_from_a.push((now, t.to));
+                    self.direct_from_a.push((now, t.to, is_init(&t)));
+                    if self.direct_open && t.to == self.b_public {
+                        let got = self.b.recv(now, self.a.addr, &t.payload);
+                        self.at_b.push(got);
+                    }
                 }
             }
             if let Some(t) = tb {
@@ -151,6 +157,9 @@ impl Relayed {
                         let got = self.a.recv(now, server, &ind);
                         self.at_a.push(got);
                     }
+                } else if self.direct_open && t.to == self.a.addr {
+                    let got = self.a.recv(now, self.b_public, &t.payload);
+                    self.at_a.push(got);
                 }
             }
         }
@@ -180,7 +189,8 @@ impl Relayed {
 
 #[test]
 fn a_node_no_direct_path_reaches_links_through_its_relay() {
-    let (mut a, b) = (Node::new(1, true, LONG), Node::new(2, true, LONG));
+    let rekey = 25_000;
+    let (mut a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
     let turn = TurnServerConfig {
         server: addr(SERVER),
         user: "user".into(),
@@ -195,6 +205,7 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
         b_public,
         now: 0,
         direct_from_a: Vec::new(),
+        direct_open: false,
         at_a: Vec::new(),
         at_b: Vec::new(),
     };
@@ -221,7 +232,7 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
     net.run_until(100);
     // The handshake went to every candidate directly, and to B's public address through
     // the relay.
-    let direct: Vec<SocketAddr> = net.direct_from_a.iter().map(|(_, to)| *to).collect();
+    let direct: Vec<SocketAddr> = net.direct_from_a.iter().map(|d| d.1).collect();
     assert!(direct.contains(&b_public) && direct.contains(&addr("192.168.2.2:5900")));
     // That first copy waited for the relay permission, which went out at once; the first
     // retry, 1 s later, links.
@@ -247,9 +258,46 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
         net.a.recv(now, addr(SERVER), &ind),
         Got::Frame(ab, b"back".to_vec())
     );
-    // It stays up on keepalives through the relay.
+    // It stays up on keepalives through the relay, and rekeys through it.
+    let completed = |net: &Relayed| net.a.t.counters().handshakes_completed;
+    for at in [1_100 + rekey, 1_100 + 2 * rekey] {
+        net.run_until(at - 1);
+        let before = completed(&net);
+        net.run_until(at);
+        assert!(
+            completed(&net) > before,
+            "no rekey through the relay at {at}"
+        );
+    }
     net.run_until(61_100);
     assert!(net.a.up(ab) && net.b.up(0));
     let b_rx = net.at_b.len();
     assert!(b_rx >= 60, "{b_rx} keepalives through the relay");
+    // Meanwhile A probed B's direct candidates every 10 s, in vain.
+    let probes = |net: &Relayed, from: Millis| {
+        let inits = net
+            .direct_from_a
+            .iter()
+            .filter(|(t, _, init)| *init && *t > from);
+        let mut times: Vec<Millis> = inits.map(|(t, _, _)| *t).collect();
+        times.dedup();
+        times
+    };
+    assert_eq!(
+        probes(&net, 1_100),
+        [10_000, 20_000, 30_000, 40_000, 50_000, 60_000]
+    );
+    assert_eq!(net.a.t.link(ab).unwrap().route, Route::ViaRelay);
+    // The direct path opens: the next probe moves the link off the relay.
+    net.direct_open = true;
+    net.run_until(70_000);
+    let link = net.a.t.link(ab).unwrap();
+    assert_eq!((link.endpoint(), link.route), (b_public, Route::Direct));
+    assert_eq!(link.path(), PathKind::Reflexive);
+    let t = net.a.frame(70_000, ab, b"direct").unwrap();
+    assert_eq!(t.to, b_public);
+    net.run_until(100_000);
+    // No more probes: the only handshake since is the rekey of the direct session.
+    assert_eq!(probes(&net, 70_000), [70_000 + rekey]);
+    assert!(net.a.up(ab) && net.b.up(0));
 }
