@@ -130,8 +130,9 @@ fn short_junk_is_counted_and_spends_no_handshake_budget() {
     assert_eq!(c.drop_bad_link_message, 1600);
     assert_eq!(c.drop_handshake_rate, 0);
     assert!(b.transmits().is_empty());
-    // A real init from another address (A's IP, which sent half the junk, and not the other
-    // junk source), at the same instant, still links.
+    // At the same instant, A's real init still links: neither A's IP (which sent half the
+    // junk) nor the global budget (which the other address's junk would have drained) was
+    // spent.
     assert!(links(&mut a, &mut b, &init, 0));
     assert_eq!(b.t.counters().drop_handshake_rate, 0);
 }

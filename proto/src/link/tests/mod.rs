@@ -2,7 +2,7 @@
 //! sockets: [`Node`] is one table with its address, [`Pair`] wires two of them together in
 //! memory. Files: handshake acceptance and rate limits (`accept`), session indices (`index`),
 //! handshake and liveness timers (`timers`), candidates and paths (`paths`), two cores end to
-//! end (`pair`).
+//! end (`pair`), a link through our own TURN relay (`turn`).
 
 mod accept;
 mod index;
