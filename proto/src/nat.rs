@@ -172,10 +172,9 @@ impl Nat {
         let mut next = (!self.stun.is_empty()).then_some(self.next_binding);
         let now = sans(now_ms);
         if let Some(t) = self.turn.as_mut() {
-            if let TurnPollRet::WaitUntil(at) = t.client.poll(now) {
-                let at_ms = (at.as_nanos().max(0) / 1_000_000) as Millis;
-                next = Some(next.map_or(at_ms, |n| n.min(at_ms)));
-            }
+            // Runs the client's timers; it says when to come back only once its transmits are
+            // drained (until then, "now"), so it is asked again below.
+            t.client.poll(now);
             while let Some(tx) = t.client.poll_transmit(now) {
                 debug!("TURN: {} bytes to {}", tx.data.len(), tx.to);
                 out.push((tx.to, tx.data.to_vec()));
@@ -196,6 +195,10 @@ impl Nat {
                     _ => {}
                 }
             }
+            if let TurnPollRet::WaitUntil(at) = t.client.poll(now) {
+                let at_ms = (at.as_nanos().max(0) / 1_000_000) as Millis;
+                next = Some(next.map_or(at_ms, |n| n.min(at_ms)));
+            }
         }
         // Never in the past: a client that wants to run again at once runs in 1 ms.
         let next = next.map(|n| n.max(now_ms + 1));
@@ -208,12 +211,19 @@ impl Nat {
         self.next_poll
     }
 
+    /// The TURN client has something to send (an answer to the server, a permission
+    /// request): [`poll`](Self::poll) is due now.
+    fn wake(&mut self, now: Millis) {
+        self.next_poll = Some(self.next_poll.map_or(now, |n| n.min(now)));
+    }
+
     /// Lets the TURN server relay datagrams from `peer` (by IP) to us.
-    pub fn permit(&mut self, peer: IpAddr, now: Millis) {
-        let now = sans(now);
+    pub fn permit(&mut self, peer: IpAddr, now_ms: Millis) {
+        let now = sans(now_ms);
         if let Some(t) = self.turn.as_mut() {
             if t.relayed.is_some() && !t.client.have_permission(TransportType::Udp, peer) {
                 let _ = t.client.create_permission(TransportType::Udp, peer, now);
+                self.wake(now_ms);
             }
         }
     }
@@ -224,14 +234,15 @@ impl Nat {
         &mut self,
         peer: SocketAddr,
         data: &[u8],
-        now: Millis,
+        now_ms: Millis,
     ) -> Option<(SocketAddr, Vec<u8>)> {
-        let now = sans(now);
+        let now = sans(now_ms);
         let t = self.turn.as_mut()?;
         if !t.client.have_permission(TransportType::Udp, peer.ip()) {
             let _ = t
                 .client
                 .create_permission(TransportType::Udp, peer.ip(), now);
+            self.wake(now_ms);
             return None;
         }
         match t.client.send_to(TransportType::Udp, peer, data, now) {
@@ -268,10 +279,14 @@ impl Nat {
         if !from_turn {
             return NatRecv::Handled;
         }
+        let now_ms = now;
         let now = sans(now);
         let t = self.turn.as_mut().expect("from_turn");
         let tx = Transmit::new(b, TransportType::Udp, from, self.local);
         let ret = t.client.recv(tx, now);
+        // An answer may call for the next request (the authenticated allocation after a 401,
+        // a permission after the allocation): send it now, not at the next timer.
+        self.wake(now_ms);
         debug!(
             "TURN: {} bytes from {from}: {}",
             b.len(),

@@ -224,6 +224,12 @@ impl SecureLink {
             || self.pending.as_ref().is_some_and(|p| p.local_idx == idx)
     }
 
+    /// Every session index this link owns (current, previous or pending).
+    pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        let pending = self.pending.as_ref().map(|p| p.local_idx);
+        self.sessions.iter().map(|s| s.local_idx).chain(pending)
+    }
+
     /// Drops every session (the link went down): the next exchange starts from a handshake.
     pub fn reset(&mut self) {
         self.sessions.clear();

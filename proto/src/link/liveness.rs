@@ -141,6 +141,26 @@ impl LinkSession {
         None
     }
 
+    /// The sessions with the peer are void (this node's key or `"sec"` changed): the link is
+    /// down until the peer answers again. Returns the state change, if any.
+    pub fn restart(&mut self) -> Option<LinkEvent> {
+        self.remote_idx = None;
+        if self.state != LinkState::Up {
+            return None;
+        }
+        self.state = LinkState::Down;
+        self.counters.downs += 1;
+        Some(LinkEvent::Down)
+    }
+
+    /// A hello went out at `now`: while the link is not up, the next is due a
+    /// [`HELLO_INTERVAL`] later (the first one, sent as the link is created, counts too).
+    pub fn hello_sent(&mut self, now: Millis) {
+        if !self.is_up() {
+            self.last_hello = Some(now);
+        }
+    }
+
     /// When the last hello went out, while the link was not up.
     pub fn last_hello(&self) -> Option<Millis> {
         self.last_hello

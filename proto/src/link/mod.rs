@@ -165,6 +165,9 @@ pub struct LinkTable {
     links: Vec<Option<Link>>,
     by_uid: HashMap<Uid, LinkId>,
     by_key: HashMap<Fingerprint, LinkId>,
+    /// The indices of the link a slot held before its last trim: its peer may still send to
+    /// them, so the slot's next link takes others.
+    retired: HashMap<LinkId, Vec<u32>>,
     limiter: RateLimiter,
     init_budget: RateLimiter,
     last_init_time: u64,
@@ -189,6 +192,7 @@ impl LinkTable {
             links: Vec::new(),
             by_uid: HashMap::new(),
             by_key: HashMap::new(),
+            retired: HashMap::new(),
             limiter: RateLimiter::new(PER_SOURCE_RATE.0, PER_SOURCE_RATE.1, 4096),
             init_budget: RateLimiter::new(GLOBAL_RATE, GLOBAL_RATE, 1),
             last_init_time: 0,
@@ -238,7 +242,8 @@ impl LinkTable {
     }
 
     /// Sets (or changes) this node's identity and security. A uid change is refused while
-    /// links exist; a change of `sec` or key voids every session.
+    /// links exist; a change of `sec` or key voids every session, and every up link goes down
+    /// (a [`LinkEvent::Down`] each) until the peer answers again.
     pub fn configure(&mut self, cfg: LocalConfig) -> Result<Reconfigured, LinkError> {
         if cfg.sec && cfg.key.is_none() {
             return Err(LinkError(
@@ -268,8 +273,17 @@ impl LinkTable {
             } else {
                 warn!("\"sec\": false: links are PLAINTEXT, unauthenticated and readable on the underlay; use only on a trusted network");
             }
-            for link in self.links.iter_mut().flatten() {
+            // Every link starts over: down until a handshake (or hello) with the peer.
+            for (id, link) in self.links.iter_mut().enumerate() {
+                let Some(link) = link else { continue };
                 link.secure = Link::secure_for(cfg.sec, link.fpr);
+                if link.live.restart().is_some() {
+                    self.events.push_back(LinkEvent::Down {
+                        link: id,
+                        uid: link.uid(),
+                        endpoint: link.endpoint(),
+                    });
+                }
             }
         }
         if uid_changed {
@@ -394,8 +408,13 @@ impl LinkTable {
         let Some(id) = self.by_uid.remove(uid) else {
             return Err(LinkError(format!("\"uid\": no link to {uid}")));
         };
-        if let Some(k) = self.links[id].take().and_then(|l| l.fpr) {
-            self.by_key.remove(&k);
+        if let Some(link) = self.links[id].take() {
+            if let Some(k) = link.fpr {
+                self.by_key.remove(&k);
+            }
+            let mut old = vec![link.live.local_idx];
+            old.extend(link.secure.iter().flat_map(|s| s.indices()));
+            self.retired.insert(id, old);
         }
         info!("link to {uid} trimmed");
         Ok(id)
@@ -425,7 +444,8 @@ impl LinkTable {
     }
 
     /// A fresh session index for slot `id`: the low 16 bits are the slot, the rest random, and
-    /// never one the slot already uses (decryption would find the older session first).
+    /// never one the slot already uses (decryption would find the older session first) or its
+    /// trimmed link used (that link's peer may still send to it).
     fn new_index(&mut self, id: LinkId) -> u32 {
         loop {
             let idx = ((self.next_random() as u32) & 0xffff_0000) | id as u32;
@@ -435,7 +455,8 @@ impl LinkTable {
                 .and_then(Option::as_ref)
                 .is_some_and(|l| {
                     l.live.local_idx == idx || l.secure.as_ref().is_some_and(|s| s.owns_index(idx))
-                });
+                })
+                || self.retired.get(&id).is_some_and(|r| r.contains(&idx));
             if !taken {
                 return idx;
             }

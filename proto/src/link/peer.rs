@@ -99,15 +99,33 @@ impl Link {
         self.route = route;
     }
 
-    /// Targets for a hello or handshake now.
-    pub fn probe_targets(&self, have_relay: bool) -> Vec<(SocketAddr, Route)> {
-        probe_targets(
-            self.live.endpoint,
-            self.route,
-            &self.candidates,
-            self.is_up(),
-            have_relay,
-        )
+    /// Targets for a hello or handshake now. While the link is not up: every way to the peer
+    /// ([`probe_targets`]). On an up link: with `probe`, the direct candidates (a relayed link
+    /// looking for its way back); otherwise, and always for a rekey (`rekey`), the endpoint by
+    /// its route, where the peer is now.
+    pub fn targets(&self, have_relay: bool, rekey: bool, probe: bool) -> Vec<(SocketAddr, Route)> {
+        let (ep, route, up) = (self.live.endpoint, self.route, self.is_up());
+        if !up {
+            return probe_targets(ep, route, &self.candidates, false, have_relay);
+        }
+        let mut out = Vec::new();
+        if rekey || !probe {
+            out.push((ep, route));
+        }
+        if probe {
+            for t in probe_targets(ep, route, &self.candidates, true, have_relay) {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the link is up on a relayed path and has a direct candidate to probe.
+    fn may_probe_direct(&self) -> bool {
+        let direct = |c: &Candidate| !matches!(c, Candidate::Relay(_));
+        self.is_up() && self.is_relayed() && self.candidates.iter().any(direct)
     }
 
     /// Runs the link's timers at `now`. `sec`: links are encrypted; `rekey_after`: session
@@ -131,8 +149,7 @@ impl Link {
             due.handshake = sec.wants_handshake(now, rekey_after);
             sec.expire(now, rekey_after.saturating_mul(3));
         }
-        if self.is_up()
-            && self.is_relayed()
+        if self.may_probe_direct()
             && now.saturating_sub(self.last_direct_probe) >= DIRECT_PROBE_INTERVAL
         {
             self.last_direct_probe = now;
@@ -156,7 +173,7 @@ impl Link {
         if let Some(sec) = &self.secure {
             next = next.min(sec.next_handshake_at(rekey_after));
         }
-        if l.is_up() && self.is_relayed() {
+        if self.may_probe_direct() {
             next = next.min(self.last_direct_probe + DIRECT_PROBE_INTERVAL);
         }
         next

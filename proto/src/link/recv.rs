@@ -276,7 +276,7 @@ impl LinkTable {
                 let (ev, reply) = link.live.on_hello(&h, from, now);
                 link.route = route;
                 if reply {
-                    self.send_hello(id, now);
+                    self.answer_hello(id, now, from, route);
                 }
                 if ev.is_some() {
                     self.link_up(id);

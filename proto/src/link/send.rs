@@ -128,40 +128,58 @@ impl LinkTable {
     /// a handshake init (which proves who we are), to every probe target.
     pub(super) fn connect(&mut self, id: LinkId, now: Millis) {
         if self.sec() {
-            self.send_handshake(id, now);
+            self.send_handshake(id, now, false, false);
         } else {
-            self.send_hello(id, now);
+            self.send_hello(id, now, false);
         }
     }
 
-    fn send_to_targets(&mut self, id: LinkId, msg: &[u8], now: Millis) {
+    /// Sends `msg` to the targets of `id` (see [`Link::targets`](super::peer::Link::targets)).
+    fn send_to_targets(&mut self, id: LinkId, msg: &[u8], now: Millis, rekey: bool, probe: bool) {
         let have_relay = self.nat.relayed().is_some();
         let Some(Some(link)) = self.links.get_mut(id) else {
             return;
         };
         link.live.last_tx = now;
-        for (to, route) in link.probe_targets(have_relay) {
+        for (to, route) in link.targets(have_relay, rekey, probe) {
             self.queue(to, route, msg, now);
         }
     }
 
-    pub(super) fn send_hello(&mut self, id: LinkId, now: Millis) {
-        let Some(uid) = self.local.as_ref().map(|l| l.uid) else {
-            return;
-        };
-        let Some(Some(link)) = self.links.get(id) else {
-            return;
-        };
-        let mut out = [0u8; HELLO_LEN];
-        let n = link
-            .live
-            .hello(uid, self.boot_id)
-            .emit(&mut out)
-            .expect("sized for a hello");
-        self.send_to_targets(id, &out[..n], now);
+    /// Sends a hello to the probe targets of `id`. It asks for a hello back while the link is
+    /// not up, or with `probe` (an up link on a relayed path probing its direct candidates:
+    /// only an answer from one of them moves it there).
+    pub(super) fn send_hello(&mut self, id: LinkId, now: Millis, probe: bool) {
+        if let Some((out, n)) = self.hello(id, now, probe) {
+            self.send_to_targets(id, &out[..n], now, false, probe);
+        }
     }
 
-    fn send_handshake(&mut self, id: LinkId, now: Millis) {
+    /// Answers the hello that came from `to` by `route`, the same way back: the peer's
+    /// signalled candidates may not reach it (a symmetric NAT, a relay of its own).
+    pub(super) fn answer_hello(&mut self, id: LinkId, now: Millis, to: SocketAddr, route: Route) {
+        if let Some((out, n)) = self.hello(id, now, false) {
+            if let Some(Some(link)) = self.links.get_mut(id) {
+                link.live.last_tx = now;
+            }
+            self.queue(to, route, &out[..n], now);
+        }
+    }
+
+    fn hello(&mut self, id: LinkId, now: Millis, probe: bool) -> Option<([u8; HELLO_LEN], usize)> {
+        let uid = self.local.as_ref()?.uid;
+        let link = self.links.get_mut(id)?.as_mut()?;
+        link.live.hello_sent(now);
+        let mut hello = link.live.hello(uid, self.boot_id);
+        hello.reply_wanted |= probe;
+        let mut out = [0u8; HELLO_LEN];
+        let n = hello.emit(&mut out).expect("sized for a hello");
+        Some((out, n))
+    }
+
+    /// Starts a handshake with the peer of `id`: on an up link a rekey (to where the peer is)
+    /// and/or a probe of its direct candidates.
+    fn send_handshake(&mut self, id: LinkId, now: Millis, rekey: bool, probe: bool) {
         // Strictly growing, even if the wall clock steps back.
         let time = (self.wall_at_zero + now).max(self.last_init_time + 1);
         let idx = self.new_index(id);
@@ -182,7 +200,7 @@ impl LinkTable {
             self.last_init_time = time;
             self.counters.handshakes_sent += 1;
             link.hs_sent_at = Some(now);
-            self.send_to_targets(id, &out[..n], now);
+            self.send_to_targets(id, &out[..n], now, rekey, probe);
         }
     }
 
@@ -205,6 +223,14 @@ impl LinkTable {
     /// retries, rekeys), hellos, probes back to a direct path, STUN and TURN.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.nat_timeout(now);
+        self.link_timeouts(now);
+        // Relay permissions the links asked for just now go out now, too.
+        if self.nat.next_poll().is_some_and(|t| t <= now) {
+            self.nat_poll(now);
+        }
+    }
+
+    fn link_timeouts(&mut self, now: Millis) {
         let rekey_after = self.local.as_ref().map_or(120_000, |l| l.rekey_after);
         let sec = self.sec();
         for id in 0..self.links.len() {
@@ -225,24 +251,20 @@ impl LinkTable {
                 self.send_keepalive(id, now);
             }
             if due.hello && !sec {
-                self.send_hello(id, now);
+                self.send_hello(id, now, false);
             }
             if due.handshake || (due.direct_probe && sec) {
-                self.send_handshake(id, now);
+                self.send_handshake(id, now, due.handshake, due.direct_probe);
             } else if due.direct_probe {
-                self.send_hello(id, now);
+                self.send_hello(id, now, true);
             }
         }
     }
 
     /// STUN and TURN housekeeping, and relay permissions for every peer address we know.
     fn nat_timeout(&mut self, now: Millis) {
-        let mut out = Vec::new();
-        self.nat.poll(now, &mut out);
-        self.transmits.extend(
-            out.into_iter()
-                .map(|(to, payload)| Transmit { to, payload }),
-        );
+        // Events first (an allocation just made), then permissions, then their requests.
+        self.nat_poll(now);
         if self.nat.relayed().is_some() {
             let mut permit = Vec::new();
             for link in self.links.iter().flatten() {
@@ -259,5 +281,17 @@ impl LinkTable {
                 self.nat.permit(ip, now);
             }
         }
+        if self.nat.next_poll().is_some_and(|t| t <= now) {
+            self.nat_poll(now);
+        }
+    }
+
+    fn nat_poll(&mut self, now: Millis) {
+        let mut out = Vec::new();
+        self.nat.poll(now, &mut out);
+        self.transmits.extend(
+            out.into_iter()
+                .map(|(to, payload)| Transmit { to, payload }),
+        );
     }
 }
