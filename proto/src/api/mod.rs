@@ -139,7 +139,10 @@ fn parse_params<T: Params>(params: Map<String, Value>) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         match inner.strip_prefix("missing field `") {
-            Some(rest) => ApiError::param(rest.trim_end_matches('`'), "missing"),
+            Some(rest) if path == "." => ApiError::param(rest.trim_end_matches('`'), "missing"),
+            Some(rest) => {
+                ApiError::param(&format!("{path}.{}", rest.trim_end_matches('`')), "missing")
+            }
             None if path == "." => ApiError::new(ErrorCode::InvalidParams, inner),
             None => ApiError::param(&path, inner),
         }
