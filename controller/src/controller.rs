@@ -4,7 +4,7 @@
 
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, error, info, warn};
-use proto::config::Config;
+use proto::config::{Config, HostPort};
 use proto::icc::IccMsg;
 use proto::neigh::{NeighAction, NeighConfig, NeighTable, Owner};
 use proto::rpc::{self, Id, Incoming, ParamReader, RpcError};
@@ -67,6 +67,8 @@ pub struct Controller {
     /// STUN and TURN servers, resolved once at start.
     stun: Vec<String>,
     turn: Option<Value>,
+    /// The endpoints of `cfg.peers`, in order, resolved once at start.
+    peer_endpoints: Vec<SocketAddr>,
 }
 
 impl Controller {
@@ -78,7 +80,7 @@ impl Controller {
             ))
         })?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let uid = cfg.uid();
+        let uid = cfg.uid().to_string();
         info!(
             "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
             cfg.ip4,
@@ -95,7 +97,11 @@ impl Controller {
         } else {
             warn!("\"sec\": false: links are plaintext and unauthenticated; use only on a trusted network");
         }
-        let peer_online = cfg.peers.iter().map(|p| (p.uid.clone(), false)).collect();
+        let peer_online = cfg
+            .peers
+            .iter()
+            .map(|p| (p.uid.to_string(), false))
+            .collect();
         let xmpp = match (&cfg.xmpp_host, &cfg.xmpp_username, &cfg.xmpp_password) {
             (Some(host), Some(user), Some(pass)) => {
                 info!("XMPP signalling as {user} on {host}:{}", cfg.xmpp_port);
@@ -112,19 +118,43 @@ impl Controller {
         };
         // Names are looked up once, here: tincan's loop must never wait on DNS. A server that
         // does not resolve is left out, with a warning.
-        let resolve = |s: &str| -> Option<String> {
-            use std::net::ToSocketAddrs;
-            let found = s
-                .to_socket_addrs()
+        let resolve = |s: &HostPort| -> Option<String> {
+            let found = lookup(s)
                 .ok()
-                .and_then(|mut a| a.find(SocketAddr::is_ipv4));
+                .and_then(|a| a.into_iter().find(SocketAddr::is_ipv4));
             if found.is_none() {
-                warn!("STUN/TURN server {s:?} does not resolve to an IPv4 address; not used");
+                warn!("STUN/TURN server \"{s}\" does not resolve to an IPv4 address; not used");
             }
             found.map(|a| a.to_string())
         };
+        // A peer's endpoint, preferring IPv4: underlays here are IPv4, and a v6 answer first
+        // from the resolver must not win over a v4 one.
+        let peer_endpoints = cfg
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let found = lookup(&p.endpoint).map_err(|e| {
+                    io::Error::other(format!(
+                        "\"peers\"[{i}].\"endpoint\": cannot resolve \"{}\": {e}",
+                        p.endpoint
+                    ))
+                })?;
+                found
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or(found.first())
+                    .copied()
+                    .ok_or_else(|| {
+                        io::Error::other(format!(
+                            "\"peers\"[{i}].\"endpoint\": \"{}\" resolves to no address",
+                            p.endpoint
+                        ))
+                    })
+            })
+            .collect::<io::Result<Vec<SocketAddr>>>()?;
         let (stun, turn) = if xmpp.is_some() {
-            let stun: Vec<String> = cfg.stun.iter().filter_map(|s| resolve(s)).collect();
+            let stun: Vec<String> = cfg.stun.iter().filter_map(&resolve).collect();
             let turn = cfg.turn.first().and_then(|t| {
                 resolve(&t.server)
                     .map(|server| json!({"server": server, "user": t.user, "pass": t.pass}))
@@ -157,6 +187,7 @@ impl Controller {
             xmpp_present: Default::default(),
             stun,
             turn,
+            peer_endpoints,
         })
     }
 
@@ -358,7 +389,7 @@ impl Controller {
             "uid": self.uid,
             "ip4": cfg.ip4.to_string(),
             "ip4_mask": cfg.ip4_mask,
-            "ip6": proto::config::gen_ip6(&self.uid),
+            "ip6": proto::config::gen_ip6(&cfg.uid()),
             "ip6_mask": cfg.ip6_mask,
             "subnet_mask": cfg.subnet_mask,
             "switchmode": cfg.switchmode,
@@ -373,8 +404,9 @@ impl Controller {
         let links: Vec<Value> = cfg
             .peers
             .iter()
-            .map(|p| {
-                json!({"uid": p.uid, "endpoint": p.endpoint.to_string(), "fpr": p.fpr, "sec": cfg.sec})
+            .zip(&self.peer_endpoints)
+            .map(|(p, endpoint)| {
+                json!({"uid": p.uid, "endpoint": endpoint.to_string(), "fpr": p.fpr, "sec": cfg.sec})
             })
             .collect();
         self.send_rpc("set_logging", logging);
@@ -667,6 +699,16 @@ impl Controller {
             "xmpp": self.xmpp_state,
             "signalling": self.signal.as_ref().map(|s| s.peers().map(|(u, st, f)| json!({"uid": u, "state": format!("{st:?}"), "fpr": f})).collect::<Vec<_>>()),
         })
+    }
+}
+
+/// The addresses of a server or peer: an IP literal as it is, a host name looked up (once, at
+/// start: the loop never waits on DNS).
+fn lookup(hp: &HostPort) -> io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    match hp.addr() {
+        Some(a) => Ok(vec![a]),
+        None => Ok((hp.host().as_str(), hp.port()).to_socket_addrs()?.collect()),
     }
 }
 
