@@ -46,7 +46,7 @@ die() {
     echo "$LAB_SCRIPT: $*" >&2
     exit 1
 }
-say() { echo "${LAB_SCRIPT}[$P]: $*"; }
+say() { echo "$LAB_SCRIPT${P:+[$P]}: $*"; }
 
 usage() {
     sed -n '2,/^set -euo/p' "$SELF" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
