@@ -122,7 +122,7 @@ ensure_bench_packages() {
 }
 
 ensure_binaries() {
-    local b cargo newer
+    local cargo newer
     if [ -x "$BIN/ipop-tincan" ] && [ -x "$BIN/gvpn-controller" ]; then
         [ -z "${IPOP_BIN_DIR:-}" ] || return 0 # chosen binaries: built from whatever they were
         newer=$(find "$REPO/proto" "$REPO/tincan" "$REPO/controller" -name '*.rs' \
