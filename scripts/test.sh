@@ -53,7 +53,7 @@ case ${1:-} in
 esac
 
 [ "$(id -u)" -eq 0 ] ||
-    die "needs root (the tests create network namespaces and install packages): run  sudo $0 $*"
+    die "needs root (the tests create network namespaces and install packages): run  sudo $0${*:+ $*}"
 
 # 1 and 2.
 [ -e /dev/net/tun ] || PACKAGES+=(modprobe:kmod)
