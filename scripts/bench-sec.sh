@@ -7,7 +7,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-3}
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "bench-sec.sh: ROUNDS: expected 1-99, got '$ROUNDS'" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench-sec.sh: needs root (network namespaces)" >&2; exit 1; }
-command -v iperf3 >/dev/null || { apt-get update -qq && apt-get install -y -qq iperf3 >/dev/null; }
+LAB_SCRIPT=bench-sec.sh
+# shellcheck source=scripts/lablib.sh
+source "$REPO/scripts/lablib.sh"
+ensure_packages iperf3:iperf3
 cleanup() {
     LAB_PREFIX=bsec "$REPO/scripts/lab.sh" down >/dev/null 2>&1 || true
     LAB_PREFIX=bpln "$REPO/scripts/lab.sh" down >/dev/null 2>&1 || true

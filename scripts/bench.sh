@@ -35,6 +35,10 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB_SCRIPT=bench.sh
+# ensure_packages, find_cargo, cargo_build (die and say are this script's own, below).
+# shellcheck source=scripts/lablib.sh
+source "$REPO/scripts/lablib.sh"
 LAB=$REPO/scripts/lab.sh
 BIN=${IPOP_BIN_DIR:-$REPO/target/release}
 STEM=${BENCH_PREFIX:-bench}
@@ -111,33 +115,14 @@ parse_args() {
 
 # --- prerequisites ---------------------------------------------------------------------------
 
-ensure_packages() {
-    local pair pkgs=()
-    for pair in tincd:tinc iperf3:iperf3 ping:iputils-ping ip:iproute2 ss:iproute2 \
-        python3:python3 sysctl:procps timeout:coreutils flock:util-linux; do
-        command -v "${pair%%:*}" >/dev/null 2>&1 || pkgs+=("${pair#*:}")
-    done
-    [ ${#pkgs[@]} -gt 0 ] || return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing packages: ${pkgs[*]} (and no apt-get)"
-    mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
-    say "installing ${pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-}
-
-find_cargo() {
-    local c home
-    if c=$(command -v cargo 2>/dev/null); then echo "$c" && return 0; fi
-    if [ -n "${SUDO_USER:-}" ]; then
-        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-        [ -x "$home/.cargo/bin/cargo" ] && echo "$home/.cargo/bin/cargo" && return 0
-    fi
-    [ -x /root/.cargo/bin/cargo ] && echo /root/.cargo/bin/cargo && return 0
-    return 1
+# Installed with apt-get when missing (lablib.sh, under the same lock as the labs' installs).
+ensure_bench_packages() {
+    ensure_packages tincd:tinc iperf3:iperf3 ping:iputils-ping ip:iproute2 ss:iproute2 \
+        python3:python3 sysctl:procps timeout:coreutils flock:util-linux >&2
 }
 
 ensure_binaries() {
-    local b cargo newer
+    local cargo newer
     if [ -x "$BIN/ipop-tincan" ] && [ -x "$BIN/gvpn-controller" ]; then
         [ -z "${IPOP_BIN_DIR:-}" ] || return 0 # chosen binaries: built from whatever they were
         newer=$(find "$REPO/proto" "$REPO/tincan" "$REPO/controller" -name '*.rs' \
@@ -149,12 +134,7 @@ ensure_binaries() {
     [ -z "${IPOP_BIN_DIR:-}" ] || die "no ipop-tincan/gvpn-controller in IPOP_BIN_DIR=$BIN"
     cargo=$(find_cargo) || die "no binaries in $BIN and no cargo: install Rust, then cargo build --release --workspace"
     say "building: cargo build --release --workspace"
-    b=(env PATH="$(dirname "$cargo"):$PATH" "$cargo" build --release --workspace --manifest-path "$REPO/Cargo.toml")
-    if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && [ "$(stat -c %U "$REPO")" = "$SUDO_USER" ]; then
-        sudo -u "$SUDO_USER" -H "${b[@]}" >&2 # keep target/ owned by the checkout's owner
-    else
-        "${b[@]}" >&2
-    fi
+    cargo_build "$cargo" >&2 # as the checkout's owner under sudo: target/ stays theirs
 }
 
 # --- lab and cleanup -------------------------------------------------------------------------
@@ -528,7 +508,7 @@ main() {
     parse_args "$@"
     COMMAND=$(command_line "$@")
     [ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces): run  sudo $0 $*"
-    ensure_packages
+    ensure_bench_packages
     ensure_binaries
 
     # One bench per prefix at a time; with the lock held, labs with our prefixes are leftovers.

@@ -33,6 +33,11 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$REPO/scripts/lab.sh"
+LAB_SCRIPT=lab.sh
+# Namespaces, processes, teardown, binaries, packages, readiness: shared with natlab.sh. Also
+# where the binaries are (BIN, TINCAN_BIN, CONTROLLER_BIN) and the config's ports and TAP MTU.
+# shellcheck source=scripts/lablib.sh
+source "$REPO/scripts/lablib.sh"
 
 P=${LAB_PREFIX:-ipl}
 HOSTS=${LAB_HOSTS:-3}
@@ -45,42 +50,6 @@ ROGUE_HOSTS=${LAB_ROGUE_HOSTS:-}
 REKEY=${LAB_REKEY:-}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 WAIT=${LAB_WAIT:-20}
-
-if [ -n "${IPOP_BIN_DIR:-}" ]; then
-    BIN=$IPOP_BIN_DIR
-    BIN_IS_DEFAULT=0
-elif [ -n "${CARGO_TARGET_DIR:-}" ]; then
-    case $CARGO_TARGET_DIR in
-        /*) BIN=$CARGO_TARGET_DIR/release ;;
-        *) BIN=$REPO/$CARGO_TARGET_DIR/release ;;
-    esac
-    BIN_IS_DEFAULT=1
-else
-    BIN=$REPO/target/release
-    BIN_IS_DEFAULT=1
-fi
-TINCAN_BIN=$BIN/ipop-tincan
-CONTROLLER_BIN=$BIN/gvpn-controller
-
-# Ports and sizes of the generated configs. The TAP MTU is 1400 because a link datagram carries
-# the whole inner Ethernet frame: 1500 (underlay) - 20 (IPv4) - 8 (UDP) - 16 (link header)
-# - 14 (inner Ethernet) = 1442 bytes of payload at most, rounded down to leave room for an
-# authentication tag. README.md, "Overlay MTU".
-TINCAN_PORT=5800
-ICC_PORT=30000
-LINK_PORT=5900
-TAP=ipop
-TAP_MTU=1400
-
-die() {
-    echo "lab.sh: $*" >&2
-    exit 1
-}
-say() { echo "lab.sh[$P]: $*"; }
-
-usage() {
-    sed -n '2,/^set -euo/p' "$SELF" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
-}
 
 validate_env() {
     [[ $P =~ ^[A-Za-z0-9]{1,12}$ ]] ||
@@ -95,90 +64,29 @@ validate_env() {
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
 }
 
-require_root() {
-    [ "$(id -u)" -eq 0 ] ||
-        die "needs root (it creates network namespaces): run  sudo $0 ${1:-up}"
-}
-
 require_tools() {
     local t missing=()
     for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
     [ ${#missing[@]} -eq 0 ] || die "missing tools: ${missing[*]} (Debian: apt-get install iproute2 iputils-ping procps python3)"
 }
 
-# --- namespaces ------------------------------------------------------------------------------
-
-# Every namespace of this lab, one per line; nothing (and success) when there are none.
-lab_namespaces() {
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-" || true
-}
-
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$P-$1"; }
-
-# Host numbers present (from the namespaces, so `status` and `kill` work whatever LAB_HOSTS says).
-lab_hosts() {
-    lab_namespaces | sed -n "s/^$P-h\([0-9]\)\$/\1/p" | sort -n
-}
-
-# Per-namespace sysctls, set before any interface exists so new interfaces inherit the defaults.
-# IPv6 DAD and router advertisements off: addresses are usable at once and nothing autoconfigures.
-ns_sysctls() {
-    local ns=$1
-    shift
-    local kv=("$@")
-    if [ -d /proc/sys/net/ipv6 ]; then
-        kv+=(net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0)
-    fi
-    [ ${#kv[@]} -eq 0 ] || ip netns exec "$ns" sysctl -q -w "${kv[@]}" >/dev/null
-}
+# --- topology and configs --------------------------------------------------------------------
 
 build_topology() {
-    local i c sw=$P-sw h cn
-    ip netns add "$sw"
-    ns_sysctls "$sw"
-    ip -n "$sw" link set lo up
+    local i sw=$P-sw h
+    new_ns sw
     ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
     ip -n "$sw" link set br0 up
 
     for i in $(seq 1 "$HOSTS"); do
         h=$P-h$i
-        ip netns add "$h"
-        # ip_forward=1 as LXC's lxc-net sets it, and redirects on as the kernel default: a host
-        # that routes a container's frame back out of lxcbr0 then sends an ICMP redirect, which is
-        # the original switch mode's bug the tests look for. Set explicitly because new
-        # namespaces inherit IPv4 settings from the machine's own.
-        ns_sysctls "$h" net.ipv4.ip_forward=1 \
-            net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.send_redirects=1
-        ip -n "$h" link set lo up
-
+        new_host_ns "$i"
         # Underlay: u0 in the host, h<i> in the switch's br0.
         ip -n "$sw" link add "h$i" type veth peer name u0 netns "$h"
         ip -n "$sw" link set "h$i" master br0 up
         ip -n "$h" link set u0 mtu 1500 up
         ip -n "$h" addr add "10.99.0.$i/24" dev u0
-
-        ip -n "$h" link add lxcbr0 type bridge stp_state 0 forward_delay 0
-        ip -n "$h" addr add "10.0.3.$i/24" dev lxcbr0
-        ip -n "$h" link set lxcbr0 up
-
-        for c in 1 2; do
-            cn=$P-h${i}c$c
-            ip netns add "$cn"
-            ns_sysctls "$cn"
-            ip -n "$cn" link set lo up
-            # Both ends at the overlay MTU: a bridge does not fragment, it drops a frame larger
-            # than the egress port's MTU, so a container at 1500 would lose its large packets
-            # silently on the way into the 1400-byte TAP.
-            ip -n "$h" link add "c$c" mtu "$TAP_MTU" type veth \
-                peer name eth0 mtu "$TAP_MTU" netns "$cn"
-            ip -n "$h" link set "c$c" master lxcbr0 up
-            ip -n "$cn" addr add "10.0.3.$i$c/24" dev eth0
-            if [ -d /proc/sys/net/ipv6 ]; then
-                ip -n "$cn" addr add "fd00:3::$i$c/64" dev eth0 nodad
-            fi
-            ip -n "$cn" link set eth0 up
-        done
+        add_lxc_host "$i"
     done
 }
 
@@ -248,115 +156,6 @@ EOF
     done
 }
 
-# --- daemons ---------------------------------------------------------------------------------
-
-daemon_bin() {
-    case $1 in
-        tincan) echo "$TINCAN_BIN" ;;
-        controller) echo "$CONTROLLER_BIN" ;;
-        *) die "daemon: expected tincan or controller, got '$1'" ;;
-    esac
-}
-
-# True when PID is alive and is the daemon this lab started. The command line check guards
-# against a recycled PID; a zombie has an empty command line and counts as gone.
-pid_is_daemon() {
-    local pid=$1 name a args=()
-    name=$(basename "$(daemon_bin "$2")")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    { mapfile -d '' args <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
-    for a in "${args[@]}"; do
-        [ "${a##*/}" != "$name" ] || return 0
-    done
-    return 1
-}
-
-daemon_pid() {
-    local f=$DIR/h$1/$2.pid pid
-    [ -f "$f" ] || return 1
-    pid=$(cat "$f")
-    pid_is_daemon "$pid" "$2" || return 1
-    echo "$pid"
-}
-
-start_daemon() {
-    local i=$1 d=$2 hd=$DIR/h$1 pid argv
-    ns_exists "h$i" || die "no namespace $P-h$i: is the lab up?"
-    [ -f "$hd/config.json" ] || die "no $hd/config.json: is the lab up?"
-    if pid=$(daemon_pid "$i" "$d"); then
-        die "h$i $d is already running (pid $pid)"
-    fi
-    case $d in
-        tincan) argv=("$TINCAN_BIN" "$TAP" "$TINCAN_PORT") ;;
-        controller) argv=("$CONTROLLER_BIN" -c "$hd/config.json") ;;
-        *) die "daemon: expected tincan or controller, got '$d'" ;;
-    esac
-    [ -x "${argv[0]}" ] || die "${argv[0]} not found: run  cargo build --release --workspace"
-    echo "=== $(date '+%F %T') lab.sh: ip netns exec $P-h$i ${argv[*]}" >>"$hd/$d.log"
-    # `ip netns exec` execs the command in place, so $! is the daemon's own PID. All three
-    # standard streams are redirected: a caller reading our output (cargo test) must not wait
-    # for a daemon holding its pipe.
-    RUST_LOG=${RUST_LOG:-info} ip netns exec "$P-h$i" "${argv[@]}" \
-        </dev/null >>"$hd/$d.log" 2>&1 &
-    echo $! >"$hd/$d.pid"
-    disown $! # not this shell's job: no "Killed" report when `down` ends it
-}
-
-# Stops daemons given as "i:name" (e.g. 2:tincan): SIGTERM to all, up to 3 s for them to exit,
-# then SIGKILL. Only the PIDs from the pidfiles, and only while they still are those daemons.
-stop_daemons() {
-    local spec i d pid n pids=() specs=()
-    for spec in "$@"; do
-        i=${spec%%:*}
-        d=${spec#*:}
-        if pid=$(daemon_pid "$i" "$d"); then
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-            specs+=("$spec")
-        fi
-        rm -f "$DIR/h$i/$d.pid"
-    done
-    for n in $(seq 60); do
-        alive_daemons "${pids[@]}" "${specs[@]}" >/dev/null || return 0
-        [ "$n" -lt 30 ] || {
-            for spec in $(alive_daemons "${pids[@]}" "${specs[@]}"); do
-                say "h${spec%%:*} ${spec#*:} ignored SIGTERM for 3 s: SIGKILL"
-            done
-            for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-        }
-        sleep 0.1
-    done
-}
-
-# alive_daemons PID... SPEC...: prints the specs whose PID still is that daemon; fails if none.
-alive_daemons() {
-    local half=$(($# / 2)) k found=1 args=("$@")
-    for ((k = 0; k < half; k++)); do
-        if pid_is_daemon "${args[k]}" "${args[k + half]#*:}"; then
-            echo "${args[k + half]}"
-            found=0
-        fi
-    done
-    return $found
-}
-
-# rpc_state, count_online, host_ready: shared with the other lab script.
-# shellcheck source=scripts/lablib.sh
-source "$REPO/scripts/lablib.sh"
-
-daemon_alive() { daemon_pid "$1" "$2" >/dev/null; }
-
-print_log_tails() {
-    local i d
-    for i in $(seq 1 "$HOSTS"); do
-        for d in tincan controller; do
-            [ -f "$DIR/h$i/$d.log" ] || continue
-            echo "----- h$i $d.log (last 25 lines) -----"
-            tail -n 25 "$DIR/h$i/$d.log"
-        done
-    done
-}
-
 # --- subcommands -----------------------------------------------------------------------------
 
 cmd_up() {
@@ -386,95 +185,19 @@ cmd_up() {
         return 0
     fi
 
-    local i n why deadline all
-    for i in $(seq 1 "$HOSTS"); do
-        start_daemon "$i" tincan
-    done
-    # The controller configures tincan at start: give each tincan up to 5 s to answer first.
-    for i in $(seq 1 "$HOSTS"); do
-        for n in $(seq 50); do
-            rpc_state "$i" "$TINCAN_PORT" >/dev/null && break
-            sleep 0.1
-        done
-        rpc_state "$i" "$TINCAN_PORT" >/dev/null || say "warning: h$i tincan does not answer get_state yet"
-        start_daemon "$i" controller
-    done
-
-    deadline=$((SECONDS + WAIT))
-    while :; do
-        all=1
-        why=""
-        for i in $(seq 1 "$HOSTS"); do
-            if ! why+=$(host_ready "$i")$'\n'; then all=0; fi
-        done
-        # host_ready returns 2 when a daemon died: no point waiting for it.
-        if [ $all = 1 ] && [ -z "${why//$'\n'/}" ]; then break; fi
-        if [ $SECONDS -ge $deadline ] || [[ $why == *"is not running"* ]]; then
-            echo "lab.sh[$P]: up: not ready after $((SECONDS - deadline + WAIT)) s:" >&2
-            printf '%s' "$why" | sed '/^$/d; s/^/  /' >&2
-            print_log_tails >&2
-            exit 1
-        fi
-        sleep 0.3
-    done
+    start_daemons_and_wait 0.3
     trap - EXIT
     say "up: $HOSTS hosts, $([ "$WAIT_LINKS" = 1 ] && echo "all links online" || echo "daemons running"), icc=$([ "$ICC" = 1 ] && echo true || echo false); state in $DIR"
 }
 
-up_failed() {
-    local rc=$?
-    trap - EXIT
-    [ $rc -ne 0 ] || return 0
-    if [ "${LAB_KEEP_ON_FAIL:-0}" = 1 ]; then
-        echo "lab.sh[$P]: up failed; lab kept (LAB_KEEP_ON_FAIL=1): $0 status / down" >&2
-    else
-        echo "lab.sh[$P]: up failed; tearing down" >&2
-        cmd_down >&2 || true
-    fi
-    exit $rc
-}
-
 cmd_down() {
     require_root down
-    local f i d pids ns left specs=()
-    # 1. The daemons this lab started, by their pidfiles.
-    if [ -d "$DIR" ]; then
-        for f in "$DIR"/h*/tincan.pid "$DIR"/h*/controller.pid; do
-            [ -f "$f" ] || continue
-            i=$(basename "$(dirname "$f")")
-            d=$(basename "$f" .pid)
-            specs+=("${i#h}:$d")
-        done
-    fi
-    [ ${#specs[@]} -eq 0 ] || stop_daemons "${specs[@]}"
-    # 2. Anything still running inside this lab's own namespaces (started by `exec`, e.g. an
-    #    iperf3 server): a namespace with a process in it outlives `ip netns del`, veths and all.
-    for ns in $(lab_namespaces); do
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        [ -n "${pids// /}" ] || continue
-        say "down: ending processes left in $ns: $pids"
-        # shellcheck disable=SC2086
-        kill -TERM $pids 2>/dev/null || true
-        sleep 0.5
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        # shellcheck disable=SC2086
-        [ -z "${pids// /}" ] || kill -KILL $pids 2>/dev/null || true
-    done
-    # 3. The namespaces; their veths and bridges go with them.
-    for ns in $(lab_namespaces); do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    # 4. The state dir, only if this script made it (the marker guards a mistaken LAB_DIR).
-    if [ -f "$DIR/.ipop-lab" ]; then
-        rm -rf "$DIR"
-    fi
-    left=$(lab_namespaces | tr '\n' ' ')
-    [ -z "$left" ] || die "down: namespaces left behind: $left"
+    lab_down "$DIR/.ipop-lab" "$DIR"/h*/tincan.pid "$DIR"/h*/controller.pid
 }
 
 cmd_status() {
     require_root status
-    local nss i d pid state
+    local nss i d state
     nss=$(lab_namespaces | tr '\n' ' ')
     echo "lab $P: dir $DIR, binaries $BIN"
     if [ -z "$nss" ]; then
@@ -485,24 +208,11 @@ cmd_status() {
     for i in $(lab_hosts); do
         echo "  h$i (10.99.0.$i, lxcbr0 10.0.3.$i):"
         for d in tincan controller; do
-            if pid=$(daemon_pid "$i" "$d"); then
-                echo "    $d: running, pid $pid"
-            elif [ -f "$DIR/h$i/$d.pid" ]; then
-                echo "    $d: NOT running (pidfile says $(cat "$DIR/h$i/$d.pid"))"
-            else
-                echo "    $d: not started"
-            fi
+            proc_status "h$i" "$d" "" "not started"
         done
         if state=$(rpc_state "$i" "$TINCAN_PORT"); then
-            printf '%s' "$state" | python3 -c '
-import json, sys
-s = json.loads(sys.stdin.read())
-print("    tincan: tap %s mtu %s, controller_alive %s, %d MACs" % (
-    s.get("tap"), s.get("mtu"), s.get("controller_alive"), len(s.get("macs") or [])))
-for p in s.get("peers") or []:
-    print("    link %.8s %-8s %-18s tx %s rx %s frames" % (p.get("uid", "?"), p.get("status"),
-          p.get("endpoint"), p.get("tx_frames"), p.get("rx_frames")))' || echo "    tincan: unreadable get_state"
-        elif daemon_pid "$i" tincan >/dev/null; then
+            print_tincan_state "$state"
+        elif proc_pid "h$i" tincan >/dev/null; then
             echo "    tincan: no answer to get_state"
         fi
         if state=$(rpc_state "$i" "$ICC_PORT"); then
@@ -516,14 +226,7 @@ print("    controller: tincan_alive %s, %d neighbours" % (s.get("tincan_alive"),
     done
 }
 
-cmd_exec() {
-    [ $# -ge 2 ] || die "usage: $0 exec NODE CMD...   (NODE: sw, h1, h1c2, ...)"
-    require_root exec
-    local node=$1
-    shift
-    ns_exists "$node" || die "no node '$node' in lab '$P' (namespaces: $(lab_namespaces | tr '\n' ' '))"
-    exec ip netns exec "$P-$node" "$@"
-}
+cmd_exec() { lab_exec "sw, h1, h1c2, ..." "$@"; }
 
 # kill|start hN tincan|controller
 cmd_daemon() {
@@ -532,80 +235,13 @@ cmd_daemon() {
         die "usage: $0 $action hN tincan|controller"
     fi
     require_root "$action"
-    local i=${node#h}
-    case $action in
-        kill)
-            if daemon_pid "$i" "$d" >/dev/null; then
-                stop_daemons "$i:$d"
-                say "$node $d stopped"
-            else
-                rm -f "$DIR/$node/$d.pid"
-                say "$node $d was not running"
-            fi
-            ;;
-        start)
-            start_daemon "$i" "$d"
-            say "$node $d started, pid $(cat "$DIR/$node/$d.pid")"
-            ;;
-    esac
+    cmd_kill_start "$action" "$node" "$d"
 }
 
 # --- demo ------------------------------------------------------------------------------------
 
 ensure_tools() {
-    local pair tool pkgs=()
-    for pair in ip:iproute2 ping:iputils-ping python3:python3 sysctl:procps timeout:coreutils; do
-        tool=${pair%%:*}
-        command -v "$tool" >/dev/null 2>&1 || pkgs+=("${pair#*:}")
-    done
-    [ ${#pkgs[@]} -gt 0 ] || return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing packages: ${pkgs[*]} (and no apt-get to install them)"
-    say "installing ${pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-}
-
-find_cargo() {
-    local c home
-    if c=$(command -v cargo 2>/dev/null); then echo "$c" && return 0; fi
-    if [ -n "${SUDO_USER:-}" ]; then
-        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-        [ -x "$home/.cargo/bin/cargo" ] && echo "$home/.cargo/bin/cargo" && return 0
-    fi
-    [ -x /root/.cargo/bin/cargo ] && echo /root/.cargo/bin/cargo && return 0
-    return 1
-}
-
-# Build when a binary is missing or older than any source file.
-ensure_binaries() {
-    local stale="" b cargo
-    for b in "$TINCAN_BIN" "$CONTROLLER_BIN"; do
-        if [ ! -x "$b" ]; then
-            stale="missing $b"
-        elif [ -n "$(find "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$REPO/proto" "$REPO/tincan" \
-            "$REPO/controller" \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
-            -newer "$b" -print -quit 2>/dev/null)" ]; then
-            stale="sources newer than $b"
-        fi
-    done
-    [ -n "$stale" ] || return 0
-    if [ "$BIN_IS_DEFAULT" = 0 ]; then
-        # The user chose these binaries: use them, only say when they look old.
-        [[ $stale != missing* ]] || die "$stale (IPOP_BIN_DIR is set: build or copy them there first)"
-        say "warning: $stale (IPOP_BIN_DIR is set: not rebuilding)"
-        return 0
-    fi
-    cargo=$(find_cargo) || die "$stale, and no cargo found: install Rust (rustup.rs), then  cargo build --release --workspace"
-    say "building ($stale): cargo build --release --workspace"
-    if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] &&
-        [ "$(stat -c %U "$REPO")" = "$SUDO_USER" ]; then
-        # Build as the user who owns the checkout, so target/ does not end up owned by root.
-        sudo -u "$SUDO_USER" -H env PATH="$(dirname "$cargo"):$PATH" \
-            "$cargo" build --release --workspace --manifest-path "$REPO/Cargo.toml"
-    else
-        env PATH="$(dirname "$cargo"):$PATH" \
-            "$cargo" build --release --workspace --manifest-path "$REPO/Cargo.toml"
-    fi
+    ensure_packages ip:iproute2 ping:iputils-ping python3:python3 sysctl:procps timeout:coreutils
 }
 
 # "tx rx dup avg" from one ping output file (avg "-" when nothing came back).

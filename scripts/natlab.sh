@@ -49,7 +49,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$REPO/scripts/natlab.sh"
+LAB_SCRIPT=natlab.sh
 CHECK_PY="$REPO/scripts/natlab-check.py"
+# Namespaces, processes, teardown, binaries, packages, readiness: shared with lab.sh. Also where
+# the binaries are (BIN, TINCAN_BIN, CONTROLLER_BIN) and, as in lab.sh, the config's ports, TAP
+# and MTU.
+# shellcheck source=scripts/lablib.sh
+source "$REPO/scripts/lablib.sh"
 
 P=${LAB_PREFIX:-inat}
 DIR=${LAB_DIR:-/tmp/ipop-natlab-$P}
@@ -60,19 +66,6 @@ WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 UDP_TIMEOUT=${LAB_UDP_TIMEOUT:-}
 read -r -a NATS <<<"$NATS_RAW"
 HOSTS=${#NATS[@]}
-
-if [ -n "${IPOP_BIN_DIR:-}" ]; then
-    BIN=$IPOP_BIN_DIR
-elif [ -n "${CARGO_TARGET_DIR:-}" ]; then
-    case $CARGO_TARGET_DIR in
-        /*) BIN=$CARGO_TARGET_DIR/release ;;
-        *) BIN=$REPO/$CARGO_TARGET_DIR/release ;;
-    esac
-else
-    BIN=$REPO/target/release
-fi
-TINCAN_BIN=$BIN/ipop-tincan
-CONTROLLER_BIN=$BIN/gvpn-controller
 
 # The public net and its servers.
 PUB_NET=203.0.113
@@ -85,13 +78,6 @@ TURN_USER=ipop
 TURN_PASS=pw-turn
 TURN_REALM=ipop.lab
 
-# As scripts/lab.sh: ports of the generated configs, TAP and MTU (README.md, "Overlay MTU").
-TINCAN_PORT=5800
-ICC_PORT=30000
-LINK_PORT=5900
-TAP=ipop
-TAP_MTU=1400
-
 # State files.
 MARKER=$DIR/.ipop-natlab
 CA_PEM=$DIR/xmpp-ca.pem # the CA that signed prosody's certificate: what `xmpp_ca` names
@@ -99,16 +85,6 @@ SRV_DIR=$DIR/srv
 PKI_DIR=$SRV_DIR/pki
 PROSODY_CFG=$SRV_DIR/prosody/prosody.cfg.lua
 TURN_DIR=$SRV_DIR/turn
-
-die() {
-    echo "natlab.sh: $*" >&2
-    exit 1
-}
-say() { echo "natlab.sh[$P]: $*"; }
-
-usage() {
-    sed -n '2,/^set -euo/p' "$SELF" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
-}
 
 validate_env() {
     local n
@@ -127,60 +103,13 @@ validate_env() {
         die "LAB_UDP_TIMEOUT: expected seconds, got '$UDP_TIMEOUT'"
 }
 
-require_root() {
-    [ "$(id -u)" -eq 0 ] ||
-        die "needs root (it creates network namespaces): run  sudo $0 ${1:-up}"
-}
-
-# tool:package pairs for everything `up` runs.
-TOOLS="ip:iproute2 ss:iproute2 sysctl:procps timeout:coreutils nft:nftables openssl:openssl
+# tool:package pairs for everything `up` runs. `up` installs the missing ones (ensure_packages,
+# in lablib.sh: serialised by a lock, so parallel tests that bring up NAT labs do not run apt-get
+# side by side, and a no-op once scripts/test.sh has installed them).
+PACKAGES="ip:iproute2 ss:iproute2 sysctl:procps timeout:coreutils nft:nftables openssl:openssl
 prosody:prosody prosodyctl:prosody turnserver:coturn python3:python3"
 
-missing_packages() {
-    local pair pkgs=""
-    for pair in $TOOLS; do
-        command -v "${pair%%:*}" >/dev/null 2>&1 || [[ " $pkgs " == *" ${pair#*:} "* ]] ||
-            pkgs+=" ${pair#*:}"
-    done
-    echo "${pkgs# }"
-}
-
-# Installs missing packages without starting their system services (Debian's prosody and coturn
-# packages would start and enable one): a policy-rc.d that denies every start, only while apt
-# runs, and only if the machine has none of its own.
-ensure_packages() {
-    local pkgs rc=0 policy=/usr/sbin/policy-rc.d made=0
-    pkgs=$(missing_packages)
-    [ -n "$pkgs" ] || return 0
-    [ "${LAB_NO_INSTALL:-0}" != 1 ] || die "missing packages: $pkgs (LAB_NO_INSTALL=1: install them first)"
-    command -v apt-get >/dev/null 2>&1 || die "missing packages: $pkgs (and no apt-get to install them)"
-    say "installing $pkgs (services not started)"
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\n# natlab.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
-        chmod 0755 "$policy"
-        made=1
-    fi
-    # shellcheck disable=SC2086
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends $pkgs >/dev/null; } || rc=$?
-    [ "$made" = 0 ] || rm -f "$policy"
-    [ "$rc" = 0 ] || die "apt-get install $pkgs failed"
-    pkgs=$(missing_packages)
-    [ -z "$pkgs" ] || die "still missing after apt-get: $pkgs"
-}
-
 # --- namespaces ------------------------------------------------------------------------------
-
-lab_namespaces() {
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-" || true
-}
-
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$P-$1"; }
-
-# Host numbers present (from the namespaces, so `status` works whatever LAB_NATS says now).
-lab_hosts() {
-    lab_namespaces | sed -n "s/^$P-h\([0-9]\)\$/\1/p" | sort -n
-}
 
 # The NAT type of host i as the lab was built (state file), else as LAB_NATS says.
 nat_of() {
@@ -191,27 +120,6 @@ nat_of() {
     else
         echo "${NATS[$((i - 1))]:-?}"
     fi
-}
-
-ns_sysctls() {
-    local ns=$1
-    shift
-    local kv=("$@")
-    if [ -d /proc/sys/net/ipv6 ]; then
-        kv+=(net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0)
-    fi
-    [ ${#kv[@]} -eq 0 ] || ip netns exec "$ns" sysctl -q -w "${kv[@]}" >/dev/null
-}
-
-# new_ns NODE [SYSCTL=VALUE...]: the namespace $P-NODE, its sysctls set before any interface
-# exists (new interfaces inherit the defaults), loopback up.
-new_ns() {
-    local ns=$P-$1
-    shift
-    ip netns add "$ns"
-    ns_sysctls "$ns" "$@"
-    ip -n "$ns" link set lo up
 }
 
 # The NAT of router i, as one nftables table in the router's namespace.
@@ -259,7 +167,7 @@ EOF
 }
 
 build_topology() {
-    local i c nat pub=$P-pub h r cn
+    local i nat pub=$P-pub h r
     new_ns pub
     ip -n "$pub" link add inet0 type bridge stp_state 0 forward_delay 0
     ip -n "$pub" link set inet0 up
@@ -274,9 +182,7 @@ build_topology() {
         nat=${NATS[$((i - 1))]}
         h=$P-h$i
         r=$P-r$i
-        # As lab.sh: ip_forward=1 as LXC sets it, redirects on as the kernel default.
-        new_ns "h$i" net.ipv4.ip_forward=1 \
-            net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.send_redirects=1
+        new_host_ns "$i"
         if [ "$nat" = none ]; then
             ip -n "$pub" link add "h$i" type veth peer name u0 netns "$h"
             ip -n "$pub" link set "h$i" master inet0 up
@@ -303,22 +209,8 @@ build_topology() {
             fi
         fi
 
-        # The host's LXC-style bridge and two containers, exactly as scripts/lab.sh.
-        ip -n "$h" link add lxcbr0 type bridge stp_state 0 forward_delay 0
-        ip -n "$h" addr add "10.0.3.$i/24" dev lxcbr0
-        ip -n "$h" link set lxcbr0 up
-        for c in 1 2; do
-            cn=$P-h${i}c$c
-            new_ns "h${i}c$c"
-            ip -n "$h" link add "c$c" mtu "$TAP_MTU" type veth \
-                peer name eth0 mtu "$TAP_MTU" netns "$cn"
-            ip -n "$h" link set "c$c" master lxcbr0 up
-            ip -n "$cn" addr add "10.0.3.$i$c/24" dev eth0
-            if [ -d /proc/sys/net/ipv6 ]; then
-                ip -n "$cn" addr add "fd00:3::$i$c/64" dev eth0 nodad
-            fi
-            ip -n "$cn" link set eth0 up
-        done
+        # The host's LXC-style bridge and two containers, as in scripts/lab.sh.
+        add_lxc_host "$i"
     done
     echo "${NATS[*]}" >"$DIR/nats"
 }
@@ -399,26 +291,8 @@ EOF
 }
 
 # --- processes: the servers and the IPOP daemons ----------------------------------------------
-# A process is "NODE:NAME": srv:prosody, srv:turnserver, h<i>:tincan, h<i>:controller. Its
-# pidfile is $DIR/NODE/NAME.pid; its output goes to $DIR/NODE/NAME.log for the IPOP daemons (as
-# in lab.sh), to NAME.out for the servers, which write their own NAME.log.
-
-proc_out() {
-    case $2 in
-        tincan | controller) echo "$DIR/$1/$2.log" ;;
-        *) echo "$DIR/$1/$2.out" ;;
-    esac
-}
-
-proc_bin() {
-    case $1 in
-        prosody) echo prosody ;;
-        turnserver) echo turnserver ;;
-        tincan) echo "$TINCAN_BIN" ;;
-        controller) echo "$CONTROLLER_BIN" ;;
-        *) return 1 ;;
-    esac
-}
+# Besides lablib.sh's h<i>:tincan and h<i>:controller, srv:prosody and srv:turnserver. Their
+# output goes to $DIR/srv/NAME.out; they write their own NAME.log.
 
 proc_argv() {
     local node=$1 name=$2
@@ -436,90 +310,16 @@ proc_argv() {
                 --userdb "$TURN_DIR/turndb" --pidfile "$TURN_DIR/turnserver-own.pid"
                 --log-file "$SRV_DIR/turnserver.log" --simple-log --no-stdout-log)
             ;;
-        tincan) PROC_ARGV=("$TINCAN_BIN" "$TAP" "$TINCAN_PORT") ;;
-        controller) PROC_ARGV=("$CONTROLLER_BIN" -c "$DIR/$node/config.json") ;;
+        *) daemon_argv "$node" "$name" || die "expected tincan, controller, prosody or turnserver, got '$name'" ;;
     esac
 }
 
-# True when PID is alive and is that process of this lab: the binary's name is one of its
-# arguments (prosody runs as `lua5.4 /usr/bin/prosody ...`), and, for the servers and the
-# controller, an argument names this lab's dir (another lab's prosody is not ours). A zombie
-# has an empty command line and counts as gone.
-pid_is_proc() {
-    local pid=$1 name=$2 want a args=() found=0 mine=0
-    want=$(basename "$(proc_bin "$name")")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    { mapfile -d '' args <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
-    for a in "${args[@]}"; do
-        [ "${a##*/}" != "$want" ] || found=1
-        [[ $a != "$DIR/"* ]] || mine=1
-    done
-    [ "$name" = tincan ] && mine=1
-    [ $found = 1 ] && [ $mine = 1 ]
-}
-
-proc_pid() {
-    local f=$DIR/$1/$2.pid pid
-    [ -f "$f" ] || return 1
-    pid=$(cat "$f")
-    pid_is_proc "$pid" "$2" || return 1
-    echo "$pid"
-}
-
-start_proc() {
-    local node=$1 name=$2 d=$DIR/$1 pid out
-    ns_exists "$node" || die "no namespace $P-$node: is the lab up?"
-    if pid=$(proc_pid "$node" "$name"); then
-        die "$node $name is already running (pid $pid)"
-    fi
-    proc_argv "$node" "$name"
-    case $name in
-        tincan | controller)
-            [ -x "${PROC_ARGV[0]}" ] || die "${PROC_ARGV[0]} not found: run  cargo build --release --workspace"
-            [ -f "$d/config.json" ] || die "no $d/config.json: is the lab up?"
-            ;;
+# A server started by `start` serves once it listens.
+proc_ready() {
+    case $2 in
+        prosody) wait_server prosody tcp "$XMPP_PORT" ;;
+        turnserver) wait_server turnserver udp "$STUN_PORT" ;;
     esac
-    mkdir -p "$d"
-    out=$(proc_out "$node" "$name")
-    echo "=== $(date '+%F %T') natlab.sh: ip netns exec $P-$node ${PROC_ARGV[*]}" >>"$out"
-    # `ip netns exec` execs the command in place, so $! is the process's own PID. All three
-    # standard streams redirected: a caller reading our output must not wait for a daemon
-    # holding its pipe.
-    RUST_LOG=${RUST_LOG:-info} ip netns exec "$P-$node" "${PROC_ARGV[@]}" \
-        </dev/null >>"$out" 2>&1 &
-    echo $! >"$d/$name.pid"
-    disown $!
-}
-
-# Stops processes given as NODE:NAME: SIGTERM to all, up to 3 s, then SIGKILL. Only the PIDs
-# from the pidfiles, and only while they still are those processes.
-stop_procs() {
-    local spec pid n k pids=() specs=() left
-    for spec in "$@"; do
-        if pid=$(proc_pid "${spec%%:*}" "${spec#*:}"); then
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-            specs+=("$spec")
-        fi
-        rm -f "$DIR/${spec%%:*}/${spec#*:}.pid"
-    done
-    [ ${#pids[@]} -gt 0 ] || return 0
-    for n in $(seq 50); do
-        left=0
-        for ((k = 0; k < ${#pids[@]}; k++)); do
-            ! pid_is_proc "${pids[k]}" "${specs[k]#*:}" || left=1
-        done
-        [ $left = 1 ] || return 0
-        if [ "$n" -ge 30 ]; then
-            for ((k = 0; k < ${#pids[@]}; k++)); do
-                if pid_is_proc "${pids[k]}" "${specs[k]#*:}"; then
-                    say "${specs[k]} ignored SIGTERM for 3 s: SIGKILL"
-                    kill -KILL "${pids[k]}" 2>/dev/null || true
-                fi
-            done
-        fi
-        sleep 0.1
-    done
 }
 
 # listening srv udp|tcp PORT: true when something in $P-srv listens there.
@@ -623,54 +423,6 @@ write_lab_json() {
 EOF
 }
 
-# --- IPOP daemons ----------------------------------------------------------------------------
-
-# rpc_state, count_online, host_ready: shared with the other lab script.
-# shellcheck source=scripts/lablib.sh
-source "$REPO/scripts/lablib.sh"
-
-daemon_alive() { proc_pid "h$1" "$2" >/dev/null; }
-
-print_log_tails() {
-    local f
-    for f in "$DIR"/h*/tincan.log "$DIR"/h*/controller.log "$SRV_DIR/prosody.log" "$SRV_DIR/turnserver.log"; do
-        [ -f "$f" ] || continue
-        echo "----- ${f#"$DIR"/} (last 25 lines) -----"
-        tail -n 25 "$f"
-    done
-}
-
-start_daemons_and_wait() {
-    local i n why deadline all
-    for i in $(seq 1 "$HOSTS"); do
-        start_proc "h$i" tincan
-    done
-    for i in $(seq 1 "$HOSTS"); do
-        for n in $(seq 50); do
-            rpc_state "$i" "$TINCAN_PORT" >/dev/null && break
-            sleep 0.1
-        done
-        rpc_state "$i" "$TINCAN_PORT" >/dev/null || say "warning: h$i tincan does not answer get_state yet"
-        start_proc "h$i" controller
-    done
-    deadline=$((SECONDS + WAIT))
-    while :; do
-        all=1
-        why=""
-        for i in $(seq 1 "$HOSTS"); do
-            if ! why+=$(host_ready "$i")$'\n'; then all=0; fi
-        done
-        if [ $all = 1 ] && [ -z "${why//$'\n'/}" ]; then break; fi
-        if [ $SECONDS -ge $deadline ] || [[ $why == *"is not running"* ]]; then
-            echo "natlab.sh[$P]: up: not ready after $((SECONDS - deadline + WAIT)) s:" >&2
-            printf '%s' "$why" | sed '/^$/d; s/^/  /' >&2
-            print_log_tails >&2
-            exit 1
-        fi
-        sleep 0.5
-    done
-}
-
 # --- subcommands -----------------------------------------------------------------------------
 
 cmd_up() {
@@ -679,7 +431,8 @@ cmd_up() {
     existing=$(lab_namespaces | tr '\n' ' ')
     [ -z "$existing" ] ||
         die "a lab with prefix '$P' exists already ($existing): run  LAB_PREFIX=$P $0 down"
-    ensure_packages
+    # shellcheck disable=SC2086
+    ensure_packages $PACKAGES
     if [ "$NO_DAEMONS" = 0 ] && { ! [ -x "$TINCAN_BIN" ] || ! [ -x "$CONTROLLER_BIN" ]; }; then
         die "no ipop-tincan/gvpn-controller in $BIN: run  cargo build --release --workspace  (or set IPOP_BIN_DIR, or LAB_NO_DAEMONS=1)"
     fi
@@ -705,64 +458,21 @@ cmd_up() {
         say "up: $HOSTS hosts behind NATs '${NATS[*]}', servers at $SRV_IP, no IPOP daemons (LAB_NO_DAEMONS=1); state in $DIR"
         return 0
     fi
-    start_daemons_and_wait
+    start_daemons_and_wait 0.5 "$SRV_DIR/prosody.log" "$SRV_DIR/turnserver.log"
     trap - EXIT
     say "up: $HOSTS hosts behind NATs '${NATS[*]}', $([ "$WAIT_LINKS" = 1 ] && echo "all links online" || echo "daemons running"); state in $DIR"
 }
 
-up_failed() {
-    local rc=$?
-    trap - EXIT
-    [ $rc -ne 0 ] || return 0
-    if [ "${LAB_KEEP_ON_FAIL:-0}" = 1 ]; then
-        echo "natlab.sh[$P]: up failed; lab kept (LAB_KEEP_ON_FAIL=1): $0 status / down" >&2
-    else
-        echo "natlab.sh[$P]: up failed; tearing down" >&2
-        cmd_down >&2 || true
-    fi
-    exit $rc
-}
-
 cmd_down() {
     require_root down
-    local f node specs=() ns pids left
-    # 1. What this lab started, by its pidfiles: daemons first, then the servers.
-    if [ -d "$DIR" ]; then
-        for f in "$DIR"/h*/controller.pid "$DIR"/h*/tincan.pid "$DIR"/srv/prosody.pid "$DIR"/srv/turnserver.pid; do
-            [ -f "$f" ] || continue
-            node=$(basename "$(dirname "$f")")
-            specs+=("$node:$(basename "$f" .pid)")
-        done
-    fi
-    [ ${#specs[@]} -eq 0 ] || stop_procs "${specs[@]}"
-    # 2. Anything still running inside this lab's own namespaces (started by `exec`, or a
-    #    process whose pidfile was lost): a namespace with a process in it outlives `ip netns del`.
-    for ns in $(lab_namespaces); do
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        [ -n "${pids// /}" ] || continue
-        say "down: ending processes left in $ns: $pids"
-        # shellcheck disable=SC2086
-        kill -TERM $pids 2>/dev/null || true
-        sleep 0.5
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        # shellcheck disable=SC2086
-        [ -z "${pids// /}" ] || kill -KILL $pids 2>/dev/null || true
-    done
-    # 3. The namespaces; veths, bridges and nftables tables go with them.
-    for ns in $(lab_namespaces); do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    # 4. The state dir, only if this script made it (the marker guards a mistaken LAB_DIR).
-    if [ -f "$MARKER" ]; then
-        rm -rf "$DIR"
-    fi
-    left=$(lab_namespaces | tr '\n' ' ')
-    [ -z "$left" ] || die "down: namespaces left behind: $left"
+    # Daemons first, then the servers.
+    lab_down "$MARKER" "$DIR"/h*/controller.pid "$DIR"/h*/tincan.pid "$DIR"/srv/prosody.pid \
+        "$DIR"/srv/turnserver.pid
 }
 
 cmd_status() {
     require_root status
-    local nss i d pid state nat probe
+    local nss i d state nat probe
     nss=$(lab_namespaces | tr '\n' ' ')
     echo "natlab $P: dir $DIR, binaries $BIN"
     if [ -z "$nss" ]; then
@@ -772,13 +482,7 @@ cmd_status() {
     echo "  namespaces: $nss"
     echo "  servers ($P-srv, $SRV_IP):"
     for d in prosody turnserver; do
-        if pid=$(proc_pid srv "$d"); then
-            echo "    $d: running, pid $pid, log $SRV_DIR/$d.log"
-        elif [ -f "$SRV_DIR/$d.pid" ]; then
-            echo "    $d: NOT running (pidfile says $(cat "$SRV_DIR/$d.pid"))"
-        else
-            echo "    $d: not running"
-        fi
+        proc_status srv "$d" ", log $SRV_DIR/$d.log" "not running"
     done
     printf '    xmpp  %s:%s tcp (STARTTLS, VirtualHost %s, CA %s): %s\n' "$SRV_IP" "$XMPP_PORT" \
         "$DOMAIN" "$CA_PEM" "$(listening srv tcp "$XMPP_PORT" && echo listening || echo "NOT listening")"
@@ -801,25 +505,10 @@ cmd_status() {
             echo "    stun: ${probe:-no answer}"
         fi
         for d in tincan controller; do
-            if pid=$(proc_pid "h$i" "$d"); then
-                echo "    $d: running, pid $pid"
-            elif [ -f "$DIR/h$i/$d.pid" ]; then
-                echo "    $d: NOT running (pidfile says $(cat "$DIR/h$i/$d.pid"))"
-            fi
+            proc_status "h$i" "$d"
         done
         if [ -x "$TINCAN_BIN" ] && state=$(rpc_state "$i" "$TINCAN_PORT"); then
-            printf '%s' "$state" | python3 -c '
-import json, sys
-s = json.loads(sys.stdin.read())
-print("    tincan: tap %s mtu %s, controller_alive %s, %d MACs" % (
-    s.get("tap"), s.get("mtu"), s.get("controller_alive"), len(s.get("macs") or [])))
-for p in s.get("peers") or []:
-    extra = ""
-    for k in ("path", "rtt_ms", "rtt"):
-        if p.get(k) is not None:
-            extra += " %s %s" % (k, p.get(k))
-    print("    link %.8s %-8s %-21s%s tx %s rx %s frames" % (p.get("uid", "?"), p.get("status"),
-          p.get("endpoint"), extra, p.get("tx_frames"), p.get("rx_frames")))' || echo "    tincan: unreadable get_state"
+            print_tincan_state "$state" nat
         fi
     done
 }
@@ -844,21 +533,12 @@ check_python() {
         fi
     done
     [ "${LAB_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 || return 1
-    say "installing python3-slixmpp" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends python3-slixmpp >/dev/null; } >&2 || return 1
+    ensure_packages python3-slixmpp >&2
     /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || return 1
     echo /usr/bin/python3
 }
 
-cmd_exec() {
-    [ $# -ge 2 ] || die "usage: $0 exec NODE CMD...   (NODE: pub, srv, r1, h1, h1c2, ...)"
-    require_root exec
-    local node=$1
-    shift
-    ns_exists "$node" || die "no node '$node' in lab '$P' (namespaces: $(lab_namespaces | tr '\n' ' '))"
-    exec ip netns exec "$P-$node" "$@"
-}
+cmd_exec() { lab_exec "pub, srv, r1, h1, h1c2, ..." "$@"; }
 
 # kill|start hN tincan|controller, kill|start srv prosody|turnserver
 cmd_proc() {
@@ -868,25 +548,7 @@ cmd_proc() {
         die "usage: $0 $action hN tincan|controller  |  $0 $action srv prosody|turnserver"
     fi
     require_root "$action"
-    case $action in
-        kill)
-            if proc_pid "$node" "$name" >/dev/null; then
-                stop_procs "$node:$name"
-                say "$node $name stopped"
-            else
-                rm -f "$DIR/$node/$name.pid"
-                say "$node $name was not running"
-            fi
-            ;;
-        start)
-            start_proc "$node" "$name"
-            case $name in
-                prosody) wait_server prosody tcp "$XMPP_PORT" ;;
-                turnserver) wait_server turnserver udp "$STUN_PORT" ;;
-            esac
-            say "$node $name started, pid $(cat "$DIR/$node/$name.pid")"
-            ;;
-    esac
+    cmd_kill_start "$action" "$node" "$name"
 }
 
 main() {

@@ -1,8 +1,9 @@
 //! Integration test of the XMPP signalling module (`controller/src/xmpp.rs`) against a real
 //! prosody running as a plain process in a fresh network namespace.
 //!
-//! Needs root (network namespace) and the Debian packages `prosody` and `openssl`. Not root, or
-//! prosody missing: skipped with a message, unless CI=true, where that is a failure.
+//! Needs root (network namespace) and the Debian packages `prosody` and `openssl`, which
+//! `scripts/test.sh` installs. Not root, or prosody missing: skipped with a message, unless
+//! CI=true, where that is a failure.
 //!
 //! The module is compiled into this test by path (the controller is a binary crate).
 
@@ -54,12 +55,19 @@ fn preconditions() -> bool {
         return true;
     }
     if ci() {
-        panic!("CI=true but this test needs: {}", missing.join(", "));
+        panic!(
+            "CI=true but this test needs: {} (run the tests as root with scripts/test.sh, \
+             which installs prosody and openssl)",
+            missing.join(", ")
+        );
     }
     if missing == ["root"] {
         println!("skipped: needs root");
     } else {
-        println!("skipped: needs {}", missing.join(", "));
+        println!(
+            "skipped: needs {} (scripts/test.sh installs them)",
+            missing.join(", ")
+        );
     }
     false
 }

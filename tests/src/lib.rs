@@ -146,11 +146,24 @@ pub fn require_root() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!(
             "this lab test needs {what}, and CI=true, so it must not be skipped: \
-             run the tests as root on a machine with /dev/net/tun, iproute2, iputils-ping, python3"
+             run the tests as root with scripts/test.sh, which installs the packages they use"
         );
     }
-    eprintln!("skipped: needs {what} (run as root: sudo -E cargo test --release --workspace)");
+    eprintln!("skipped: needs {what} (run the tests as root with scripts/test.sh)");
     false
+}
+
+/// Panics, naming what is missing, unless every tool is on PATH. For the tools a test needs
+/// beyond those of [`require_root`] (e.g. `iperf3`): the tests never install packages
+/// themselves, `scripts/test.sh` installs them all before it runs the tests.
+pub fn require_tools(tools: &[&str]) {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs {}, which is not installed: run the tests as root with scripts/test.sh, \
+         which installs the packages they use",
+        missing.join(", ")
+    );
 }
 
 static USED_PREFIXES: Mutex<Option<HashSet<String>>> = Mutex::new(None);

@@ -2,7 +2,9 @@
 //! datagrams are dropped and counted, garbage does not disturb traffic, a `sec` mismatch
 //! gives no link and says so on both sides, rekeying under load breaks nothing.
 
-use ipop_lab_tests::{ip4, prefix, require_root, wait_until, Daemon, Lab, LabOptions, PingOpts};
+use ipop_lab_tests::{
+    ip4, prefix, require_root, require_tools, wait_until, Daemon, Lab, LabOptions, PingOpts,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -312,6 +314,7 @@ fn rekeying_under_iperf3_loses_no_connection() {
     if !require_root() {
         return;
     }
+    require_tools(&["iperf3"]);
     let lab = lab("rekey", 2, true, &[("LAB_REKEY", "2")]);
     let uid2 = lab.tincan_state("h2")["_uid"].as_str().unwrap().to_string();
     let hs_before = peer(&lab.tincan_state("h1"), &uid2)["handshakes"]
