@@ -44,7 +44,12 @@ fn tincan_with_an_empty_path_reports_its_host_candidates_and_state() {
     let _tincan = Started(child);
     assert!(
         wait_until(Duration::from_secs(10), || lab
-            .rpc("h1", TINCAN_PORT, "echo_request", Some(&json!({"msg": "hi"})))
+            .rpc(
+                "h1",
+                TINCAN_PORT,
+                "echo_request",
+                Some(&json!({"msg": "hi"}))
+            )
             .is_ok()),
         "tincan without PATH does not answer on its control port"
     );
