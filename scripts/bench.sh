@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data-plane benchmark (README.md "Measurements"; DESIGN.md sections 8 and 9).
+# Data-plane benchmark (README.md "Measurements"; docs/architecture.md).
 #
 # In one run, on the same 2-host namespace lab (scripts/lab.sh, LAB_HOSTS=2), measures container
 # to container, h1c1 (10.0.3.11) -> h2c1 (10.0.3.21), containers at MTU 1400, three data planes:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The IPOP switch-mode lab (docs: DESIGN.md section 8, README.md "The lab").
+# The IPOP switch-mode lab (docs: README.md "The lab").
 #
 # Builds, in network namespaces only, the picture from the original switch-mode wiki page:
 # hosts on an underlay switch, each host with an LXC-style bridge `lxcbr0` and two containers,

@@ -1,4 +1,4 @@
-//! The forwarding decisions of tincan in switch mode (DESIGN.md section 4), without I/O:
+//! The forwarding decisions of tincan in switch mode (docs/architecture.md, "Forwarding"), without I/O:
 //! the caller reads a frame, asks `from_tap` / `from_link` what to do, and does it.
 
 use crate::mactable::{Learned, MacTable, Millis};
