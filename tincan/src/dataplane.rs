@@ -308,9 +308,9 @@ impl Node {
                     FloodReason::Multicast => {}
                 }
                 self.counters.flooded_frames += 1;
-                let links: Vec<LinkId> = self.core.links().map(|(id, _)| id).collect();
                 let mut sent = 0;
-                for id in links {
+                // By slot, so that flooding allocates nothing; empty slots refuse the frame.
+                for id in 0..self.core.slots() {
                     if self.send_frame(id, end, now) {
                         sent += 1;
                     }

@@ -233,6 +233,11 @@ impl LinkTable {
             .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
     }
 
+    /// One more than the largest link id in use: every live link's id is below it.
+    pub fn slots(&self) -> usize {
+        self.links.len()
+    }
+
     pub fn link(&self, id: LinkId) -> Option<&Link> {
         self.links.get(id).and_then(Option::as_ref)
     }
