@@ -1,6 +1,8 @@
 //! The controller's loop: one UDP socket on 127.0.0.1:<icc_port> that sends RPCs to tincan,
-//! receives its notifications (punted ARP, ICC, link events) and answers status queries.
-//! ARP decisions come from `proto::neigh`; this file carries out their actions.
+//! receives its notifications (punted ARP, ICC, link events) and answers status queries, a
+//! heartbeat that drives the timers of the ARP table and of signalling, and the XMPP module's
+//! events; all on one tokio task. ARP decisions come from `proto::neigh`, signalling decisions
+//! from `proto::signal`; this file carries out their actions.
 
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, error, info, warn};
@@ -13,9 +15,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::time::MissedTickBehavior;
 
 /// How often tincan is asked for its state; it also tells tincan we are alive.
 const HEARTBEAT: Duration = Duration::from_millis(1_000);
@@ -70,14 +74,15 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(cfg: Config, key_file: std::path::PathBuf) -> io::Result<Controller> {
+    /// Binds the socket, starts the XMPP module (when configured) and resolves the STUN and
+    /// TURN servers. Must run on a tokio runtime with I/O and time enabled.
+    pub async fn new(cfg: Config, key_file: std::path::PathBuf) -> io::Result<Controller> {
         let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
-        let sock = UdpSocket::bind(addr).map_err(|e| {
+        let sock = UdpSocket::bind(addr).await.map_err(|e| {
             io::Error::other(format!(
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
-        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let uid = cfg.uid();
         info!(
             "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
@@ -112,23 +117,17 @@ impl Controller {
         };
         // Names are looked up once, here: tincan's loop must never wait on DNS. A server that
         // does not resolve is left out, with a warning.
-        let resolve = |s: &str| -> Option<String> {
-            use std::net::ToSocketAddrs;
-            let found = s
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.find(SocketAddr::is_ipv4));
-            if found.is_none() {
-                warn!("STUN/TURN server {s:?} does not resolve to an IPv4 address; not used");
-            }
-            found.map(|a| a.to_string())
-        };
         let (stun, turn) = if xmpp.is_some() {
-            let stun: Vec<String> = cfg.stun.iter().filter_map(|s| resolve(s)).collect();
-            let turn = cfg.turn.first().and_then(|t| {
-                resolve(&t.server)
-                    .map(|server| json!({"server": server, "user": t.user, "pass": t.pass}))
-            });
+            let mut stun = Vec::new();
+            for s in &cfg.stun {
+                stun.extend(resolve_ipv4(s).await);
+            }
+            let turn = match cfg.turn.first() {
+                Some(t) => resolve_ipv4(&t.server)
+                    .await
+                    .map(|server| json!({"server": server, "user": t.user, "pass": t.pass})),
+                None => None,
+            };
             (stun, turn)
         } else {
             (Vec::new(), None)
@@ -164,41 +163,41 @@ impl Controller {
         self.start.elapsed().as_millis() as u64
     }
 
-    pub fn run(&mut self) -> io::Result<()> {
+    /// The loop; returns only on a socket error.
+    pub async fn run(mut self) -> io::Result<()> {
         let mut buf = vec![0u8; 65536];
-        let mut next_beat = Instant::now();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if Instant::now() >= next_beat {
-                self.heartbeat();
-                next_beat = Instant::now() + HEARTBEAT;
-            }
-            self.poll_xmpp();
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    if !from.ip().is_loopback() {
-                        continue;
+            tokio::select! {
+                _ = beat.tick() => self.heartbeat(),
+                r = self.sock.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        if from.ip().is_loopback() {
+                            self.handle(&buf[..n], from);
+                        }
                     }
-                    let datagram = buf[..n].to_vec();
-                    self.handle(&datagram, from);
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                // ECONNREFUSED: tincan is not (yet) there; the heartbeat notices.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(e),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
+                    // ECONNREFUSED: tincan is not (yet) there; the heartbeat notices.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(e),
+                },
+                Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
             }
         }
     }
 
+    /// Requests are small datagrams on loopback: sent without waiting; one that the socket
+    /// cannot take at once is lost like any datagram, and the heartbeat repeats what matters.
     fn send_rpc(&mut self, method: &'static str, params: Value) {
         let id = self.next_id;
         self.next_id += 1;
         self.inflight.insert(id, (method, Instant::now()));
         let _ = self
             .sock
-            .send_to(&rpc::request(id, method, params), self.tincan);
+            .try_send_to(&rpc::request(id, method, params), self.tincan);
     }
 
     fn heartbeat(&mut self) {
@@ -254,13 +253,13 @@ impl Controller {
                     self.on_query(&method)
                 };
                 if let Some(id) = id {
-                    let _ = self.sock.send_to(&rpc::response(id, result), from);
+                    let _ = self.sock.try_send_to(&rpc::response(id, result), from);
                 }
             }
             Incoming::Invalid { id, error } => {
                 self.counters.bad_notifications += 1;
                 if let Some(id) = id {
-                    let _ = self.sock.send_to(&rpc::response(id, Err(error)), from);
+                    let _ = self.sock.try_send_to(&rpc::response(id, Err(error)), from);
                 }
             }
         }
@@ -442,50 +441,45 @@ impl Controller {
         true
     }
 
-    fn poll_xmpp(&mut self) {
-        loop {
-            let Some(ev) = self.xmpp.as_ref().and_then(XmppClient::try_recv) else {
-                return;
-            };
-            let now = self.now_ms();
-            match ev {
-                XmppEvent::Online => {
-                    info!("XMPP: online");
-                    self.xmpp_state = "online";
+    fn on_xmpp(&mut self, ev: XmppEvent) {
+        let now = self.now_ms();
+        match ev {
+            XmppEvent::Online => {
+                info!("XMPP: online");
+                self.xmpp_state = "online";
+            }
+            XmppEvent::Offline(why) => {
+                // Established links do not depend on the XMPP server.
+                warn!("XMPP: offline ({why}); reconnecting; links stay up");
+                self.xmpp_state = "offline";
+            }
+            XmppEvent::AuthFailed(why) => {
+                error!("XMPP: {why}; no peer discovery until the config is fixed and the controller restarted");
+                self.xmpp_state = "failed";
+            }
+            XmppEvent::PeerAvailable { uid, .. } => {
+                self.xmpp_present.insert(uid.clone());
+                if let Some(sig) = self.signal.as_mut() {
+                    let actions = sig.on_available(&uid, now);
+                    self.apply_signal(actions);
                 }
-                XmppEvent::Offline(why) => {
-                    // Established links do not depend on the XMPP server.
-                    warn!("XMPP: offline ({why}); reconnecting; links stay up");
-                    self.xmpp_state = "offline";
+            }
+            XmppEvent::PeerUnavailable { uid } => {
+                info!("XMPP: peer {uid} left");
+                self.xmpp_present.remove(&uid);
+                if let Some(sig) = self.signal.as_mut() {
+                    let actions = sig.on_unavailable(&uid);
+                    self.apply_signal(actions);
                 }
-                XmppEvent::AuthFailed(why) => {
-                    error!("XMPP: {why}; no peer discovery until the config is fixed and the controller restarted");
-                    self.xmpp_state = "failed";
-                }
-                XmppEvent::PeerAvailable { uid, .. } => {
-                    self.xmpp_present.insert(uid.clone());
-                    if let Some(sig) = self.signal.as_mut() {
-                        let actions = sig.on_available(&uid, now);
-                        self.apply_signal(actions);
-                    }
-                }
-                XmppEvent::PeerUnavailable { uid } => {
-                    info!("XMPP: peer {uid} left");
-                    self.xmpp_present.remove(&uid);
-                    if let Some(sig) = self.signal.as_mut() {
-                        let actions = sig.on_unavailable(&uid);
-                        self.apply_signal(actions);
-                    }
-                }
-                XmppEvent::Message {
-                    uid,
-                    msg_type,
-                    data,
-                } => {
-                    if let Some(sig) = self.signal.as_mut() {
-                        let actions = sig.on_message(&uid, &msg_type, &data, now);
-                        self.apply_signal(actions);
-                    }
+            }
+            XmppEvent::Message {
+                uid,
+                msg_type,
+                data,
+            } => {
+                if let Some(sig) = self.signal.as_mut() {
+                    let actions = sig.on_message(&uid, &msg_type, &data, now);
+                    self.apply_signal(actions);
                 }
             }
         }
@@ -668,6 +662,26 @@ impl Controller {
             "signalling": self.signal.as_ref().map(|s| s.peers().map(|(u, st, f)| json!({"uid": u, "state": format!("{st:?}"), "fpr": f})).collect::<Vec<_>>()),
         })
     }
+}
+
+/// The XMPP module's next event; never, without XMPP.
+async fn next_xmpp_event(xmpp: &mut Option<XmppClient>) -> Option<XmppEvent> {
+    match xmpp {
+        Some(x) => x.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first IPv4 address of `host:port`, as text; `None`, with a warning, if there is none.
+async fn resolve_ipv4(server: &str) -> Option<String> {
+    let found = tokio::net::lookup_host(server)
+        .await
+        .ok()
+        .and_then(|mut a| a.find(SocketAddr::is_ipv4));
+    if found.is_none() {
+        warn!("STUN/TURN server {server:?} does not resolve to an IPv4 address; not used");
+    }
+    found.map(|a| a.to_string())
 }
 
 fn owner_text(o: &Owner) -> String {

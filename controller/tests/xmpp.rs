@@ -1,14 +1,13 @@
-//! Integration test of the XMPP signalling module (`controller/src/xmpp.rs`) against a real
+//! Integration test of the XMPP signalling module (`controller/src/xmpp/`) against a real
 //! prosody running as a plain process in a fresh network namespace.
 //!
 //! Needs root (network namespace) and the Debian packages `prosody` and `openssl`. Not root, or
 //! prosody missing: skipped with a message, unless CI=true, where that is a failure.
 //!
-//! The module is compiled into this test by path (the controller is a binary crate).
+//! The clients run as tasks on one tokio runtime whose single worker thread, named "xmpp", is
+//! started inside the namespace; the scenario itself is synchronous and polls their events.
 
-#[path = "../src/xmpp.rs"]
-mod xmpp;
-
+use gvpn_controller::xmpp;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -17,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::runtime::{Handle, Runtime};
 use xmpp::{XmppClient, XmppConfig, XmppEvent};
 
 const DOMAIN: &str = "ipop.lab";
@@ -365,11 +365,20 @@ impl Drop for Lab {
 struct Node {
     name: &'static str,
     client: Option<XmppClient>,
+    rt: Handle,
     events: Vec<XmppEvent>,
 }
 
 impl Node {
-    fn start(name: &'static str, user: &str, password: &str, uid: &str, ca: &Path) -> Node {
+    fn start(
+        rt: &Runtime,
+        name: &'static str,
+        user: &str,
+        password: &str,
+        uid: &str,
+        ca: &Path,
+    ) -> Node {
+        let _in_rt = rt.enter();
         let client = XmppClient::start(XmppConfig {
             host: "127.0.0.1".into(),
             port: 5222,
@@ -381,6 +390,7 @@ impl Node {
         Node {
             name,
             client: Some(client),
+            rt: rt.handle().clone(),
             events: Vec::new(),
         }
     }
@@ -390,7 +400,7 @@ impl Node {
     }
 
     fn pump(&mut self) {
-        while let Some(ev) = self.client.as_ref().and_then(|c| c.try_recv()) {
+        while let Some(ev) = self.client.as_mut().and_then(|c| c.try_recv()) {
             eprintln!("[{:.1}] {}: {ev:?}", now(), self.name);
             self.events.push(ev);
         }
@@ -448,7 +458,7 @@ impl Node {
     fn stop(&mut self) {
         let t0 = Instant::now();
         if let Some(c) = self.client.take() {
-            c.stop();
+            self.rt.block_on(c.stop());
         }
         assert!(
             t0.elapsed() < Duration::from_secs(6),
@@ -487,17 +497,25 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 
 fn scenario(lab: &mut Lab) {
     lab.enter();
+    // Entered before the runtime starts its worker: the worker thread is in the namespace.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("xmpp")
+        .enable_all()
+        .build()
+        .unwrap();
     lab.start_prosody();
     lab.wait_listening();
     eprintln!("[{:.1}] prosody up in {}", now(), lab.ns);
 
     let bundle = lab.path("bundle.pem");
-    let mut a = Node::start("A", "node1", "secret-a", UID_A, &bundle);
-    let mut b = Node::start("B", "node2", "secret-b", UID_B, &bundle);
+    let mut a = Node::start(&rt, "A", "node1", "secret-a", UID_A, &bundle);
+    let mut b = Node::start(&rt, "B", "node2", "secret-b", UID_B, &bundle);
     // Wrong password for an existing account.
-    let mut c = Node::start("C", "node1", "wrong", UID_C, &bundle);
+    let mut c = Node::start(&rt, "C", "node1", "wrong", UID_C, &bundle);
     // Trusts neither the lab CA nor the server certificate.
-    let mut d = Node::start("D", "node2", "secret-b", UID_D, &lab.path("other-ca.pem"));
+    let other_ca = lab.path("other-ca.pem");
+    let mut d = Node::start(&rt, "D", "node2", "secret-b", UID_D, &other_ca);
 
     // 1. Login and discovery.
     a.wait(0, S(15), "Online", is_online);
@@ -513,7 +531,7 @@ fn scenario(lab: &mut Lab) {
     b.wait(0, S(10), "PeerAvailable(A)", sees(UID_A));
     assert_eq!(a.count(0, sees(UID_A)), 0, "A must not discover itself");
 
-    // 2. Wrong password: one AuthFailed, then silence and the thread ends.
+    // 2. Wrong password: one AuthFailed, then silence and the session task ends.
     let ev = c.wait(0, S(15), "AuthFailed", |e| {
         matches!(e, XmppEvent::AuthFailed(_))
     });
@@ -522,7 +540,7 @@ fn scenario(lab: &mut Lab) {
     while !c.c().is_finished() {
         assert!(
             t0.elapsed() < S(5),
-            "C: thread still running after AuthFailed"
+            "C: session task still running after AuthFailed"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
