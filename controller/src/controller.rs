@@ -4,6 +4,7 @@
 //! events; all on one tokio task. ARP decisions come from `proto::neigh`, signalling decisions
 //! from `proto::signal`; this file carries out their actions.
 
+use crate::bridge::{Attached, Netlink};
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, error, info, warn};
 use proto::config::Config;
@@ -16,7 +17,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
@@ -56,6 +56,8 @@ pub struct Controller {
     tincan_silent_reported: bool,
     bridge_attached_boot: Option<u64>,
     tap_name: Option<String>,
+    /// Opened when the TAP is first attached to the bridge.
+    netlink: Option<Netlink>,
     peer_online: HashMap<String, bool>,
     counters: Counters,
     key_file: std::path::PathBuf,
@@ -146,6 +148,7 @@ impl Controller {
             tincan_silent_reported: false,
             bridge_attached_boot: None,
             tap_name: None,
+            netlink: None,
             peer_online,
             counters: Counters::default(),
             key_file,
@@ -174,7 +177,7 @@ impl Controller {
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         if from.ip().is_loopback() {
-                            self.handle(&buf[..n], from);
+                            self.handle(&buf[..n], from).await;
                         }
                     }
                     Err(e)
@@ -225,7 +228,7 @@ impl Controller {
         }
     }
 
-    fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
+    async fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
         match rpc::parse(datagram) {
             Incoming::Response { id, result } => {
                 let Id::Num(n) = id else { return };
@@ -235,7 +238,7 @@ impl Controller {
                 match result {
                     Ok(v) => {
                         if method == "get_state" {
-                            self.on_tincan_state(&v);
+                            self.on_tincan_state(&v).await;
                         }
                     }
                     Err(e) => {
@@ -276,7 +279,7 @@ impl Controller {
         }
     }
 
-    fn on_tincan_state(&mut self, v: &Value) {
+    async fn on_tincan_state(&mut self, v: &Value) {
         if self.tincan_silent_reported {
             info!("ipop-tincan is answering again");
         }
@@ -341,7 +344,10 @@ impl Controller {
             self.configure_tincan();
             self.configured_boot = boot;
         }
-        if self.cfg.bridge.is_some() && self.bridge_attached_boot != boot && self.attach_bridge() {
+        if self.cfg.bridge.is_some()
+            && self.bridge_attached_boot != boot
+            && self.attach_bridge().await
+        {
             self.bridge_attached_boot = boot;
         }
     }
@@ -402,43 +408,32 @@ impl Controller {
         info!("configured ipop-tincan ({} links)", self.cfg.peers.len());
     }
 
-    /// Makes the TAP a port of the configured bridge. The TAP gets no IP address: it is a
-    /// bridge port, which is what keeps the host from routing (and ICMP-redirecting) overlay
-    /// traffic.
-    fn attach_bridge(&mut self) -> bool {
+    /// Makes the TAP a port of the configured bridge; true when it is one.
+    async fn attach_bridge(&mut self) -> bool {
         let (Some(bridge), Some(tap)) = (self.cfg.bridge.clone(), self.tap_name.clone()) else {
             return false;
         };
-        if !std::path::Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists() {
-            error!("\"bridge\": {bridge:?} is not a bridge on this host; create it (e.g. `ip link add {bridge} type bridge`) or fix the config");
-            return false;
-        }
-        let master = std::fs::read_link(format!("/sys/class/net/{tap}/master"))
-            .ok()
-            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
-        if master.as_deref() != Some(bridge.as_str()) {
-            let out = Command::new("ip")
-                .args(["link", "set", "dev", &tap, "master", &bridge])
-                .output();
-            match out {
-                Ok(o) if o.status.success() => info!("attached {tap} to bridge {bridge}"),
-                Ok(o) => {
-                    error!(
-                        "cannot attach {tap} to {bridge}: {}",
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    );
-                    return false;
-                }
+        if self.netlink.is_none() {
+            match Netlink::new() {
+                Ok(n) => self.netlink = Some(n),
                 Err(e) => {
-                    error!("cannot run `ip` to attach {tap} to {bridge}: {e}");
+                    error!("cannot attach {tap} to {bridge}: {e}");
                     return false;
                 }
             }
         }
-        let _ = Command::new("ip")
-            .args(["link", "set", "dev", &tap, "up"])
-            .status();
-        true
+        let netlink = self.netlink.as_ref().expect("set above");
+        match netlink.attach(&tap, &bridge).await {
+            Ok(Attached::Now) => {
+                info!("attached {tap} to bridge {bridge}");
+                true
+            }
+            Ok(Attached::Already) => true,
+            Err(e) => {
+                error!("cannot attach {tap} to {bridge}: {e}");
+                false
+            }
+        }
     }
 
     fn on_xmpp(&mut self, ev: XmppEvent) {

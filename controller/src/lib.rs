@@ -4,5 +4,6 @@
 //! link signalling. Everything runs on one tokio runtime; the binary only reads the command line
 //! and the config, sets up logging and runs [`controller::Controller::run`].
 
+pub mod bridge;
 pub mod controller;
 pub mod xmpp;
