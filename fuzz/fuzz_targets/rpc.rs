@@ -1,11 +1,41 @@
 //! The JSON-RPC framing of both control channels on any datagram: `rpc::parse` never panics,
 //! the typed param getters never panic on what it returns, every answer it leads to
 //! serialises, and a notification we emit parses back to the same method and param keys.
+//! The typed API (`proto::api`) reads every call without panicking, and whatever it accepts
+//! goes back out as a datagram that reads back to the same typed value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use proto::api::controller::ControllerRequest;
+use proto::api::tincan::{LocalState, TincanNotification, TincanRequest};
 use proto::rpc::{self, Id, Incoming, ParamReader};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// The call as every typed parser reads it; what one accepts must survive its own datagram.
+fn typed(method: &str, params: &Map<String, Value>) {
+    fn call_of(datagram: &[u8]) -> (String, Map<String, Value>) {
+        match rpc::parse(datagram) {
+            Incoming::Call { method, params, .. } => (method, params),
+            other => panic!("our own datagram did not parse back: {other:?}"),
+        }
+    }
+    if let Ok(r) = TincanRequest::from_call(method, params.clone()) {
+        let (m, p) = call_of(&r.request(1));
+        assert_eq!(TincanRequest::from_call(&m, p).as_ref(), Ok(&r));
+    }
+    if let Ok(n) = TincanNotification::from_call(method, params.clone()) {
+        let (m, p) = call_of(&n.notification());
+        assert_eq!(TincanNotification::from_call(&m, p).as_ref(), Ok(&n));
+    }
+    if let Ok(r) = ControllerRequest::from_call(method, params.clone()) {
+        let (m, p) = call_of(&r.request(1));
+        assert_eq!(ControllerRequest::from_call(&m, p).as_ref(), Ok(&r));
+    }
+    if let Ok(state) = serde_json::from_value::<LocalState>(Value::Object(params.clone())) {
+        let again = serde_json::to_value(&state).expect("a state serialises");
+        assert_eq!(serde_json::from_value::<LocalState>(again).ok(), Some(state));
+    }
+}
 
 /// Param names the daemons read (docs/rpc.md), plus one that is never sent.
 const KEYS: &[&str] = &[
@@ -31,6 +61,7 @@ const KEYS: &[&str] = &[
 fuzz_target!(|data: &[u8]| {
     match rpc::parse(data) {
         Incoming::Call { id, method, params } => {
+            typed(&method, &params);
             let p = ParamReader(&params);
             for key in KEYS {
                 let _ = p.str(key);

@@ -3,7 +3,6 @@
 //! this crate takes as an argument. Each has one text form (`Display` / `FromStr`), which is
 //! also its JSON form (serde), so the config, the control API, signalling and the logs agree.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha1::{Digest, Sha1};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,18 +35,25 @@ fn hex_exact<const N: usize>(s: &str, what: &str) -> Result<[u8; N], IdError> {
     Ok(out)
 }
 
+/// Serde through the type's text form (`Display` / `FromStr`), so a bad value's message is the
+/// `FromStr` error, which says what was expected.
 macro_rules! text_serde {
     ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $t {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
 
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
             }
         }
     };
@@ -96,6 +102,8 @@ impl FromStr for Uid {
         hex_exact(&s.to_ascii_lowercase(), "a uid").map(Uid)
     }
 }
+
+pub(crate) use text_serde;
 
 text_serde!(Uid);
 

@@ -2,6 +2,7 @@
 //! the config, and the state machines (MAC table, switch decisions, link sessions, ARP
 //! replication). No sockets, no threads, no clock reads: time is an argument.
 
+pub mod api;
 pub mod config;
 pub mod icc;
 pub mod id;

@@ -68,6 +68,8 @@ impl FromStr for MacAddr {
     }
 }
 
+crate::id::text_serde!(MacAddr);
+
 pub mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const ARP: u16 = 0x0806;

@@ -1,0 +1,154 @@
+//! gvpn-controller's control API: what it answers on 127.0.0.1:<icc_port> besides tincan's
+//! notifications (docs/rpc.md), and its `get_state` report.
+
+use super::calls;
+use super::tincan::{Counters, EchoRequest, GetState};
+use crate::id::{Fingerprint, Millis, Uid};
+use crate::wire::ethernet::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+calls! {
+    /// A request to gvpn-controller.
+    pub enum ControllerRequest {
+        "get_state" => GetState(GetState),
+        "echo_request" => EchoRequest(EchoRequest),
+    }
+}
+
+/// The controller's `get_state` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerState {
+    pub uid: Uid,
+    pub ip4: Ipv4Addr,
+    pub icc: bool,
+    /// tincan answered within the last few seconds.
+    pub tincan_alive: bool,
+    /// tincan's TAP, once tincan has reported it.
+    pub tap: Option<String>,
+    /// The bridge the TAP is attached to, when the config names one.
+    pub bridge: Option<String>,
+    pub peers: Vec<PeerOnline>,
+    pub counters: Counters,
+    /// The ARP mapping table.
+    pub neigh: Vec<NeighState>,
+    pub xmpp: XmppState,
+    /// Peers known from signalling; null without XMPP.
+    pub signalling: Option<Vec<SignallingPeer>>,
+}
+
+/// A peer and whether its link is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerOnline {
+    pub uid: Uid,
+    pub online: bool,
+}
+
+/// One ARP mapping: IP -> (MAC, owner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighState {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub owner: NeighOwner,
+    pub age_ms: Millis,
+}
+
+/// Where an address lives: `"local"` (this host's bridge) or the owning peer's uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NeighOwner {
+    Local,
+    Peer(Uid),
+}
+
+impl fmt::Display for NeighOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NeighOwner::Local => f.write_str("local"),
+            NeighOwner::Peer(uid) => uid.fmt(f),
+        }
+    }
+}
+
+impl FromStr for NeighOwner {
+    type Err = crate::id::IdError;
+
+    fn from_str(s: &str) -> Result<NeighOwner, Self::Err> {
+        match s {
+            "local" => Ok(NeighOwner::Local),
+            uid => uid.parse().map(NeighOwner::Peer),
+        }
+    }
+}
+
+crate::id::text_serde!(NeighOwner);
+
+/// The XMPP client: off (no account configured), online, offline (reconnecting), or failed
+/// (refused the account; fix the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XmppState {
+    Off,
+    Online,
+    Offline,
+    Failed,
+}
+
+/// A peer in signalling: its state and the key it offered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignallingPeer {
+    pub uid: Uid,
+    pub state: String,
+    pub fpr: Option<Fingerprint>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::assert_documented;
+    use super::*;
+    use crate::rpc::{self, Incoming};
+    use serde_json::json;
+
+    const UID: &str = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+
+    #[test]
+    fn requests_round_trip_through_a_datagram() {
+        let all: Vec<ControllerRequest> = vec![
+            GetState::default().into(),
+            EchoRequest { msg: json!(1) }.into(),
+        ];
+        for r in all {
+            let Incoming::Call { method, params, .. } = rpc::parse(&r.request(3)) else {
+                panic!()
+            };
+            assert_eq!(ControllerRequest::from_call(&method, params).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn the_state_keeps_its_wire_form() {
+        let v = json!({
+            "uid": UID, "ip4": "10.0.3.1", "icc": true, "tincan_alive": true,
+            "tap": "ipop", "bridge": null,
+            "peers": [{"uid": UID, "online": false}],
+            "counters": {"icc_sent": 3},
+            "neigh": [
+                {"ip": "10.0.3.5", "mac": "02:00:00:00:00:05", "owner": "local", "age_ms": 10},
+                {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20}
+            ],
+            "xmpp": "off",
+            "signalling": null
+        });
+        let s: ControllerState = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.neigh[0].owner, NeighOwner::Local);
+        assert_eq!(s.neigh[1].owner, NeighOwner::Peer(UID.parse().unwrap()));
+        assert_eq!(s.xmpp, XmppState::Off);
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn docs_name_every_controller_method() {
+        assert_documented("## gvpn-controller", ControllerRequest::METHODS);
+    }
+}
