@@ -1,22 +1,35 @@
 //! The controller's loop: one UDP socket on 127.0.0.1:<icc_port> that sends RPCs to tincan,
 //! receives its notifications (punted ARP, ICC, link events) and answers status queries, a
 //! heartbeat that drives the timers of the ARP table and of signalling, and the XMPP module's
-//! events; all on one tokio task. ARP decisions come from `proto::neigh`, signalling decisions
-//! from `proto::signal`; this file carries out their actions.
+//! events; all on one tokio task. What crosses the socket is the typed control API
+//! (`proto::api`); ARP decisions come from `proto::neigh`, signalling decisions from
+//! `proto::signal`; this file carries out their actions.
 
 use crate::bridge::{Attached, Netlink};
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, error, info, warn};
+use proto::api as typed;
+use proto::api::controller::{
+    ControllerRequest, ControllerState, NeighOwner, NeighState, PeerOnline, SignallingPeer,
+    XmppState,
+};
+use proto::api::tincan::{
+    self as api, CreateLink, EchoReply, InjectFrame, LinkStatus, LocalState, SendIcc,
+    SetCbEndpoint, SetLocalIp, SetLogging, SetMac, SetNat, SetSwitchmode, TincanNotification,
+    TincanRequest, TrimLink, TurnServer,
+};
 use proto::config::Config;
 use proto::icc::IccMsg;
+use proto::id::{Candidate, Fingerprint, Millis, Uid};
 use proto::neigh::{NeighAction, NeighConfig, NeighTable, Owner};
-use proto::rpc::{self, Id, Incoming, ParamReader, RpcError};
-use proto::signal::{SignalAction, Signalling};
+use proto::rpc::{self, Id, Incoming};
+use proto::signal::{Offer, SignalAction, Signalling};
 use serde::Serialize;
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
@@ -40,9 +53,17 @@ struct Counters {
     status_queries: u64,
 }
 
+/// A peer named in the config's `"peers"`, with its identity typed.
+struct StaticPeer {
+    uid: Uid,
+    endpoint: SocketAddr,
+    fpr: Option<Fingerprint>,
+}
+
 pub struct Controller {
     cfg: Config,
-    uid: String,
+    uid: Uid,
+    peers: Vec<StaticPeer>,
     sock: UdpSocket,
     tincan: SocketAddr,
     neigh: NeighTable,
@@ -54,42 +75,58 @@ pub struct Controller {
     configured_boot: Option<u64>,
     last_tincan_answer: Option<Instant>,
     tincan_silent_reported: bool,
+    /// The last unreadable `get_state` answer was reported; reset by a readable one.
+    tincan_state_unreadable_reported: bool,
     bridge_attached_boot: Option<u64>,
     tap_name: Option<String>,
     /// Opened when the TAP is first attached to the bridge.
     netlink: Option<Netlink>,
-    peer_online: HashMap<String, bool>,
+    peer_online: HashMap<Uid, bool>,
     counters: Counters,
-    key_file: std::path::PathBuf,
+    key_file: PathBuf,
     /// XMPP signalling, when the config names an XMPP account.
     xmpp: Option<XmppClient>,
-    xmpp_state: &'static str,
+    xmpp_state: XmppState,
     signal: Option<Signalling>,
     /// Links created from signalling: (fpr, candidates), to create again after a tincan
     /// restart.
-    signalled: HashMap<String, (String, Vec<String>)>,
+    signalled: HashMap<Uid, (Fingerprint, Vec<Candidate>)>,
     /// Nodes present on XMPP, also before signalling could start (it needs tincan's key).
-    xmpp_present: std::collections::HashSet<String>,
+    xmpp_present: HashSet<Uid>,
     /// STUN and TURN servers, resolved once at start.
-    stun: Vec<String>,
-    turn: Option<Value>,
+    stun: Vec<SocketAddr>,
+    turn: Option<TurnServer>,
 }
 
 impl Controller {
     /// Binds the socket, starts the XMPP module (when configured) and resolves the STUN and
     /// TURN servers. Must run on a tokio runtime with I/O and time enabled.
-    pub async fn new(cfg: Config, key_file: std::path::PathBuf) -> io::Result<Controller> {
+    pub async fn new(cfg: Config, key_file: PathBuf) -> io::Result<Controller> {
         let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
         let sock = UdpSocket::bind(addr).await.map_err(|e| {
             io::Error::other(format!(
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
-        let uid = cfg.uid();
+        let uid = Uid::from_ip4(cfg.ip4);
+        let peers = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                let fpr = p.fpr.as_deref().map(str::parse).transpose().map_err(|e| {
+                    io::Error::other(format!("\"peers\": peer {}: \"fpr\": {e}", p.ip4))
+                })?;
+                Ok(StaticPeer {
+                    uid: Uid::from_ip4(p.ip4),
+                    endpoint: p.endpoint,
+                    fpr,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         info!(
             "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
             cfg.ip4,
-            cfg.peers.len(),
+            peers.len(),
             cfg.svpn_port,
             if cfg.icc {
                 "on: ARP replicated by the controllers"
@@ -102,7 +139,7 @@ impl Controller {
         } else {
             warn!("\"sec\": false: links are plaintext and unauthenticated; use only on a trusted network");
         }
-        let peer_online = cfg.peers.iter().map(|p| (p.uid.clone(), false)).collect();
+        let peer_online = peers.iter().map(|p| (p.uid, false)).collect();
         let xmpp = match (&cfg.xmpp_host, &cfg.xmpp_username, &cfg.xmpp_password) {
             (Some(host), Some(user), Some(pass)) => {
                 info!("XMPP signalling as {user} on {host}:{}", cfg.xmpp_port);
@@ -111,7 +148,7 @@ impl Controller {
                     port: cfg.xmpp_port,
                     username: user.clone(),
                     password: pass.clone(),
-                    uid: uid.clone(),
+                    uid,
                     ca_file: cfg.xmpp_ca.clone(),
                 }))
             }
@@ -125,9 +162,11 @@ impl Controller {
                 stun.extend(resolve_ipv4(s).await);
             }
             let turn = match cfg.turn.first() {
-                Some(t) => resolve_ipv4(&t.server)
-                    .await
-                    .map(|server| json!({"server": server, "user": t.user, "pass": t.pass})),
+                Some(t) => resolve_ipv4(&t.server).await.map(|server| TurnServer {
+                    server,
+                    user: t.user.clone(),
+                    pass: t.pass.clone(),
+                }),
                 None => None,
             };
             (stun, turn)
@@ -136,8 +175,9 @@ impl Controller {
         };
         Ok(Controller {
             tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
-            neigh: NeighTable::new(uid.clone(), NeighConfig::default()),
+            neigh: NeighTable::new(uid, NeighConfig::default()),
             uid,
+            peers,
             sock,
             cfg,
             start: Instant::now(),
@@ -146,6 +186,7 @@ impl Controller {
             configured_boot: None,
             last_tincan_answer: None,
             tincan_silent_reported: false,
+            tincan_state_unreadable_reported: false,
             bridge_attached_boot: None,
             tap_name: None,
             netlink: None,
@@ -153,17 +194,17 @@ impl Controller {
             counters: Counters::default(),
             key_file,
             xmpp,
-            xmpp_state: "off",
+            xmpp_state: XmppState::Off,
             signal: None,
             signalled: HashMap::new(),
-            xmpp_present: Default::default(),
+            xmpp_present: HashSet::new(),
             stun,
             turn,
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    fn now_ms(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
     }
 
     /// The loop; returns only on a socket error.
@@ -194,13 +235,12 @@ impl Controller {
 
     /// Requests are small datagrams on loopback: sent without waiting; one that the socket
     /// cannot take at once is lost like any datagram, and the heartbeat repeats what matters.
-    fn send_rpc(&mut self, method: &'static str, params: Value) {
+    fn send_rpc(&mut self, req: impl Into<TincanRequest>) {
+        let req = req.into();
         let id = self.next_id;
         self.next_id += 1;
-        self.inflight.insert(id, (method, Instant::now()));
-        let _ = self
-            .sock
-            .try_send_to(&rpc::request(id, method, params), self.tincan);
+        self.inflight.insert(id, (req.method(), Instant::now()));
+        let _ = self.sock.try_send_to(&req.request(id), self.tincan);
     }
 
     fn heartbeat(&mut self) {
@@ -218,7 +258,7 @@ impl Controller {
             );
             self.tincan_silent_reported = true;
         }
-        self.send_rpc("get_state", json!({}));
+        self.send_rpc(api::GetState::default());
         let actions = self.neigh.tick(self.now_ms());
         self.apply(actions);
         let now = self.now_ms();
@@ -238,7 +278,7 @@ impl Controller {
                 match result {
                     Ok(v) => {
                         if method == "get_state" {
-                            self.on_tincan_state(&v).await;
+                            self.on_tincan_answer(v).await;
                         }
                     }
                     Err(e) => {
@@ -248,15 +288,20 @@ impl Controller {
                 }
             }
             Incoming::Call { id, method, params } => {
-                let from_tincan = from == self.tincan;
-                let result = if from_tincan && id.is_none() {
-                    self.on_notification(&method, &ParamReader(&params));
+                if from == self.tincan && id.is_none() {
+                    match TincanNotification::from_call(&method, params) {
+                        Ok(n) => self.on_notification(n),
+                        Err(e) => {
+                            self.counters.bad_notifications += 1;
+                            debug!("notification {method} from tincan: {e}");
+                        }
+                    }
                     return;
-                } else {
-                    self.on_query(&method)
-                };
+                }
+                let result =
+                    ControllerRequest::from_call(&method, params).map(|q| self.on_query(q));
                 if let Some(id) = id {
-                    let _ = self.sock.try_send_to(&rpc::response(id, result), from);
+                    let _ = self.sock.try_send_to(&typed::response(id, result), from);
                 }
             }
             Incoming::Invalid { id, error } => {
@@ -268,75 +313,73 @@ impl Controller {
         }
     }
 
-    fn on_query(&mut self, method: &str) -> Result<Value, RpcError> {
-        match method {
-            "get_state" => {
+    fn on_query(&mut self, q: ControllerRequest) -> Value {
+        let answer = match q {
+            ControllerRequest::GetState(_) => {
                 self.counters.status_queries += 1;
-                Ok(self.state_json())
+                serde_json::to_value(self.state())
             }
-            "echo_request" => Ok(json!({"type": "echo_reply"})),
-            _ => Err(RpcError::method_not_found()),
-        }
+            ControllerRequest::EchoRequest(e) => serde_json::to_value(EchoReply { msg: e.msg }),
+        };
+        answer.expect("API types serialise")
     }
 
-    async fn on_tincan_state(&mut self, v: &Value) {
+    async fn on_tincan_answer(&mut self, v: Value) {
         if self.tincan_silent_reported {
             info!("ipop-tincan is answering again");
         }
         self.last_tincan_answer = Some(Instant::now());
         self.tincan_silent_reported = false;
-        let boot = v.get("boot_id").and_then(Value::as_u64);
-        let configured = v
-            .get("configured")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        self.tap_name = v.get("tap").and_then(Value::as_str).map(str::to_string);
-        let now = self.now_ms();
-        if let Some(peers) = v.get("peers").and_then(Value::as_array) {
-            for p in peers {
-                if let (Some(uid), Some(status)) = (
-                    p.get("uid").and_then(Value::as_str),
-                    p.get("status").and_then(Value::as_str),
-                ) {
-                    self.peer_online.insert(uid.to_string(), status == "online");
-                    if let Some(sig) = self.signal.as_mut() {
-                        sig.on_link_status(uid, status == "online", now);
-                    }
+        match serde_json::from_value::<LocalState>(v) {
+            Ok(state) => {
+                self.tincan_state_unreadable_reported = false;
+                self.on_tincan_state(state).await;
+            }
+            Err(e) => {
+                self.counters.rpc_errors += 1;
+                if !self.tincan_state_unreadable_reported {
+                    error!(
+                        "cannot read ipop-tincan's get_state answer ({e}); is it another version?"
+                    );
+                    self.tincan_state_unreadable_reported = true;
                 }
+            }
+        }
+    }
+
+    async fn on_tincan_state(&mut self, state: LocalState) {
+        let boot = Some(state.boot_id);
+        self.tap_name = Some(state.tap);
+        let now = self.now_ms();
+        for p in &state.peers {
+            let online = p.status == LinkStatus::Online;
+            self.peer_online.insert(p.uid, online);
+            if let Some(sig) = self.signal.as_mut() {
+                sig.on_link_status(p.uid, online, now);
             }
         }
         if self.xmpp.is_some() && self.signal.is_none() {
             // Without "sec" there is no key: the offer carries zeros where the fingerprint goes.
-            let zeros = "0".repeat(64);
             let fpr = if self.cfg.sec {
-                v.get("_fpr")
-                    .and_then(Value::as_str)
-                    .filter(|f| f.len() == 64)
+                state.fpr
             } else {
-                Some(zeros.as_str())
+                Some(Fingerprint([0; Fingerprint::LEN]))
             };
             if let Some(fpr) = fpr {
-                let mut sig =
-                    Signalling::new(self.uid.clone(), fpr.to_string(), self.cfg.wait_time);
+                let mut sig = Signalling::new(self.uid, fpr, self.cfg.wait_time);
                 let mut actions = Vec::new();
                 for uid in &self.xmpp_present {
-                    actions.extend(sig.on_available(uid, now));
+                    actions.extend(sig.on_available(*uid, now));
                 }
                 self.signal = Some(sig);
                 self.apply_signal(actions);
             }
         }
-        if let Some(cands) = v.get("candidates").and_then(Value::as_array) {
-            let cands: Vec<String> = cands
-                .iter()
-                .filter_map(|c| c.as_str().map(str::to_string))
-                .collect();
-            if let Some(sig) = self.signal.as_mut() {
-                let actions = sig.set_candidates(cands, now);
-                self.apply_signal(actions);
-            }
+        if let Some(sig) = self.signal.as_mut() {
+            let actions = sig.set_candidates(state.candidates, now);
+            self.apply_signal(actions);
         }
-        if boot.is_none() || self.configured_boot != boot || !configured {
+        if self.configured_boot != boot || !state.configured {
             if self.configured_boot.is_some() && self.configured_boot != boot {
                 self.counters.tincan_restarts_seen += 1;
                 info!("ipop-tincan restarted (new boot id): configuring it again");
@@ -357,55 +400,67 @@ impl Controller {
     fn configure_tincan(&mut self) {
         self.counters.tincan_configured += 1;
         let cfg = &self.cfg;
-        let logging = json!({"logging": cfg.tincan_logging});
-        let cb = json!({"ip": "127.0.0.1", "port": cfg.icc_port});
-        let local = json!({
-            "uid": self.uid,
-            "ip4": cfg.ip4.to_string(),
-            "ip4_mask": cfg.ip4_mask,
-            "ip6": proto::config::gen_ip6(&self.uid),
-            "ip6_mask": cfg.ip6_mask,
-            "subnet_mask": cfg.subnet_mask,
-            "switchmode": cfg.switchmode,
-            "icc": cfg.icc,
-            "link_port": cfg.link_port,
-            "mtu": cfg.tap_mtu,
-            "sec": cfg.sec,
-            "key_file": if cfg.sec { Some(self.key_file.display().to_string()) } else { None },
-            "rekey_after_secs": cfg.rekey_interval,
-        });
-        let mode = json!({"switchmode": cfg.switchmode, "icc": cfg.icc});
-        let links: Vec<Value> = cfg
+        let logging = SetLogging {
+            logging: cfg.tincan_logging,
+        };
+        let cb = SetCbEndpoint {
+            ip: Ipv4Addr::LOCALHOST.into(),
+            port: cfg.icc_port,
+        };
+        let local = SetLocalIp {
+            uid: self.uid,
+            ip4: cfg.ip4,
+            ip4_mask: Some(cfg.ip4_mask),
+            ip6: proto::config::gen_ip6(&self.uid.to_string()).parse().ok(),
+            ip6_mask: Some(cfg.ip6_mask),
+            subnet_mask: Some(cfg.subnet_mask),
+            switchmode: Some(cfg.switchmode),
+            icc: Some(cfg.icc),
+            link_port: cfg.link_port,
+            mtu: Some(cfg.tap_mtu),
+            sec: cfg.sec,
+            key_file: cfg.sec.then(|| self.key_file.clone()),
+            rekey_after_secs: u32::try_from(cfg.rekey_interval).unwrap_or(u32::MAX),
+        };
+        let mode = SetSwitchmode {
+            switchmode: cfg.switchmode,
+            icc: Some(cfg.icc),
+        };
+        let links: Vec<CreateLink> = self
             .peers
             .iter()
-            .map(|p| {
-                json!({"uid": p.uid, "endpoint": p.endpoint.to_string(), "fpr": p.fpr, "sec": cfg.sec})
+            .map(|p| CreateLink {
+                uid: p.uid,
+                endpoint: Some(p.endpoint),
+                candidates: Vec::new(),
+                fpr: p.fpr,
             })
             .collect();
-        self.send_rpc("set_logging", logging);
-        self.send_rpc("set_cb_endpoint", cb);
-        self.send_rpc("set_local_ip", local);
-        self.send_rpc("set_switchmode", mode);
-        if self.xmpp.is_some() {
-            let nat = json!({
-                "stun": self.stun,
-                "turn": self.turn,
-                "ignore": self.cfg.network_ignore_list,
-            });
-            self.send_rpc("set_nat", nat);
+        let nat = self.xmpp.is_some().then(|| SetNat {
+            stun: self.stun.clone(),
+            turn: self.turn.clone(),
+            ignore: cfg.network_ignore_list.clone(),
+        });
+        self.send_rpc(logging);
+        self.send_rpc(cb);
+        self.send_rpc(local);
+        self.send_rpc(mode);
+        if let Some(nat) = nat {
+            self.send_rpc(nat);
         }
+        let n = links.len();
         for l in links {
-            self.send_rpc("create_link", l);
+            self.send_rpc(l);
         }
-        let again: Vec<(String, (String, Vec<String>))> = self
+        let again: Vec<(Uid, (Fingerprint, Vec<Candidate>))> = self
             .signalled
             .iter()
-            .map(|(u, l)| (u.clone(), l.clone()))
+            .map(|(u, l)| (*u, l.clone()))
             .collect();
         for (uid, (fpr, candidates)) in again {
-            self.create_signalled_link(&uid, &fpr, &candidates);
+            self.create_signalled_link(uid, fpr, candidates);
         }
-        info!("configured ipop-tincan ({} links)", self.cfg.peers.len());
+        info!("configured ipop-tincan ({n} links)");
     }
 
     /// Makes the TAP a port of the configured bridge; true when it is one.
@@ -441,21 +496,21 @@ impl Controller {
         match ev {
             XmppEvent::Online => {
                 info!("XMPP: online");
-                self.xmpp_state = "online";
+                self.xmpp_state = XmppState::Online;
             }
             XmppEvent::Offline(why) => {
                 // Established links do not depend on the XMPP server.
                 warn!("XMPP: offline ({why}); reconnecting; links stay up");
-                self.xmpp_state = "offline";
+                self.xmpp_state = XmppState::Offline;
             }
             XmppEvent::AuthFailed(why) => {
                 error!("XMPP: {why}; no peer discovery until the config is fixed and the controller restarted");
-                self.xmpp_state = "failed";
+                self.xmpp_state = XmppState::Failed;
             }
             XmppEvent::PeerAvailable { uid, .. } => {
-                self.xmpp_present.insert(uid.clone());
+                self.xmpp_present.insert(uid);
                 if let Some(sig) = self.signal.as_mut() {
-                    let actions = sig.on_available(&uid, now);
+                    let actions = sig.on_available(uid, now);
                     self.apply_signal(actions);
                 }
             }
@@ -463,7 +518,7 @@ impl Controller {
                 info!("XMPP: peer {uid} left");
                 self.xmpp_present.remove(&uid);
                 if let Some(sig) = self.signal.as_mut() {
-                    let actions = sig.on_unavailable(&uid);
+                    let actions = sig.on_unavailable(uid);
                     self.apply_signal(actions);
                 }
             }
@@ -472,25 +527,32 @@ impl Controller {
                 msg_type,
                 data,
             } => {
+                // The offer is read here, once; one we cannot read is ignored, as the
+                // original ignored it.
+                let offer = match data.parse::<Offer>() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        debug!("XMPP: {msg_type} from {uid} ignored: {e}");
+                        return;
+                    }
+                };
                 if let Some(sig) = self.signal.as_mut() {
-                    let actions = sig.on_message(&uid, &msg_type, &data, now);
+                    let actions = sig.on_message(uid, &msg_type, &offer, now);
                     self.apply_signal(actions);
                 }
             }
         }
     }
 
-    fn create_signalled_link(&mut self, uid: &str, fpr: &str, candidates: &[String]) {
-        self.peer_online.entry(uid.to_string()).or_insert(false);
-        self.send_rpc(
-            "create_link",
-            json!({
-                "uid": uid,
-                "fpr": if self.cfg.sec { fpr } else { "" },
-                "candidates": candidates,
-                "sec": self.cfg.sec,
-            }),
-        );
+    fn create_signalled_link(&mut self, uid: Uid, fpr: Fingerprint, candidates: Vec<Candidate>) {
+        self.peer_online.entry(uid).or_insert(false);
+        let fpr = self.cfg.sec.then_some(fpr);
+        self.send_rpc(CreateLink {
+            uid,
+            endpoint: None,
+            candidates,
+            fpr,
+        });
     }
 
     fn apply_signal(&mut self, actions: Vec<SignalAction>) {
@@ -502,7 +564,7 @@ impl Controller {
                     data,
                 } => {
                     if let Some(x) = self.xmpp.as_ref() {
-                        x.send(&uid, msg_type, &data);
+                        x.send(uid, msg_type, &data.to_string());
                     }
                 }
                 SignalAction::CreateLink {
@@ -516,60 +578,52 @@ impl Controller {
                             candidates.len()
                         );
                     }
-                    self.create_signalled_link(&uid, &fpr, &candidates);
+                    self.create_signalled_link(uid, fpr, candidates.clone());
                     self.signalled.insert(uid, (fpr, candidates));
                 }
                 SignalAction::TrimLink { uid } => {
                     self.signalled.remove(&uid);
                     self.peer_online.remove(&uid);
-                    let withdrawn = self.neigh.remove_owner(&uid);
+                    let withdrawn = self.neigh.remove_owner(uid);
                     info!("trimming link to {uid}; {withdrawn} ARP entries withdrawn");
-                    self.send_rpc("trim_link", json!({"uid": uid}));
+                    self.send_rpc(TrimLink { uid });
                 }
             }
         }
     }
 
-    fn on_notification(&mut self, method: &str, p: &ParamReader) {
+    fn on_notification(&mut self, n: TincanNotification) {
         let now = self.now_ms();
-        match method {
-            "punt_frame" => {
-                let Some(frame) = p.str("frame").ok().and_then(|h| hex::decode(h).ok()) else {
-                    self.counters.bad_notifications += 1;
-                    return;
-                };
-                let actions = self.neigh.on_local_arp(&frame, now);
+        match n {
+            TincanNotification::PuntFrame(p) => {
+                let actions = self.neigh.on_local_arp(&p.frame, now);
                 self.apply(actions);
             }
-            "icc" => {
-                let (Ok(uid), Ok(msg)) = (p.str("uid"), p.value("msg")) else {
-                    self.counters.bad_notifications += 1;
-                    return;
-                };
+            TincanNotification::Icc(icc) => {
                 self.counters.icc_received += 1;
-                match IccMsg::from_json(msg) {
+                match IccMsg::from_json(&icc.msg) {
                     Ok(m) => {
-                        let uid = uid.to_string();
-                        let actions = self.neigh.on_icc(&uid, &m, now);
+                        let actions = self.neigh.on_icc(icc.uid, &m, now);
                         self.apply(actions);
                     }
                     Err(e) => {
                         self.counters.bad_notifications += 1;
-                        debug!("from {uid}: {e}");
+                        debug!("from {}: {e}", icc.uid);
                     }
                 }
             }
-            "con_stat" => {
-                if let (Ok(uid), Ok(data)) = (p.str("uid"), p.str("data")) {
-                    info!("peer {uid} is {data}");
-                    self.peer_online.insert(uid.to_string(), data == "online");
-                    let now = self.now_ms();
-                    if let Some(sig) = self.signal.as_mut() {
-                        sig.on_link_status(uid, data == "online", now);
-                    }
+            TincanNotification::ConStat(c) => {
+                let online = c.data == LinkStatus::Online;
+                info!(
+                    "peer {} is {}",
+                    c.uid,
+                    if online { "online" } else { "offline" }
+                );
+                self.peer_online.insert(c.uid, online);
+                if let Some(sig) = self.signal.as_mut() {
+                    sig.on_link_status(c.uid, online, now);
                 }
             }
-            _ => self.counters.bad_notifications += 1,
         }
     }
 
@@ -578,23 +632,23 @@ impl Controller {
             match a {
                 NeighAction::Inject(frame) => {
                     self.counters.frames_injected += 1;
-                    self.send_rpc("inject_frame", json!({"frame": hex::encode(frame)}));
+                    self.send_rpc(InjectFrame { frame });
                 }
                 NeighAction::IccBroadcast(msg) => {
-                    let online: Vec<String> = self
+                    let online: Vec<Uid> = self
                         .peer_online
                         .iter()
                         .filter(|(_, up)| **up)
-                        .map(|(u, _)| u.clone())
+                        .map(|(u, _)| *u)
                         .collect();
                     for uid in online {
-                        self.send_icc(&uid, &msg);
+                        self.send_icc(uid, &msg);
                     }
                 }
-                NeighAction::IccSend(uid, msg) => self.send_icc(&uid, &msg),
+                NeighAction::IccSend(uid, msg) => self.send_icc(uid, &msg),
                 NeighAction::ProgramMac { mac, uid } => {
                     self.counters.macs_programmed += 1;
-                    self.send_rpc("set_mac", json!({"mac": mac.to_string(), "uid": uid}));
+                    self.send_rpc(SetMac { mac, uid });
                 }
                 NeighAction::Conflict {
                     ip,
@@ -605,58 +659,82 @@ impl Controller {
                 } => {
                     warn!(
                         "address conflict: {ip} is {kept_mac} on {} and {claimed_mac} on {}; keeping {kept_mac}",
-                        owner_text(&kept_owner),
-                        owner_text(&claimed_by)
+                        owner_text(kept_owner),
+                        owner_text(claimed_by)
                     );
                 }
             }
         }
     }
 
-    fn send_icc(&mut self, uid: &str, msg: &IccMsg) {
-        if !self.peer_online.get(uid).copied().unwrap_or(false) {
+    fn send_icc(&mut self, uid: Uid, msg: &IccMsg) {
+        if !self.peer_online.get(&uid).copied().unwrap_or(false) {
             self.counters.icc_send_failed += 1;
             return;
         }
         self.counters.icc_sent += 1;
-        self.send_rpc("send_icc", json!({"uid": uid, "msg": msg.to_json()}));
+        self.send_rpc(SendIcc {
+            uid,
+            msg: msg.to_json(),
+        });
     }
 
-    fn state_json(&self) -> Value {
+    /// The `get_state` answer.
+    fn state(&self) -> ControllerState {
         let now = self.now_ms();
-        let neigh: Vec<Value> = self
+        let neigh = self
             .neigh
             .entries()
-            .map(|(ip, e)| {
-                json!({
-                    "ip": ip.to_string(),
-                    "mac": e.mac.to_string(),
-                    "owner": match &e.owner { Owner::Local => "local".to_string(), Owner::Peer(u) => u.clone() },
-                    "age_ms": now.saturating_sub(e.updated),
-                })
+            .map(|(ip, e)| NeighState {
+                ip: *ip,
+                mac: e.mac,
+                owner: match e.owner {
+                    Owner::Local => NeighOwner::Local,
+                    Owner::Peer(u) => NeighOwner::Peer(u),
+                },
+                age_ms: now.saturating_sub(e.updated),
             })
             .collect();
-        let mut counters = serde_json::to_value(&self.counters).expect("serialises");
-        if let (Some(c), Ok(Value::Object(n))) = (
-            counters.as_object_mut(),
-            serde_json::to_value(self.neigh.counters),
-        ) {
-            c.extend(n);
+        let mut counters = counter_map(&self.counters);
+        counters.extend(counter_map(&self.neigh.counters));
+        ControllerState {
+            uid: self.uid,
+            ip4: self.cfg.ip4,
+            icc: self.cfg.icc,
+            tincan_alive: self
+                .last_tincan_answer
+                .is_some_and(|t| t.elapsed() < TINCAN_TIMEOUT),
+            tap: self.tap_name.clone(),
+            bridge: self.cfg.bridge.clone(),
+            peers: self
+                .peer_online
+                .iter()
+                .map(|(u, up)| PeerOnline {
+                    uid: *u,
+                    online: *up,
+                })
+                .collect(),
+            counters,
+            neigh,
+            xmpp: self.xmpp_state,
+            signalling: self.signal.as_ref().map(|s| {
+                s.peers()
+                    .map(|(u, st, f)| SignallingPeer {
+                        uid: *u,
+                        state: format!("{st:?}"),
+                        fpr: f.copied(),
+                    })
+                    .collect()
+            }),
         }
-        json!({
-            "uid": self.uid,
-            "ip4": self.cfg.ip4.to_string(),
-            "icc": self.cfg.icc,
-            "tincan_alive": self.last_tincan_answer.is_some_and(|t| t.elapsed() < TINCAN_TIMEOUT),
-            "tap": self.tap_name,
-            "bridge": self.cfg.bridge,
-            "peers": self.peer_online.iter().map(|(u, up)| json!({"uid": u, "online": up})).collect::<Vec<_>>(),
-            "counters": counters,
-            "neigh": neigh,
-            "xmpp": self.xmpp_state,
-            "signalling": self.signal.as_ref().map(|s| s.peers().map(|(u, st, f)| json!({"uid": u, "state": format!("{st:?}"), "fpr": f})).collect::<Vec<_>>()),
-        })
     }
+}
+
+/// A struct of `u64` counters as the API's name -> count map.
+fn counter_map(counters: &impl Serialize) -> api::Counters {
+    serde_json::to_value(counters)
+        .and_then(serde_json::from_value)
+        .expect("counters are u64 fields")
 }
 
 /// The XMPP module's next event; never, without XMPP.
@@ -667,8 +745,8 @@ async fn next_xmpp_event(xmpp: &mut Option<XmppClient>) -> Option<XmppEvent> {
     }
 }
 
-/// The first IPv4 address of `host:port`, as text; `None`, with a warning, if there is none.
-async fn resolve_ipv4(server: &str) -> Option<String> {
+/// The first IPv4 address of `host:port`; `None`, with a warning, if there is none.
+async fn resolve_ipv4(server: &str) -> Option<SocketAddr> {
     let found = tokio::net::lookup_host(server)
         .await
         .ok()
@@ -676,10 +754,10 @@ async fn resolve_ipv4(server: &str) -> Option<String> {
     if found.is_none() {
         warn!("STUN/TURN server {server:?} does not resolve to an IPv4 address; not used");
     }
-    found.map(|a| a.to_string())
+    found
 }
 
-fn owner_text(o: &Owner) -> String {
+fn owner_text(o: Owner) -> String {
     match o {
         Owner::Local => "this host's bridge".into(),
         Owner::Peer(u) => format!("peer {u}"),

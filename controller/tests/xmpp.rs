@@ -8,6 +8,7 @@
 //! started inside the namespace; the scenario itself is synchronous and polls their events.
 
 use gvpn_controller::xmpp;
+use proto::id::Uid;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -24,6 +25,11 @@ const UID_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
 const UID_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
 const UID_C: &str = "ccccccccccccccccccccccccccccccccccccccc3";
 const UID_D: &str = "ddddddddddddddddddddddddddddddddddddddd4";
+
+/// A uid constant as the typed uid.
+fn u(text: &str) -> Uid {
+    text.parse().unwrap()
+}
 
 static XMPP_THREAD_PANICS: AtomicUsize = AtomicUsize::new(0);
 
@@ -384,7 +390,7 @@ impl Node {
             port: 5222,
             username: format!("{user}@{DOMAIN}"),
             password: password.into(),
-            uid: uid.into(),
+            uid: u(uid),
             ca_file: Some(ca.to_path_buf()),
         });
         Node {
@@ -483,13 +489,13 @@ fn is_offline(e: &XmppEvent) -> bool {
 }
 
 fn sees(uid: &'static str) -> impl Fn(&XmppEvent) -> bool {
-    move |e| matches!(e, XmppEvent::PeerAvailable { uid: u, .. } if u == uid)
+    move |e| matches!(e, XmppEvent::PeerAvailable { uid: got, .. } if *got == u(uid))
 }
 
 fn msg(uid: &'static str, ty: &'static str, data: &'static str) -> impl Fn(&XmppEvent) -> bool {
     move |e| {
-        matches!(e, XmppEvent::Message { uid: u, msg_type: t, data: d }
-            if u == uid && t == ty && d == data)
+        matches!(e, XmppEvent::Message { uid: got, msg_type: t, data: d }
+            if *got == u(uid) && t == ty && d == data)
     }
 }
 
@@ -524,7 +530,7 @@ fn scenario(lab: &mut Lab) {
     assert_eq!(
         ev,
         XmppEvent::PeerAvailable {
-            uid: UID_B.into(),
+            uid: u(UID_B),
             jid: format!("node2@{DOMAIN}/tincan{UID_B}")
         }
     );
@@ -568,10 +574,10 @@ fn scenario(lab: &mut Lab) {
     // 4. Messages both ways, type and data intact (spaces, XML specials, non-ASCII).
     const DATA: &str = "  AB:CD:EF 1:1:udp:10.0.0.1:5000:2130706431:u:p:local:eth0:0:1 <&>\"' é ";
     let mb = b.mark();
-    a.c().send(UID_B, "con_req", DATA);
+    a.c().send(u(UID_B), "con_req", DATA);
     b.wait(mb, S(5), "con_req from A", msg(UID_A, "con_req", DATA));
     let ma = a.mark();
-    b.c().send(UID_A, "con_resp", "fpr cand1 cand2");
+    b.c().send(u(UID_A), "con_resp", "fpr cand1 cand2");
     a.wait(
         ma,
         S(5),
@@ -579,7 +585,7 @@ fn scenario(lab: &mut Lab) {
         msg(UID_B, "con_resp", "fpr cand1 cand2"),
     );
     let mb = b.mark();
-    a.c().send(UID_B, "empty", "");
+    a.c().send(u(UID_B), "empty", "");
     b.wait(mb, S(5), "empty data", msg(UID_A, "empty", ""));
     // B answered A's queries with IQ results (the original never did).
     a.wait_stat(S(5), "iq_results >= 2", |s| s.iq_results >= 2);
@@ -590,10 +596,10 @@ fn scenario(lab: &mut Lab) {
     let mb = b.mark();
     let no_type = xmpp_query(&[("data", "x")]);
     let no_data = xmpp_query(&[("type", "con_req")]);
-    a.c().send_raw_query(UID_B, no_type);
-    a.c().send_raw_query(UID_B, no_data);
+    a.c().send_raw_query(u(UID_B), no_type);
+    a.c().send_raw_query(u(UID_B), no_data);
     b.wait_stat(S(5), "malformed == 2", |s| s.malformed == 2);
-    a.c().send(UID_B, "after", "malformed");
+    a.c().send(u(UID_B), "after", "malformed");
     b.wait(
         mb,
         S(5),
@@ -610,7 +616,7 @@ fn scenario(lab: &mut Lab) {
 
     // 6. Unknown uid: dropped, counted.
     let dropped = a.c().stats().dropped;
-    a.c().send(&"e".repeat(40), "con_req", "x");
+    a.c().send(u(&"e".repeat(40)), "con_req", "x");
     a.wait_stat(S(5), "dropped + 1", |s| s.dropped == dropped + 1);
 
     // 7. The server dies and comes back (now with the self-signed certificate, accepted
@@ -642,7 +648,7 @@ fn scenario(lab: &mut Lab) {
         &a.events[ma..]
     );
     let mb2 = b.mark();
-    a.c().send(UID_B, "con_req", "after restart");
+    a.c().send(u(UID_B), "con_req", "after restart");
     b.wait(
         mb2,
         S(5),
@@ -658,7 +664,7 @@ fn scenario(lab: &mut Lab) {
         ma,
         S(10),
         "PeerUnavailable(B)",
-        |e| matches!(e, XmppEvent::PeerUnavailable { uid } if uid == UID_B),
+        |e| matches!(e, XmppEvent::PeerUnavailable { uid } if *uid == u(UID_B)),
     );
     a.stop();
 }

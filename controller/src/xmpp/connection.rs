@@ -4,9 +4,10 @@
 //! and a final `AuthFailed` that stops the module.
 
 use super::login::{login, LoginError};
-use super::stanza::{build_jid, check_uid};
+use super::stanza::build_jid;
 use super::tls::tls_config;
 use super::{Counters, XmppConfig, XmppEvent};
+use proto::id::Uid;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -45,7 +46,7 @@ pub(crate) struct Shared {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) password: String,
-    pub(crate) uid: String,
+    pub(crate) uid: Uid,
     pub(crate) jid: FullJid,
     pub(crate) tls: Arc<ClientConfig>,
     events: mpsc::UnboundedSender<XmppEvent>,
@@ -63,7 +64,7 @@ impl Shared {
         events: mpsc::UnboundedSender<XmppEvent>,
         counters: Arc<Counters>,
     ) -> Result<Shared, String> {
-        let uid = check_uid(&cfg.uid)?;
+        let uid = cfg.uid;
         let host = cfg
             .host
             .trim()
@@ -73,7 +74,7 @@ impl Shared {
         if host.is_empty() {
             return Err("xmpp_host is empty".into());
         }
-        let jid = build_jid(&cfg.username, &host, &uid)?;
+        let jid = build_jid(&cfg.username, &host, uid)?;
         let tls = Arc::new(tls_config(cfg.ca_file.as_deref())?);
         Ok(Shared {
             host,

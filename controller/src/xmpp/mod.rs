@@ -30,6 +30,7 @@ mod tls;
 pub use session::PRESENCE_INTERVAL;
 pub use stanza::{parse_tincan_query, tincan_query, NS_TINCAN, RESOURCE_PREFIX};
 
+use proto::id::Uid;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +50,8 @@ pub struct XmppConfig {
     /// The account's JID, e.g. `node1@ipop.lab`; without '@' it is `username@host`.
     pub username: String,
     pub password: String,
-    /// The local uid (40 hex): the resource is `tincan<uid>`.
-    pub uid: String,
+    /// The local uid: the resource is `tincan<uid>`.
+    pub uid: Uid,
     /// PEM file with extra trust anchors (a lab CA, or the server's own self-signed
     /// certificate, which is then accepted as-is); the system roots are always trusted too.
     pub ca_file: Option<PathBuf>,
@@ -75,19 +76,19 @@ pub enum XmppEvent {
     /// Logged in (or session resumed) and presence sent.
     Online,
     /// Final: wrong password or another SASL failure, or a config the module cannot use (bad
-    /// JID or uid, unreadable `xmpp_ca`). The module has stopped and will not retry.
+    /// JID, unreadable `xmpp_ca`). The module has stopped and will not retry.
     AuthFailed(String),
     /// Connection lost or refused (sent once per loss, not per attempt); the module reconnects
     /// by itself with backoff (1 s doubling to 30 s) and then sends `Online` again.
     Offline(String),
     /// Presence from a `tincan<uid>` resource that is not us. Repeats at every presence of that
     /// node (every 120 s, and after every (re)login of either side): a freshness signal.
-    PeerAvailable { uid: String, jid: String },
+    PeerAvailable { uid: Uid, jid: String },
     /// Presence of type unavailable from that node.
-    PeerUnavailable { uid: String },
+    PeerUnavailable { uid: Uid },
     /// A `jabber:iq:tincan` query from a `tincan<uid>` resource.
     Message {
-        uid: String,
+        uid: Uid,
         msg_type: String,
         data: String,
     },
@@ -139,12 +140,12 @@ impl Counters {
 
 enum Command {
     Send {
-        to_uid: String,
+        to_uid: Uid,
         msg_type: String,
         data: String,
     },
     Raw {
-        to_uid: String,
+        to_uid: Uid,
         payload: Element,
     },
     Stop,
@@ -195,9 +196,9 @@ impl XmppClient {
 
     /// Send `{type, data}` to the node `to_uid`, at the full JID last seen for it (presence or
     /// message). Dropped, and logged at debug, if that uid was never seen or we are offline.
-    pub fn send(&self, to_uid: &str, msg_type: &str, data: &str) {
+    pub fn send(&self, to_uid: Uid, msg_type: &str, data: &str) {
         let cmd = Command::Send {
-            to_uid: to_uid.to_ascii_lowercase(),
+            to_uid,
             msg_type: msg_type.to_owned(),
             data: data.to_owned(),
         };
@@ -209,11 +210,8 @@ impl XmppClient {
 
     /// Send an arbitrary query payload to a peer: for tests of the receiving side's parser.
     #[doc(hidden)]
-    pub fn send_raw_query(&self, to_uid: &str, payload: Element) {
-        let _ = self.cmds.send(Command::Raw {
-            to_uid: to_uid.to_ascii_lowercase(),
-            payload,
-        });
+    pub fn send_raw_query(&self, to_uid: Uid, payload: Element) {
+        let _ = self.cmds.send(Command::Raw { to_uid, payload });
     }
 
     pub fn stats(&self) -> XmppStats {
@@ -250,7 +248,7 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    const UID: &str = "0123456789abcdef0123456789abcdef01234567";
+    const UID: Uid = Uid([0x01; 20]);
 
     async fn next_event(c: &mut XmppClient) -> XmppEvent {
         tokio::time::timeout(Duration::from_secs(5), c.recv())
@@ -264,14 +262,14 @@ mod tests {
         let mut c = XmppClient::start(XmppConfig {
             host: "127.0.0.1".into(),
             port: 1,
-            username: "node1@ipop.lab".into(),
+            username: "@ipop.lab".into(),
             password: "x".into(),
-            uid: "short".into(),
+            uid: UID,
             ca_file: None,
         });
         let ev = next_event(&mut c).await;
         assert!(
-            matches!(ev, XmppEvent::AuthFailed(ref m) if m.contains("uid")),
+            matches!(ev, XmppEvent::AuthFailed(ref m) if m.contains("xmpp_username")),
             "{ev:?}"
         );
         c.stop().await;
@@ -285,7 +283,7 @@ mod tests {
             port: 1,
             username: "node1@ipop.lab".into(),
             password: "x".into(),
-            uid: UID.into(),
+            uid: UID,
             ca_file: None,
         });
         let ev = next_event(&mut c).await;

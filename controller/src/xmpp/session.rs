@@ -6,6 +6,7 @@ use super::connection::{connect_loop, Shared};
 use super::stanza::{parse_tincan_query, tincan_query, tincan_uid, NS_TINCAN};
 use super::{Command, Counters, XmppEvent};
 use futures::StreamExt;
+use proto::id::Uid;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +34,7 @@ struct Session {
     online: bool,
     bound: Option<FullJid>,
     /// uid -> full JID last seen (presence or query).
-    peers: HashMap<String, FullJid>,
+    peers: HashMap<Uid, FullJid>,
     next_id: u64,
 }
 
@@ -102,7 +103,7 @@ impl Session {
         self.shared.emit(XmppEvent::Online);
     }
 
-    fn is_self(&self, from: &Jid, uid: &str) -> bool {
+    fn is_self(&self, from: &Jid, uid: Uid) -> bool {
         uid == self.shared.uid
             || self
                 .bound
@@ -118,7 +119,7 @@ impl Session {
             log::trace!("XMPP: presence from non-tincan {from} ignored");
             return;
         };
-        if self.is_self(&from, &uid) {
+        if self.is_self(&from, uid) {
             if from.as_str() != self.bound.as_ref().map_or("", |b| b.as_str()) {
                 log::warn!("XMPP: {from} claims our own uid {uid}: ignored");
             }
@@ -130,7 +131,7 @@ impl Session {
         match p.type_ {
             PresenceType::None => {
                 let jid = full.to_string();
-                let prev = self.peers.insert(uid.clone(), full);
+                let prev = self.peers.insert(uid, full);
                 if prev.as_ref().map(|j| j.as_str()) != Some(jid.as_str()) {
                     log::info!("XMPP: peer {uid} available as {jid}");
                 } else {
@@ -223,16 +224,16 @@ impl Session {
                 "a tincan query needs <data> and a non-empty <type>",
             ));
         };
-        if self.is_self(from, &uid) {
+        if self.is_self(from, uid) {
             return Ok(());
         }
         Counters::bump(&counters.received);
         // As the original: any stanza from a tincan resource maps its uid to that JID, so
         // that we can answer a node whose presence we cannot see.
         if let Ok(full) = from.clone().try_into_full() {
-            if !self.peers.contains_key(&uid) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.peers.entry(uid) {
                 log::debug!("XMPP: uid {uid} mapped to {full} from a query");
-                self.peers.insert(uid.clone(), full);
+                e.insert(full);
             }
         }
         log::debug!("XMPP: {msg_type} from {uid}: {data}");
@@ -244,9 +245,9 @@ impl Session {
         Ok(())
     }
 
-    async fn send_query(&mut self, stream: &StanzaStream, to_uid: &str, what: &str, q: Element) {
+    async fn send_query(&mut self, stream: &StanzaStream, to_uid: Uid, what: &str, q: Element) {
         let counters = &self.shared.counters;
-        let Some(to) = self.peers.get(to_uid).cloned() else {
+        let Some(to) = self.peers.get(&to_uid).cloned() else {
             Counters::bump(&counters.dropped);
             log::debug!("XMPP: {what} to unknown uid {to_uid} dropped");
             return;
@@ -280,10 +281,10 @@ impl Session {
             } => {
                 log::debug!("XMPP: sending {msg_type} to {to_uid}: {data}");
                 let q = tincan_query(&msg_type, &data);
-                self.send_query(stream, &to_uid, &msg_type, q).await;
+                self.send_query(stream, to_uid, &msg_type, q).await;
             }
             Command::Raw { to_uid, payload } => {
-                self.send_query(stream, &to_uid, "raw query", payload).await;
+                self.send_query(stream, to_uid, "raw query", payload).await;
             }
             Command::Stop => {}
         }

@@ -2,6 +2,7 @@
 //! (`username` + `/tincan<uid>`), the uid of a `tincan<40 hex>` resource, and the
 //! `jabber:iq:tincan` query that carries `{type, data}` between nodes.
 
+use proto::id::Uid;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 
@@ -10,17 +11,8 @@ pub const NS_TINCAN: &str = "jabber:iq:tincan";
 /// Resource prefix of every IPOP node; the uid (40 hex) follows.
 pub const RESOURCE_PREFIX: &str = "tincan";
 
-/// `uid` must be 40 hex digits; returned lowercase.
-pub(crate) fn check_uid(uid: &str) -> Result<String, String> {
-    if uid.len() == 40 && uid.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(uid.to_ascii_lowercase())
-    } else {
-        Err(format!("uid {uid:?} is not 40 hex digits"))
-    }
-}
-
 /// The full JID to log in with: `username` (or `username@host`) + `/tincan<uid>`.
-pub(crate) fn build_jid(username: &str, host: &str, uid: &str) -> Result<FullJid, String> {
+pub(crate) fn build_jid(username: &str, host: &str, uid: Uid) -> Result<FullJid, String> {
     let username = username.trim();
     if username.is_empty() {
         return Err("xmpp_username is empty".into());
@@ -39,11 +31,11 @@ pub(crate) fn build_jid(username: &str, host: &str, uid: &str) -> Result<FullJid
         .map_err(|e| format!("resource for uid {uid}: {e}"))
 }
 
-/// The uid of a `tincan<40 hex>` resource (lowercase), if `jid` has one.
-pub(crate) fn tincan_uid(jid: &Jid) -> Option<String> {
+/// The uid of a `tincan<40 hex>` resource (either case), if `jid` has one.
+pub(crate) fn tincan_uid(jid: &Jid) -> Option<Uid> {
     let res = jid.resource()?.as_str();
     let hex = res.strip_prefix(RESOURCE_PREFIX)?;
-    check_uid(hex).ok()
+    hex.parse().ok()
 }
 
 /// `<query xmlns="jabber:iq:tincan"><data>D</data><type>T</type></query>`
@@ -72,31 +64,36 @@ mod tests {
 
     const UID: &str = "0123456789abcdef0123456789abcdef01234567";
 
+    fn uid() -> Uid {
+        UID.parse().unwrap()
+    }
+
     #[test]
     fn jid_from_username() {
-        let j = build_jid("node1@ipop.lab", "10.0.0.1", UID).unwrap();
+        let j = build_jid("node1@ipop.lab", "10.0.0.1", uid()).unwrap();
         assert_eq!(j.to_string(), format!("node1@ipop.lab/tincan{UID}"));
-        let j = build_jid("node1", "ipop.lab", UID).unwrap();
+        let j = build_jid("node1", "ipop.lab", uid()).unwrap();
         assert_eq!(j.to_string(), format!("node1@ipop.lab/tincan{UID}"));
         // A resource in the username is replaced by ours.
-        let j = build_jid("node1@ipop.lab/other", "x", UID).unwrap();
+        let j = build_jid("node1@ipop.lab/other", "x", uid()).unwrap();
         assert_eq!(j.resource().as_str(), format!("tincan{UID}"));
-        assert!(build_jid("", "ipop.lab", UID).is_err());
-        assert!(build_jid("@ipop.lab", "ipop.lab", UID).is_err());
+        assert!(build_jid("", "ipop.lab", uid()).is_err());
+        assert!(build_jid("@ipop.lab", "ipop.lab", uid()).is_err());
     }
 
     #[test]
     fn uid_rules() {
-        assert_eq!(check_uid(&UID.to_uppercase()).unwrap(), UID);
-        assert!(check_uid("abc").is_err());
-        assert!(check_uid(&format!("{}g", &UID[..39])).is_err());
         let j = Jid::new(&format!("a@b/tincan{UID}")).unwrap();
-        assert_eq!(tincan_uid(&j).as_deref(), Some(UID));
+        assert_eq!(tincan_uid(&j), Some(uid()));
+        let j = Jid::new(&format!("a@b/tincan{}", UID.to_uppercase())).unwrap();
+        assert_eq!(tincan_uid(&j), Some(uid()));
         for bad in [
             "a@b/tincan",
             "a@b/phone",
             "a@b",
             &format!("a@b/tincan{UID}0"),
+            &format!("a@b/tincan{}g", &UID[..39]),
+            "a@b/tincanabc",
         ] {
             assert_eq!(tincan_uid(&Jid::new(bad).unwrap()), None, "{bad}");
         }
