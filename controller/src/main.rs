@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use gvpn_controller::controller::Controller;
-use proto::config::Config;
+use proto::config::{Config, ConfigError, OVERRIDE_SOURCE};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,8 +46,26 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let (cfg, warnings) = match Config::load(args.config.as_deref(), args.config_string.as_deref())
-    {
+    // The file is read here: the config parser in proto does no I/O.
+    let file = match &args.config {
+        Some(path) => {
+            let name = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Ok(text) => Some((text, name)),
+                Err(e) => {
+                    eprintln!("gvpn-controller: {}", ConfigError::unreadable(&name, &e));
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let layers: Vec<(&str, &str)> = file
+        .iter()
+        .map(|(text, name)| (text.as_str(), name.as_str()))
+        .chain(args.config_string.as_deref().map(|s| (s, OVERRIDE_SOURCE)))
+        .collect();
+    let (cfg, warnings) = match Config::from_json_layers(&layers) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gvpn-controller: {e}");

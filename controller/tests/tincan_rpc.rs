@@ -50,7 +50,7 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
         "peers": [{"ip4": "10.0.3.2", "endpoint": "192.0.2.2:5900"}]
     })
     .to_string();
-    let (cfg, _) = Config::load(None, Some(&text)).unwrap();
+    let (cfg, _) = Config::from_json_layers(&[(&text, "test")]).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,21 +1,31 @@
 //! The IPOP gvpn config: every key of the original `gvpn_controller.py` CONFIG under its original
-//! name and default (reference/ipop-v1-protocol.md section 7), plus this project's additions
-//! (`peers`, `bridge`, `link_port`, `tap_mtu`). This module owns parsing, validation, the layering
-//! of `-c FILE` under `-s JSON`, and the identities derived from the config (uid, `gen_ip6`).
+//! name and default, plus this project's additions (`peers`, `bridge`, `link_port`, `tap_mtu`,
+//! ...). This module owns the table of keys (one descriptor per key: name, type, default, check,
+//! help), parsing and validation, the layering of `-c FILE` under `-s JSON`, and the identities
+//! derived from the config (uid, `gen_ip6`).
 //!
-//! Parsing reads no files ([`Config::load`] is the one helper that does). The one piece of I/O left
-//! in it is resolving a peer endpoint written as a host name rather than an IP address.
+//! It reads no files and resolves no names: the caller hands in each layer's text, and server
+//! and peer addresses stay [`HostPort`]s for the caller to resolve.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
-use serde_json::{json, Map, Value};
-use sha1::{Digest, Sha1};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use crate::hostport::HostPort;
+use crate::id::{Fingerprint, Uid};
+
+macro_rules! ip6_prefix {
+    () => {
+        "fd50:0dbc:41f2:4a3c"
+    };
+}
 
 /// The /64 prefix `gen_ip6` puts in front of a uid, as in the original.
-pub const IP6_PREFIX: &str = "fd50:0dbc:41f2:4a3c";
+pub const IP6_PREFIX: &str = ip6_prefix!();
 
 /// Hex digits in a uid: a whole SHA-1. The only `uid_size` accepted.
 pub const UID_SIZE: usize = 40;
@@ -34,77 +44,265 @@ const DEFAULT_STUN: [&str; 5] = [
     "stun4.l.google.com:19302",
 ];
 
-/// The parsed, validated config. Field names are the original keys; the two with a '-' in the
-/// original (`on-demand_*`) use '_' here.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Config {
-    pub xmpp_username: Option<String>,
-    pub xmpp_password: Option<String>,
-    pub xmpp_host: Option<String>,
-    pub xmpp_port: u16,
-    pub ip4: Ipv4Addr,
-    pub ip4_mask: u8,
-    pub ip6_mask: u8,
-    pub subnet_mask: u8,
-    /// tincan's control port on loopback.
-    pub svpn_port: u16,
-    pub uid_size: usize,
-    pub sec: bool,
-    /// Seconds.
-    pub wait_time: u64,
-    pub buf_size: usize,
-    pub tincan_logging: u8,
-    pub controller_logging: LogLevel,
-    pub icc: bool,
-    /// The controller's port on loopback for what tincan hands up (punts, ICC, link events).
-    pub icc_port: u16,
-    /// 0 (routed GroupVPN, refused by validation) or 1 (switch mode).
-    pub switchmode: u8,
-    /// "host:port" strings, as written.
-    pub stun: Vec<String>,
-    pub turn: Vec<TurnServer>,
-    pub local_uid: String,
-    pub network_ignore_list: Vec<String>,
-    /// Key `"on-demand_connection"`.
-    pub on_demand_connection: bool,
-    /// Key `"on-demand_inactive_timeout"`, seconds.
-    pub on_demand_inactive_timeout: u64,
-    pub trim_enabled: bool,
-    pub router_mode: bool,
-    pub contr_port: u16,
-    pub tincan_path: Option<PathBuf>,
-    /// Static peers, in place of XMPP discovery.
-    pub peers: Vec<PeerConfig>,
-    /// Linux bridge the TAP is attached to, if the controller should do it.
-    pub bridge: Option<String>,
-    /// tincan's UDP port for links on the underlay.
-    pub link_port: u16,
-    pub tap_mtu: u16,
-    /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
-    pub key_file: Option<PathBuf>,
-    /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's
-    /// self-signed certificate).
-    pub xmpp_ca: Option<PathBuf>,
-    /// Seconds after which an encrypted link runs a new handshake.
-    pub rekey_interval: u64,
+/// Whether the controller uses a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Supported,
+    /// Used, and its value is never shown (`Debug` prints `<redacted>`).
+    Secret,
+    /// Accepted for compatibility and type-checked, but its feature is not built yet: a value
+    /// other than the default is ignored with a warning that names the key and says why.
+    Unsupported(&'static str),
 }
 
+impl Support {
+    fn is_secret(self) -> bool {
+        self == Support::Secret
+    }
+
+    fn unsupported(self) -> Option<&'static str> {
+        match self {
+            Support::Unsupported(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// One key of the config, as the table describes it.
+#[derive(Debug, Clone)]
+pub struct KeyDoc {
+    pub name: &'static str,
+    /// What the key takes, as error messages say it.
+    pub expected: String,
+    /// The default, as JSON.
+    pub default: Value,
+    /// The help text, one line per element.
+    pub help: &'static [&'static str],
+    pub support: Support,
+}
+
+/// How one key's JSON value is read: what it takes (for messages) and the parser. A parser
+/// refuses with `None` (the message is then `"key": expected ..., got ...`) or with a whole
+/// message about a place inside the value; it may note warnings.
+struct Reader<T> {
+    expected: String,
+    #[allow(clippy::type_complexity)]
+    parse: Box<dyn Fn(&Value, &mut Vec<String>) -> Result<T, Option<String>>>,
+}
+
+impl<T> Reader<T> {
+    fn new(expected: impl Into<String>, parse: impl Fn(&Value) -> Option<T> + 'static) -> Self {
+        Reader {
+            expected: expected.into(),
+            parse: Box::new(move |v, _| parse(v).ok_or(None)),
+        }
+    }
+
+    /// The same parser, described otherwise.
+    fn expecting(self, expected: impl Into<String>) -> Self {
+        Reader {
+            expected: expected.into(),
+            ..self
+        }
+    }
+}
+
+/// Each key once: `field: type = default, "key", reader, support;`, with its help as doc
+/// comments. From this come the struct, its `Default` and `Debug`, the parser, the warnings
+/// for unsupported keys and [`Config::keys`].
+macro_rules! config_keys {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = $default:expr, $key:literal, $reader:expr, $support:expr;
+    )*) => {
+        /// The parsed, validated config. Field names are the original keys; the two with a '-'
+        /// in the original (`on-demand_*`) use '_' here.
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct Config {
+            $($(#[doc = $doc])* pub $field: $ty,)*
+        }
+
+        /// The original's defaults (switchmode 0 included, which validation then refuses) and
+        /// ours for the added keys.
+        impl Default for Config {
+            fn default() -> Config {
+                Config { $($field: $default,)* }
+            }
+        }
+
+        // Secrets are redacted so that logging a config at debug level cannot leak them.
+        impl fmt::Debug for Config {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut s = f.debug_struct("Config");
+                $(
+                    if $support.is_secret() {
+                        s.field(stringify!($field), &"<redacted>");
+                    } else {
+                        s.field(stringify!($field), &self.$field);
+                    }
+                )*
+                s.finish()
+            }
+        }
+
+        impl Config {
+            /// Every key, in the order of the table.
+            pub fn keys() -> Vec<KeyDoc> {
+                let d = Config::default();
+                vec![$(KeyDoc {
+                    name: $key,
+                    expected: {
+                        let reader: Reader<$ty> = $reader;
+                        reader.expected
+                    },
+                    default: serde_json::to_value(&d.$field).expect("defaults serialise"),
+                    help: {
+                        const HELP: &[&str] = &[$($doc.trim_ascii()),*];
+                        HELP
+                    },
+                    support: $support,
+                },)*]
+            }
+
+            fn read(input: &mut Input) -> Result<Config, ConfigError> {
+                let d = Config::default();
+                Ok(Config { $($field: input.value($key, d.$field, $reader)?,)* })
+            }
+
+            /// Keys whose feature is not built yet. Silent when they hold their default, since
+            /// then ignoring them changes nothing.
+            fn warn_unsupported(&self, input: &Input, warnings: &mut Vec<String>) {
+                let d = Config::default();
+                $(
+                    if let Some(why) = $support.unsupported() {
+                        if self.$field != d.$field && input.is_present($key) {
+                            warnings.push(ignored(input.source($key), $key, why));
+                        }
+                    }
+                )*
+            }
+        }
+    };
+}
+
+config_keys! {
+    /// The XMPP account that signals links (with `xmpp_password` and `xmpp_host`).
+    xmpp_username: Option<String> = None, "xmpp_username", opt_string(), Support::Supported;
+    xmpp_password: Option<String> = None, "xmpp_password", opt_string(), Support::Secret;
+    /// The XMPP server; setting it turns on signalling.
+    xmpp_host: Option<String> = None, "xmpp_host", opt_string(), Support::Supported;
+    xmpp_port: u16 = 5222, "xmpp_port", int(1, 65535), Support::Supported;
+    /// This node's overlay address; its sha1 is the uid.
+    ip4: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1), "ip4", ipv4(), Support::Supported;
+    ip4_mask: u8 = 24, "ip4_mask", int(0, 32), Support::Supported;
+    ip6_mask: u8 = 64, "ip6_mask", int(0, 128), Support::Supported;
+    subnet_mask: u8 = 32, "subnet_mask", int(0, 32), Support::Supported;
+    /// tincan's control port on loopback.
+    svpn_port: u16 = 5800, "svpn_port", int(1, 65535), Support::Supported;
+    uid_size: usize = UID_SIZE, "uid_size",
+        int(UID_SIZE as u64, UID_SIZE as u64)
+            .expecting("40 (only whole 40-digit uids are supported)"),
+        Support::Supported;
+    /// Links are authenticated and encrypted; false is plaintext, for trusted networks only.
+    sec: bool = true, "sec", boolean(), Support::Supported;
+    /// Seconds.
+    wait_time: u64 = 15, "wait_time", seconds(1, 86400), Support::Supported;
+    /// Capped at the largest UDP payload, which is what the original's default is.
+    buf_size: usize = 65507, "buf_size", int(1024, 65507), Support::Supported;
+    tincan_logging: u8 = 1, "tincan_logging", int(0, 3), Support::Supported;
+    controller_logging: LogLevel = LogLevel::Info, "controller_logging", log_level(),
+        Support::Supported;
+    /// ARP replicated by the controllers (true) or flooded like any broadcast (false).
+    icc: bool = false, "icc", boolean(), Support::Supported;
+    /// The controller's port on loopback for what tincan hands up (punts, ICC, link events).
+    icc_port: u16 = 30000, "icc_port", int(1, 65535), Support::Supported;
+    /// 0 (routed GroupVPN, refused by validation) or 1 (switch mode).
+    switchmode: u8 = 0, "switchmode", int(0, 1).expecting("0 or 1"), Support::Supported;
+    /// STUN servers, resolved by the controller.
+    stun: Vec<HostPort> = DEFAULT_STUN.iter().map(|s| s.parse().expect("valid")).collect(),
+        "stun", host_ports(), Support::Supported;
+    /// TURN servers; the first is used.
+    turn: Vec<TurnServer> = Vec::new(), "turn", turn_servers(), Support::Supported;
+    local_uid: String = String::new(), "local_uid",
+        Reader::new("a string", |v| v.as_str().map(str::to_owned)),
+        Support::Unsupported("the uid is sha1 of \"ip4\"");
+    network_ignore_list: Vec<String> = Vec::new(), "network_ignore_list", strings(),
+        Support::Unsupported("links use the one socket on \"link_port\"");
+    /// Key `"on-demand_connection"`.
+    on_demand_connection: bool = false, "on-demand_connection", boolean(),
+        Support::Unsupported("links to all \"peers\" are opened at start");
+    /// Key `"on-demand_inactive_timeout"`, seconds.
+    on_demand_inactive_timeout: u64 = 600, "on-demand_inactive_timeout",
+        seconds(1, u32::MAX as u64), Support::Supported;
+    trim_enabled: bool = false, "trim_enabled", boolean(),
+        Support::Unsupported("links are not trimmed");
+    router_mode: bool = false, "router_mode", boolean(),
+        Support::Unsupported("router mode is not implemented");
+    contr_port: u16 = 5801, "contr_port", int(1, 65535), Support::Supported;
+    tincan_path: Option<PathBuf> = None, "tincan_path", opt_path(), Support::Supported;
+    /// Static peers, in place of XMPP discovery.
+    peers: Vec<PeerConfig> = Vec::new(), "peers", peers(), Support::Supported;
+    /// Linux bridge the TAP is attached to, if the controller should do it.
+    bridge: Option<String> = None, "bridge", opt_ifname(), Support::Supported;
+    /// tincan's UDP port for links on the underlay.
+    link_port: u16 = 5900, "link_port", int(1, 65535), Support::Supported;
+    tap_mtu: u16 = 1400, "tap_mtu", int(576, 9000), Support::Supported;
+    /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
+    key_file: Option<PathBuf> = None, "key_file", opt_path(), Support::Supported;
+    /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's
+    /// self-signed certificate).
+    xmpp_ca: Option<PathBuf> = None, "xmpp_ca", opt_path(), Support::Supported;
+    /// Seconds after which an encrypted link runs a new handshake.
+    rekey_interval: u64 = 120, "rekey_interval", seconds(1, 86400), Support::Supported;
+}
+
+/// Original keys this project has no field for (svpn, multihop, statistics, router mode,
+/// loopback addresses): accepted, and ignored with a warning when they differ from the
+/// original's default (JSON text; `None`: any value but null).
+pub const IGNORED_KEYS: &[(&str, Option<&str>, &str)] = &[
+    ("multihop", Some("false"), MULTIHOP),
+    ("multihop_cl", Some("100"), MULTIHOP),
+    ("multihop_ihc", Some("3"), MULTIHOP),
+    ("multihop_hl", Some("10"), MULTIHOP),
+    ("multihop_tl", Some("1"), MULTIHOP),
+    ("multihop_sr", Some("true"), MULTIHOP),
+    ("stat_report", Some("false"), STATS),
+    ("stat_server", Some("\"metrics.ipop-project.org\""), STATS),
+    ("stat_server_port", Some("5000"), STATS),
+    ("router_ip", None, ROUTER),
+    ("router_ip4_mask", None, ROUTER),
+    ("router_ip6_mask", None, ROUTER),
+    ("localhost", Some("\"127.0.0.1\""), LOOPBACK),
+    ("localhost6", Some("\"::1\""), LOOPBACK),
+    (
+        "ip6_prefix",
+        Some(concat!("\"", ip6_prefix!(), "\"")),
+        "the IPv6 prefix is fixed",
+    ),
+    ("bridge_ip", None, "use \"bridge\""),
+];
+const MULTIHOP: &str = "multihop is not implemented";
+const STATS: &str = "statistics reporting is not implemented";
+const ROUTER: &str = "router mode is not implemented";
+const LOOPBACK: &str = "tincan is always on loopback";
+
 /// A peer named in `"peers"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerConfig {
     pub ip4: Ipv4Addr,
-    /// sha1 of the ip4 string, 40 lowercase hex digits: the same uid the peer computes for itself.
-    pub uid: String,
-    pub endpoint: SocketAddr,
-    /// The peer's key fingerprint (64 lowercase hex digits): its link is accepted only with
-    /// that key. Required while "sec" is true.
-    pub fpr: Option<String>,
+    /// sha1 of the ip4 string: the same uid the peer computes for itself.
+    #[serde(skip)]
+    pub uid: Uid,
+    /// Where its tincan listens; a host name is resolved by the controller.
+    pub endpoint: HostPort,
+    /// The peer's key: its link is accepted only with that key. Required while "sec" is true.
+    pub fpr: Option<Fingerprint>,
 }
 
 /// One `"turn"` entry.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct TurnServer {
-    pub server: String,
+    pub server: HostPort,
     pub user: String,
     pub pass: String,
 }
@@ -125,6 +323,13 @@ pub enum LogLevel {
 #[derive(Debug)]
 pub struct ConfigError(pub String);
 
+impl ConfigError {
+    /// The caller could not read the file `source` (this module reads none).
+    pub fn unreadable(source: &str, error: &std::io::Error) -> ConfigError {
+        ConfigError(format!("{source}: cannot read: {error}"))
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -133,22 +338,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// sha1 of the ip4 string, lowercase hex: the original's GroupVPN uid, derived from the claimed
-/// address and not from a key.
-pub fn uid_for_ip4(ip4: &str) -> String {
-    hex::encode(Sha1::digest(ip4.as_bytes()))
-}
-
-/// The TAP's IPv6 address for a uid, as the original's `gen_ip6`.
-///
-/// Panics if `uid` is shorter than 16 bytes or not ASCII; uids come from [`uid_for_ip4`].
-pub fn gen_ip6(uid: &str) -> String {
+/// The TAP's IPv6 address for a uid, as the original's `gen_ip6`: the prefix, then the uid's
+/// first 16 hex digits.
+pub fn gen_ip6(uid: &Uid) -> String {
+    let h = uid.to_string();
     format!(
         "{IP6_PREFIX}:{}:{}:{}:{}",
-        &uid[0..4],
-        &uid[4..8],
-        &uid[8..12],
-        &uid[12..16]
+        &h[0..4],
+        &h[4..8],
+        &h[8..12],
+        &h[12..16]
     )
 }
 
@@ -198,6 +397,12 @@ impl fmt::Display for LogLevel {
     }
 }
 
+impl Serialize for LogLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 // Secrets are redacted so that logging a config at debug level cannot leak them.
 impl fmt::Debug for TurnServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -209,139 +414,38 @@ impl fmt::Debug for TurnServer {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("xmpp_username", &self.xmpp_username)
-            .field(
-                "xmpp_password",
-                &self.xmpp_password.as_ref().map(|_| "<redacted>"),
-            )
-            .field("xmpp_host", &self.xmpp_host)
-            .field("xmpp_port", &self.xmpp_port)
-            .field("ip4", &self.ip4)
-            .field("ip4_mask", &self.ip4_mask)
-            .field("ip6_mask", &self.ip6_mask)
-            .field("subnet_mask", &self.subnet_mask)
-            .field("svpn_port", &self.svpn_port)
-            .field("uid_size", &self.uid_size)
-            .field("sec", &self.sec)
-            .field("wait_time", &self.wait_time)
-            .field("buf_size", &self.buf_size)
-            .field("tincan_logging", &self.tincan_logging)
-            .field("controller_logging", &self.controller_logging)
-            .field("icc", &self.icc)
-            .field("icc_port", &self.icc_port)
-            .field("switchmode", &self.switchmode)
-            .field("stun", &self.stun)
-            .field("turn", &self.turn)
-            .field("local_uid", &self.local_uid)
-            .field("network_ignore_list", &self.network_ignore_list)
-            .field("on_demand_connection", &self.on_demand_connection)
-            .field(
-                "on_demand_inactive_timeout",
-                &self.on_demand_inactive_timeout,
-            )
-            .field("trim_enabled", &self.trim_enabled)
-            .field("router_mode", &self.router_mode)
-            .field("contr_port", &self.contr_port)
-            .field("tincan_path", &self.tincan_path)
-            .field("peers", &self.peers)
-            .field("bridge", &self.bridge)
-            .field("link_port", &self.link_port)
-            .field("tap_mtu", &self.tap_mtu)
-            .field("key_file", &self.key_file)
-            .field("xmpp_ca", &self.xmpp_ca)
-            .field("rekey_interval", &self.rekey_interval)
-            .finish()
-    }
-}
-
-/// The original's defaults (switchmode 0 included, which validation then refuses) and ours for
-/// the added keys.
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            xmpp_username: None,
-            xmpp_password: None,
-            xmpp_host: None,
-            xmpp_port: 5222,
-            ip4: Ipv4Addr::new(172, 16, 0, 1),
-            ip4_mask: 24,
-            ip6_mask: 64,
-            subnet_mask: 32,
-            svpn_port: 5800,
-            uid_size: UID_SIZE,
-            sec: true,
-            wait_time: 15,
-            buf_size: 65507,
-            tincan_logging: 1,
-            controller_logging: LogLevel::Info,
-            icc: false,
-            icc_port: 30000,
-            switchmode: 0,
-            stun: DEFAULT_STUN.iter().map(|s| s.to_string()).collect(),
-            turn: Vec::new(),
-            local_uid: String::new(),
-            network_ignore_list: Vec::new(),
-            on_demand_connection: false,
-            on_demand_inactive_timeout: 600,
-            trim_enabled: false,
-            router_mode: false,
-            contr_port: 5801,
-            tincan_path: None,
-            peers: Vec::new(),
-            bridge: None,
-            link_port: 5900,
-            tap_mtu: 1400,
-            key_file: None,
-            xmpp_ca: None,
-            rekey_interval: 120,
-        }
-    }
-}
-
 impl Config {
     /// Parse and validate. `source` names the input in messages (e.g. "config.json" or "-s").
     /// Returns the config and a list of warning lines (unknown keys, keys accepted but not
-    /// supported yet). Peer endpoints given as host names are resolved here.
+    /// supported yet).
     pub fn from_json_str(text: &str, source: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let object = parse_object(text, source)?;
-        from_layers(&[(&object, source)])
+        Config::from_json_layers(&[(text, source)])
     }
 
-    /// `-c FILE` then `-s JSON` overrides merged key by key over the file (either may be absent;
-    /// with neither, defaults, which validation refuses for their switchmode 0).
-    pub fn load(
-        file: Option<&Path>,
-        overrides: Option<&str>,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
-        let file_layer = match file {
-            Some(path) => {
-                let name = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
-                Some((parse_object(&text, &name)?, name))
-            }
-            None => None,
-        };
-        let override_layer = match overrides {
-            Some(text) => Some((parse_object(text, OVERRIDE_SOURCE)?, OVERRIDE_SOURCE)),
-            None => None,
-        };
-        let layers: Vec<(&Map<String, Value>, &str)> = file_layer
+    /// Layers of JSON text, each `(text, source)`, merged key by key, later over earlier: the
+    /// `-c FILE` text (read by the caller) then the `-s JSON` overrides ([`OVERRIDE_SOURCE`]).
+    /// With no layer at all, the defaults, which validation refuses for their switchmode 0.
+    pub fn from_json_layers(layers: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+        let objects = layers
             .iter()
-            .map(|(object, name)| (object, name.as_str()))
-            .chain(override_layer.iter().map(|(object, name)| (object, *name)))
-            .collect();
-        from_layers(&layers)
+            .map(|(text, source)| Ok((parse_object(text, source)?, *source)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let mut input = Input::new(&objects);
+        let config = Config::read(&mut input)?;
+        check_own_ip4(&config, &input)?;
+        check_switchmode(&config, &input)?;
+        check_fingerprints(&config, &input)?;
+        check_xmpp(&config, &input)?;
+        check_distinct_ports(&config, &input)?;
+        let mut warnings = std::mem::take(&mut input.warnings);
+        config.warn_unsupported(&input, &mut warnings);
+        warn_leftovers(input, &mut warnings);
+        Ok((config, warnings))
     }
 
-    /// sha1(ip4 string), lowercase hex, `uid_size` digits.
-    pub fn uid(&self) -> String {
-        let mut uid = uid_for_ip4(&self.ip4.to_string());
-        uid.truncate(self.uid_size);
-        uid
+    /// sha1 of the ip4 string, as the original derived it.
+    pub fn uid(&self) -> Uid {
+        Uid::from_ip4(self.ip4)
     }
 }
 
@@ -364,13 +468,15 @@ struct Input<'a> {
     present: HashMap<&'static str, &'a str>,
     /// Named when the fault is a default nobody overrode: the file is where the fix goes.
     fallback: &'a str,
+    /// What the readers noted, with its source in front.
+    warnings: Vec<String>,
 }
 
 impl<'a> Input<'a> {
-    fn new(layers: &[(&Map<String, Value>, &'a str)]) -> Self {
+    fn new(layers: &[(Map<String, Value>, &'a str)]) -> Self {
         let mut values = BTreeMap::new();
         for (object, source) in layers {
-            for (key, value) in *object {
+            for (key, value) in object {
                 values.insert(key.clone(), (value.clone(), *source));
             }
         }
@@ -379,13 +485,8 @@ impl<'a> Input<'a> {
             values,
             present: HashMap::new(),
             fallback,
+            warnings: Vec::new(),
         }
-    }
-
-    fn take(&mut self, key: &'static str) -> Option<(Value, &'a str)> {
-        let (value, source) = self.values.remove(key)?;
-        self.present.insert(key, source);
-        Some((value, source))
     }
 
     fn source(&self, key: &str) -> &'a str {
@@ -396,232 +497,231 @@ impl<'a> Input<'a> {
         self.present.contains_key(key)
     }
 
-    /// The key's value, or `default` when absent; a value `parse` refuses is an error.
+    /// The key's value, or `default` when absent; a value the reader refuses is an error.
     fn value<T>(
         &mut self,
         key: &'static str,
         default: T,
-        expected: &str,
-        parse: impl Fn(&Value) -> Option<T>,
+        reader: Reader<T>,
     ) -> Result<T, ConfigError> {
-        match self.take(key) {
-            None => Ok(default),
-            Some((value, source)) => {
-                parse(&value).ok_or_else(|| wrong(source, &quoted(key), expected, &value))
-            }
-        }
+        let Some((value, source)) = self.values.remove(key) else {
+            return Ok(default);
+        };
+        self.present.insert(key, source);
+        let mut notes = Vec::new();
+        let parsed = (reader.parse)(&value, &mut notes).map_err(|refused| match refused {
+            None => wrong(source, &quoted(key), &reader.expected, &value),
+            Some(message) => ConfigError(format!("{source}: {message}")),
+        })?;
+        self.warnings
+            .extend(notes.into_iter().map(|n| format!("{source}: {n}")));
+        Ok(parsed)
     }
 }
 
-const PORT: &str = "an integer 1-65535";
-const BOOL: &str = "true or false";
-const STRING_OR_NULL: &str = "a string or null";
-const STRING_LIST: &str = "a list of strings";
 const LOG_LEVELS: &str =
     "one of \"DEBUG\", \"INFO\", \"WARNING\", \"ERROR\", \"CRITICAL\", \"PKTDUMP\"";
-const IFNAME: &str = "a Linux interface name (1-15 bytes, no '/', ':' or whitespace) or null";
 
-fn from_layers(
-    layers: &[(&Map<String, Value>, &str)],
-) -> Result<(Config, Vec<String>), ConfigError> {
-    let mut input = Input::new(layers);
-    let d = Config::default();
+/// A JSON integer (not a string, float or negative number) in `lo..=hi`.
+fn int<T: TryFrom<u64> + 'static>(lo: u64, hi: u64) -> Reader<T> {
+    Reader::new(format!("an integer {lo}-{hi}"), move |v| {
+        v.as_u64()
+            .filter(|n| (lo..=hi).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+    })
+}
 
-    let xmpp_username = input.value(
-        "xmpp_username",
-        d.xmpp_username.clone(),
-        STRING_OR_NULL,
-        opt_string,
-    )?;
-    let xmpp_password = input.value(
-        "xmpp_password",
-        d.xmpp_password.clone(),
-        STRING_OR_NULL,
-        opt_string,
-    )?;
-    let xmpp_host = input.value("xmpp_host", d.xmpp_host.clone(), STRING_OR_NULL, opt_string)?;
-    let xmpp_port = input.value("xmpp_port", d.xmpp_port, PORT, int(1, 65535))?;
-    let ip4 = input.value("ip4", d.ip4, "an IPv4 address string", |v| {
-        v.as_str()?.parse().ok()
-    })?;
-    let ip4_mask = input.value("ip4_mask", d.ip4_mask, "an integer 0-32", int(0, 32))?;
-    let ip6_mask = input.value("ip6_mask", d.ip6_mask, "an integer 0-128", int(0, 128))?;
-    let subnet_mask = input.value("subnet_mask", d.subnet_mask, "an integer 0-32", int(0, 32))?;
-    let svpn_port = input.value("svpn_port", d.svpn_port, PORT, int(1, 65535))?;
-    let uid_size = input.value(
-        "uid_size",
-        d.uid_size,
-        "40 (only whole 40-digit uids are supported)",
-        int(UID_SIZE as u64, UID_SIZE as u64),
-    )?;
-    let sec = input.value("sec", d.sec, BOOL, Value::as_bool)?;
-    let wait_time = input.value(
-        "wait_time",
-        d.wait_time,
-        "an integer 1-86400 (seconds)",
-        int(1, 86400),
-    )?;
-    // Capped at the largest UDP payload, which is what the original's default is.
-    let buf_size = input.value(
-        "buf_size",
-        d.buf_size,
-        "an integer 1024-65507",
-        int(1024, 65507),
-    )?;
-    let tincan_logging = input.value(
-        "tincan_logging",
-        d.tincan_logging,
-        "an integer 0-3",
-        int(0, 3),
-    )?;
-    let controller_logging = input.value(
-        "controller_logging",
-        d.controller_logging,
-        LOG_LEVELS,
-        |v| LogLevel::parse(v.as_str()?),
-    )?;
-    let icc = input.value("icc", d.icc, BOOL, Value::as_bool)?;
-    let icc_port = input.value("icc_port", d.icc_port, PORT, int(1, 65535))?;
-    let switchmode = input.value("switchmode", d.switchmode, "0 or 1", int(0, 1))?;
-    let stun = input.value(
-        "stun",
-        d.stun.clone(),
-        "a list of \"host:port\" strings",
+fn seconds<T: TryFrom<u64> + 'static>(lo: u64, hi: u64) -> Reader<T> {
+    int(lo, hi).expecting(format!("an integer {lo}-{hi} (seconds)"))
+}
+
+fn boolean() -> Reader<bool> {
+    Reader::new("true or false", Value::as_bool)
+}
+
+fn opt_string() -> Reader<Option<String>> {
+    Reader::new("a string or null", |v| match v {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s.clone())),
+        _ => None,
+    })
+}
+
+fn strings() -> Reader<Vec<String>> {
+    Reader::new("a list of strings", |v| {
+        v.as_array()?
+            .iter()
+            .map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+fn ipv4() -> Reader<Ipv4Addr> {
+    Reader::new("an IPv4 address string", |v| v.as_str()?.parse().ok())
+}
+
+fn log_level() -> Reader<LogLevel> {
+    Reader::new(LOG_LEVELS, |v| LogLevel::parse(v.as_str()?))
+}
+
+fn opt_path() -> Reader<Option<PathBuf>> {
+    Reader::new("a non-empty path string or null", |v| match v {
+        Value::Null => Some(None),
+        Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
+        _ => None,
+    })
+}
+
+fn host_port(v: &Value) -> Option<HostPort> {
+    v.as_str()?.parse().ok()
+}
+
+fn host_ports() -> Reader<Vec<HostPort>> {
+    Reader::new("a list of \"host:port\" strings", |v| {
+        v.as_array()?.iter().map(host_port).collect()
+    })
+}
+
+fn turn_servers() -> Reader<Vec<TurnServer>> {
+    Reader::new(
+        "a list of {\"server\": \"host:port\", \"user\", \"pass\"} objects with string values",
         |v| {
             v.as_array()?
                 .iter()
-                .map(|s| {
-                    s.as_str()
-                        .filter(|s| split_host_port(s).is_some())
-                        .map(str::to_owned)
+                .map(|t| {
+                    let object = t.as_object()?;
+                    let get = |name: &str| object.get(name)?.as_str().map(str::to_owned);
+                    Some(TurnServer {
+                        server: host_port(object.get("server")?)?,
+                        user: get("user")?,
+                        pass: get("pass")?,
+                    })
                 })
                 .collect()
         },
-    )?;
-    let turn = input.value(
-        "turn",
-        d.turn.clone(),
-        "a list of {\"server\", \"user\", \"pass\"} objects with string values",
-        |v| v.as_array()?.iter().map(turn_server).collect(),
-    )?;
-    let local_uid = input.value("local_uid", d.local_uid.clone(), "a string", |v| {
-        v.as_str().map(str::to_owned)
-    })?;
-    let network_ignore_list = input.value(
-        "network_ignore_list",
-        d.network_ignore_list.clone(),
-        STRING_LIST,
-        string_list,
-    )?;
-    let on_demand_connection = input.value(
-        "on-demand_connection",
-        d.on_demand_connection,
-        BOOL,
-        Value::as_bool,
-    )?;
-    let on_demand_inactive_timeout = input.value(
-        "on-demand_inactive_timeout",
-        d.on_demand_inactive_timeout,
-        "an integer 1-4294967295 (seconds)",
-        int(1, u32::MAX as u64),
-    )?;
-    let trim_enabled = input.value("trim_enabled", d.trim_enabled, BOOL, Value::as_bool)?;
-    let router_mode = input.value("router_mode", d.router_mode, BOOL, Value::as_bool)?;
-    let contr_port = input.value("contr_port", d.contr_port, PORT, int(1, 65535))?;
-    let tincan_path = input.value(
-        "tincan_path",
-        d.tincan_path.clone(),
-        "a non-empty path string or null",
-        |v| match v {
-            Value::Null => Some(None),
-            Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
-            _ => None,
-        },
-    )?;
-    let mut warnings = Vec::new();
-    let peers = match input.take("peers") {
-        None => d.peers.clone(),
-        Some((value, source)) => parse_peers(&value, source, ip4, &mut warnings)?,
-    };
-    let bridge = input.value("bridge", d.bridge.clone(), IFNAME, |v| match v {
-        Value::Null => Some(None),
-        Value::String(s) if valid_ifname(s) => Some(Some(s.clone())),
-        _ => None,
-    })?;
-    let link_port = input.value("link_port", d.link_port, PORT, int(1, 65535))?;
-    let tap_mtu = input.value("tap_mtu", d.tap_mtu, "an integer 576-9000", int(576, 9000))?;
-    let key_file = input.value(
-        "key_file",
-        d.key_file.clone(),
-        "a non-empty path string or null",
-        |v| match v {
-            Value::Null => Some(None),
-            Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
-            _ => None,
-        },
-    )?;
-    let xmpp_ca = input.value(
-        "xmpp_ca",
-        d.xmpp_ca.clone(),
-        "a non-empty path string or null",
-        |v| match v {
-            Value::Null => Some(None),
-            Value::String(s) if !s.is_empty() => Some(Some(PathBuf::from(s))),
-            _ => None,
-        },
-    )?;
-    let rekey_interval = input.value(
-        "rekey_interval",
-        d.rekey_interval,
-        "an integer 1-86400 (seconds)",
-        int(1, 86400),
-    )?;
+    )
+}
 
-    let config = Config {
-        xmpp_username,
-        xmpp_password,
-        xmpp_host,
-        xmpp_port,
+/// The kernel's `dev_valid_name`, so a bad name fails here and not at attach time.
+fn opt_ifname() -> Reader<Option<String>> {
+    Reader::new(
+        "a Linux interface name (1-15 bytes, no '/', ':' or whitespace) or null",
+        |v| match v {
+            Value::Null => Some(None),
+            Value::String(s) if valid_ifname(s) => Some(Some(s.clone())),
+            _ => None,
+        },
+    )
+}
+
+fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// `"peers"`: a list of `{"ip4", "endpoint", "fpr"}`; messages name the entry and its field.
+fn peers() -> Reader<Vec<PeerConfig>> {
+    Reader {
+        expected: "a list of {\"ip4\", \"endpoint\"} objects".to_owned(),
+        parse: Box::new(|value, notes| {
+            let entries = value.as_array().ok_or(None)?;
+            let mut peers: Vec<PeerConfig> = Vec::with_capacity(entries.len());
+            for (i, entry) in entries.iter().enumerate() {
+                let peer = parse_peer(&format!("\"peers\"[{i}]"), entry, &peers, notes)?;
+                peers.push(peer);
+            }
+            Ok(peers)
+        }),
+    }
+}
+
+fn parse_peer(
+    place: &str,
+    entry: &Value,
+    earlier: &[PeerConfig],
+    notes: &mut Vec<String>,
+) -> Result<PeerConfig, Option<String>> {
+    let at = |field: &str, expected: &str, got: &Value| {
+        Some(format!(
+            "{place}.{}: expected {expected}, got {}",
+            quoted(field),
+            shown(got)
+        ))
+    };
+    let object = entry.as_object().ok_or_else(|| {
+        Some(format!(
+            "{place}: expected an object {{\"ip4\": ..., \"endpoint\": ...}}, got {}",
+            shown(entry)
+        ))
+    })?;
+    let field = |name: &str| {
+        object
+            .get(name)
+            .ok_or_else(|| Some(format!("{place}: missing {}", quoted(name))))
+    };
+
+    let ip4_value = field("ip4")?;
+    let ip4: Ipv4Addr = ip4_value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| at("ip4", "an IPv4 address string", ip4_value))?;
+    if let Some(j) = earlier.iter().position(|p| p.ip4 == ip4) {
+        let expected = format!("an address not already given by \"peers\"[{j}]");
+        return Err(at("ip4", &expected, ip4_value));
+    }
+
+    let endpoint_value = field("endpoint")?;
+    let endpoint = match endpoint_value.as_str().map(str::parse::<HostPort>) {
+        Some(Ok(endpoint)) => endpoint,
+        refused => {
+            let mut message = at("endpoint", "\"ip:port\" or \"host:port\"", endpoint_value);
+            if let (Some(m), Some(Err(e))) = (message.as_mut(), refused) {
+                if e.ends_with("(port 0)") {
+                    m.push_str(" (port 0)");
+                }
+            }
+            return Err(message);
+        }
+    };
+
+    let fpr = match object.get("fpr") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|s| s.parse::<Fingerprint>().ok())
+                .ok_or_else(|| at("fpr", "a key fingerprint of 64 hex digits", v))?,
+        ),
+    };
+
+    for key in object
+        .keys()
+        .filter(|k| !["ip4", "endpoint", "fpr"].contains(&k.as_str()))
+    {
+        notes.push(format!("{place}: unknown key {} ignored", quoted(key)));
+    }
+    Ok(PeerConfig {
         ip4,
-        ip4_mask,
-        ip6_mask,
-        subnet_mask,
-        svpn_port,
-        uid_size,
-        sec,
-        wait_time,
-        buf_size,
-        tincan_logging,
-        controller_logging,
-        icc,
-        icc_port,
-        switchmode,
-        stun,
-        turn,
-        local_uid,
-        network_ignore_list,
-        on_demand_connection,
-        on_demand_inactive_timeout,
-        trim_enabled,
-        router_mode,
-        contr_port,
-        tincan_path,
-        peers,
-        bridge,
-        link_port,
-        tap_mtu,
-        key_file,
-        xmpp_ca,
-        rekey_interval,
-    };
+        uid: Uid::from_ip4(ip4),
+        endpoint,
+        fpr,
+    })
+}
 
-    check_switchmode(&config, &input)?;
-    check_fingerprints(&config, &input)?;
-    check_xmpp(&config, &input)?;
-    check_distinct_ports(&config, &input)?;
-    warn_unsupported(&config, &d, &input, &mut warnings);
-    warn_leftovers(input, &mut warnings);
-    Ok((config, warnings))
+/// A peer with our own address would be a link to ourselves.
+fn check_own_ip4(config: &Config, input: &Input) -> Result<(), ConfigError> {
+    match config.peers.iter().position(|p| p.ip4 == config.ip4) {
+        None => Ok(()),
+        Some(i) => Err(wrong(
+            input.source("peers"),
+            &format!("\"peers\"[{i}].\"ip4\""),
+            "an address other than our own \"ip4\"",
+            &Value::from(config.ip4.to_string()),
+        )),
+    }
 }
 
 /// XMPP signalling needs the whole account: a host alone is a half-written config.
@@ -703,51 +803,16 @@ fn check_distinct_ports(config: &Config, input: &Input) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// Keys kept in `Config` for compatibility whose feature is not built yet. Silent when they hold
-/// their default, since then ignoring them changes nothing.
-fn warn_unsupported(config: &Config, d: &Config, input: &Input, warnings: &mut Vec<String>) {
-    let checks: [(&str, bool, &str); 5] = [
-        (
-            "on-demand_connection",
-            config.on_demand_connection != d.on_demand_connection,
-            "links to all \"peers\" are opened at start",
-        ),
-        (
-            "trim_enabled",
-            config.trim_enabled != d.trim_enabled,
-            "links are not trimmed",
-        ),
-        (
-            "router_mode",
-            config.router_mode != d.router_mode,
-            "router mode is not implemented",
-        ),
-        (
-            "network_ignore_list",
-            config.network_ignore_list != d.network_ignore_list,
-            "links use the one socket on \"link_port\"",
-        ),
-        (
-            "local_uid",
-            config.local_uid != d.local_uid,
-            "the uid is sha1 of \"ip4\"",
-        ),
-    ];
-    for (key, differs, why) in checks {
-        if differs && input.is_present(key) {
-            warnings.push(ignored(input.source(key), key, why));
-        }
-    }
-}
-
 /// What is left after the known keys were taken: original keys this project has no field for,
 /// and keys nobody knows.
 fn warn_leftovers(input: Input, warnings: &mut Vec<String>) {
     for (key, (value, source)) in input.values {
-        match untyped_original(&key) {
-            Some((default, why)) => {
+        match IGNORED_KEYS.iter().find(|(name, _, _)| *name == key) {
+            Some((_, default, why)) => {
                 let differs = match default {
-                    Some(default) => value != default,
+                    Some(default) => {
+                        value != serde_json::from_str::<Value>(default).expect("valid JSON")
+                    }
                     None => !value.is_null(),
                 };
                 if differs {
@@ -759,220 +824,11 @@ fn warn_leftovers(input: Input, warnings: &mut Vec<String>) {
     }
 }
 
-/// Original keys (svpn, multihop, statistics, router mode, loopback addresses) with their default
-/// when the original had one, and why they do nothing here.
-fn untyped_original(key: &str) -> Option<(Option<Value>, &'static str)> {
-    const MULTIHOP: &str = "multihop is not implemented";
-    const STATS: &str = "statistics reporting is not implemented";
-    const ROUTER: &str = "router mode is not implemented";
-    Some(match key {
-        "multihop" => (Some(json!(false)), MULTIHOP),
-        "multihop_cl" => (Some(json!(100)), MULTIHOP),
-        "multihop_ihc" => (Some(json!(3)), MULTIHOP),
-        "multihop_hl" => (Some(json!(10)), MULTIHOP),
-        "multihop_tl" => (Some(json!(1)), MULTIHOP),
-        "multihop_sr" => (Some(json!(true)), MULTIHOP),
-        "stat_report" => (Some(json!(false)), STATS),
-        "stat_server" => (Some(json!("metrics.ipop-project.org")), STATS),
-        "stat_server_port" => (Some(json!(5000)), STATS),
-        "router_ip" | "router_ip4_mask" | "router_ip6_mask" => (None, ROUTER),
-        "localhost" => (Some(json!("127.0.0.1")), "tincan is always on loopback"),
-        "localhost6" => (Some(json!("::1")), "tincan is always on loopback"),
-        "ip6_prefix" => (Some(json!(IP6_PREFIX)), "the IPv6 prefix is fixed"),
-        "bridge_ip" => (None, "use \"bridge\""),
-        _ => return None,
-    })
-}
-
 fn ignored(source: &str, key: &str, why: &str) -> String {
     format!(
         "{source}: {} is not supported yet and is ignored for now ({why})",
         quoted(key)
     )
-}
-
-fn parse_peers(
-    value: &Value,
-    source: &str,
-    own_ip4: Ipv4Addr,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<PeerConfig>, ConfigError> {
-    let entries = value.as_array().ok_or_else(|| {
-        wrong(
-            source,
-            "\"peers\"",
-            "a list of {\"ip4\", \"endpoint\"} objects",
-            value,
-        )
-    })?;
-    let mut peers: Vec<PeerConfig> = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let place = format!("\"peers\"[{i}]");
-        let object = entry.as_object().ok_or_else(|| {
-            wrong(
-                source,
-                &place,
-                "an object {\"ip4\": ..., \"endpoint\": ...}",
-                entry,
-            )
-        })?;
-        let field = |name: &str| {
-            object
-                .get(name)
-                .ok_or_else(|| ConfigError(format!("{source}: {place}: missing {}", quoted(name))))
-        };
-
-        let ip4_value = field("ip4")?;
-        let ip4_place = format!("{place}.\"ip4\"");
-        let ip4: Ipv4Addr = ip4_value
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| wrong(source, &ip4_place, "an IPv4 address string", ip4_value))?;
-        if ip4 == own_ip4 {
-            return Err(wrong(
-                source,
-                &ip4_place,
-                "an address other than our own \"ip4\"",
-                ip4_value,
-            ));
-        }
-        if let Some(j) = peers.iter().position(|p| p.ip4 == ip4) {
-            return Err(wrong(
-                source,
-                &ip4_place,
-                &format!("an address not already given by \"peers\"[{j}]"),
-                ip4_value,
-            ));
-        }
-
-        let endpoint_value = field("endpoint")?;
-        let endpoint = endpoint_value
-            .as_str()
-            .ok_or_else(String::new)
-            .and_then(resolve_endpoint)
-            .map_err(|detail| {
-                let mut e = wrong(
-                    source,
-                    &format!("{place}.\"endpoint\""),
-                    "\"ip:port\" or a resolvable \"host:port\"",
-                    endpoint_value,
-                );
-                e.0.push_str(&detail);
-                e
-            })?;
-
-        let fpr = match object.get("fpr") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_str()
-                    .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
-                    .map(str::to_ascii_lowercase)
-                    .ok_or_else(|| {
-                        wrong(
-                            source,
-                            &format!("{place}.\"fpr\""),
-                            "a key fingerprint of 64 hex digits",
-                            v,
-                        )
-                    })?,
-            ),
-        };
-
-        for key in object
-            .keys()
-            .filter(|k| *k != "ip4" && *k != "endpoint" && *k != "fpr")
-        {
-            warnings.push(format!(
-                "{source}: {place}: unknown key {} ignored",
-                quoted(key)
-            ));
-        }
-        peers.push(PeerConfig {
-            ip4,
-            uid: uid_for_ip4(&ip4.to_string()),
-            endpoint,
-            fpr,
-        });
-    }
-    Ok(peers)
-}
-
-/// An IP literal, or else a host name looked up now. The error is a detail for the message.
-fn resolve_endpoint(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return match addr.port() {
-            0 => Err(" (port 0)".to_owned()),
-            _ => Ok(addr),
-        };
-    }
-    let (host, port) = split_host_port(text).ok_or_else(String::new)?;
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!(" (cannot resolve: {e})"))?
-        .collect();
-    // Underlays here are IPv4; a v6 answer first from the resolver must not win over a v4 one.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| " (resolves to no address)".to_owned())
-}
-
-/// "host:port" or "[v6]:port", port 1-65535; the host is not looked up.
-fn split_host_port(text: &str) -> Option<(&str, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port = port.parse::<u16>().ok().filter(|&p| p != 0)?;
-    let plausible = !host.is_empty() && !host.chars().any(char::is_whitespace);
-    plausible.then_some((host, port))
-}
-
-/// The kernel's `dev_valid_name`, so a bad name fails here and not at attach time.
-fn valid_ifname(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-}
-
-/// A JSON integer (not a string, float or negative number) in `lo..=hi`.
-fn int<T: TryFrom<u64>>(lo: u64, hi: u64) -> impl Fn(&Value) -> Option<T> {
-    move |v| {
-        v.as_u64()
-            .filter(|n| (lo..=hi).contains(n))
-            .and_then(|n| T::try_from(n).ok())
-    }
-}
-
-fn opt_string(v: &Value) -> Option<Option<String>> {
-    match v {
-        Value::Null => Some(None),
-        Value::String(s) => Some(Some(s.clone())),
-        _ => None,
-    }
-}
-
-fn string_list(v: &Value) -> Option<Vec<String>> {
-    v.as_array()?
-        .iter()
-        .map(|s| s.as_str().map(str::to_owned))
-        .collect()
-}
-
-fn turn_server(v: &Value) -> Option<TurnServer> {
-    let object = v.as_object()?;
-    let get = |name: &str| object.get(name)?.as_str().map(str::to_owned);
-    Some(TurnServer {
-        server: get("server")?,
-        user: get("user")?,
-        pass: get("pass")?,
-    })
 }
 
 fn wrong(source: &str, place: &str, expected: &str, got: &Value) -> ConfigError {
@@ -1001,6 +857,7 @@ fn shown(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// sha1 of "10.0.3.1", from `printf %s 10.0.3.1 | sha1sum`.
     const UID_10_0_3_1: &str = "4a4453572792b408e0ac91a75e6b6f89146e171b";
@@ -1022,24 +879,12 @@ mod tests {
         }
     }
 
-    /// A file in the temp dir, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(name: &str, text: &str) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "ipop-config-test-{}-{name}.json",
-                std::process::id()
-            ));
-            std::fs::write(&path, text).unwrap();
-            TempFile(path)
-        }
+    fn uid(text: &str) -> Uid {
+        text.parse().unwrap()
     }
 
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
+    fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+        items.iter().map(T::to_string).collect()
     }
 
     #[test]
@@ -1064,7 +909,7 @@ mod tests {
         assert_eq!(c.icc_port, 30000);
         assert_eq!(c.switchmode, 0);
         assert_eq!(
-            c.stun,
+            texts(&c.stun),
             [
                 "stun.l.google.com:19302",
                 "stun1.l.google.com:19302",
@@ -1103,17 +948,15 @@ mod tests {
 
     #[test]
     fn uid_is_sha1_of_the_ip4_string() {
-        assert_eq!(uid_for_ip4("10.0.3.1"), UID_10_0_3_1);
-        assert_eq!(uid_for_ip4("10.0.3.2"), UID_10_0_3_2);
         let (c, _) = parse_ok(r#"{"switchmode": 1, "ip4": "10.0.3.1"}"#);
-        assert_eq!(c.uid(), UID_10_0_3_1);
-        assert_eq!(c.uid().len(), UID_SIZE);
+        assert_eq!(c.uid(), uid(UID_10_0_3_1));
+        assert_eq!(c.uid().to_string().len(), UID_SIZE);
     }
 
     #[test]
     fn gen_ip6_puts_the_first_16_uid_digits_after_the_prefix() {
         assert_eq!(
-            gen_ip6(UID_10_0_3_1),
+            gen_ip6(&uid(UID_10_0_3_1)),
             "fd50:0dbc:41f2:4a3c:4a44:5357:2792:b408"
         );
     }
@@ -1246,7 +1089,7 @@ mod tests {
         );
         assert!(e.contains(r#"set "switchmode": 1"#), "{e}");
 
-        let e = Config::load(None, None).unwrap_err().to_string();
+        let e = Config::from_json_layers(&[]).unwrap_err().to_string();
         assert!(e.contains(r#"set "switchmode": 1"#), "{e}");
     }
 
@@ -1272,13 +1115,16 @@ mod tests {
             c.peers[0],
             PeerConfig {
                 ip4: Ipv4Addr::new(10, 0, 3, 2),
-                uid: UID_10_0_3_2.to_owned(),
+                uid: uid(UID_10_0_3_2),
                 endpoint: "192.168.50.2:5900".parse().unwrap(),
-                fpr: Some("ab".repeat(32)),
+                fpr: Some("ab".repeat(32).parse().unwrap()),
             }
         );
-        assert_eq!(c.peers[1].uid, uid_for_ip4("10.0.3.3"));
-        assert_eq!(c.peers[1].endpoint, "[fe80::1]:6000".parse().unwrap());
+        assert_eq!(c.peers[1].uid, Uid::from_ip4(Ipv4Addr::new(10, 0, 3, 3)));
+        assert_eq!(
+            c.peers[1].endpoint.addr(),
+            Some("[fe80::1]:6000".parse().unwrap())
+        );
     }
 
     #[test]
@@ -1394,7 +1240,7 @@ mod tests {
                 "stun": ["stun.example.org:3478"]}"#,
         );
         assert_eq!(c.xmpp_host.as_deref(), Some("xmpp.example.org"));
-        assert_eq!(c.stun, ["stun.example.org:3478"]);
+        assert_eq!(texts(&c.stun), ["stun.example.org:3478"]);
         for key in ["trim_enabled", "stat_report"] {
             let hits = warnings
                 .iter()
@@ -1420,7 +1266,7 @@ mod tests {
         let (c, _) = parse_ok(
             r#"{"switchmode": 1, "turn": [{"server": "t.example.org:3478", "user": "u", "pass": "p"}]}"#,
         );
-        assert_eq!(c.turn[0].server, "t.example.org:3478");
+        assert_eq!(c.turn[0].server.to_string(), "t.example.org:3478");
     }
 
     #[test]
@@ -1438,14 +1284,11 @@ mod tests {
 
     #[test]
     fn override_string_wins_over_file_values() {
-        let file = TempFile::new(
-            "override",
-            r#"{"switchmode": 1, "ip4": "10.0.3.1", "icc_port": 30001, "tap_mtu": 1300}"#,
-        );
-        let (c, warnings) = Config::load(
-            Some(&file.0),
-            Some(r#"{"ip4": "10.0.3.2", "tap_mtu": 1280}"#),
-        )
+        let file = r#"{"switchmode": 1, "ip4": "10.0.3.1", "icc_port": 30001, "tap_mtu": 1300}"#;
+        let (c, warnings) = Config::from_json_layers(&[
+            (file, "config.json"),
+            (r#"{"ip4": "10.0.3.2", "tap_mtu": 1280}"#, OVERRIDE_SOURCE),
+        ])
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.ip4, Ipv4Addr::new(10, 0, 3, 2));
@@ -1453,44 +1296,184 @@ mod tests {
         // Keys the override does not name keep the file's values.
         assert_eq!(c.icc_port, 30001);
         assert_eq!(c.switchmode, 1);
-        assert_eq!(c.uid(), UID_10_0_3_2);
+        assert_eq!(c.uid(), uid(UID_10_0_3_2));
     }
 
     #[test]
     fn messages_name_the_layer_that_gave_the_value() {
-        let file = TempFile::new("layers", r#"{"switchmode": 1, "foo": 1}"#);
-        let name = file.0.display().to_string();
-        let e = Config::load(Some(&file.0), Some(r#"{"icc_port": "abc"}"#)).unwrap_err();
+        let file = (r#"{"switchmode": 1, "foo": 1}"#, "/etc/ipop/config.json");
+        let e = Config::from_json_layers(&[file, (r#"{"icc_port": "abc"}"#, OVERRIDE_SOURCE)])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"-s: "icc_port": expected an integer 1-65535, got "abc""#
         );
-        let (_, warnings) = Config::load(Some(&file.0), Some(r#"{"bar": 1}"#)).unwrap();
+        let (_, warnings) =
+            Config::from_json_layers(&[file, (r#"{"bar": 1}"#, OVERRIDE_SOURCE)]).unwrap();
         assert_eq!(
             warnings,
             [
-                r#"-s: unknown key "bar" ignored"#.to_owned(),
-                format!(r#"{name}: unknown key "foo" ignored"#),
+                r#"-s: unknown key "bar" ignored"#,
+                r#"/etc/ipop/config.json: unknown key "foo" ignored"#,
             ]
         );
-        let e = Config::load(Some(&file.0), Some("{"))
+        let e = Config::from_json_layers(&[file, ("{", OVERRIDE_SOURCE)])
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("-s: not valid JSON: "), "{e}");
-        let (c, _) = Config::load(None, Some(r#"{"switchmode": 1}"#)).unwrap();
+        let (c, _) =
+            Config::from_json_layers(&[(r#"{"switchmode": 1}"#, OVERRIDE_SOURCE)]).unwrap();
         assert_eq!(c.switchmode, 1);
     }
 
     #[test]
-    fn missing_file_message() {
-        let path = std::env::temp_dir().join("ipop-config-test-does-not-exist/config.json");
-        let e = Config::load(Some(&path), None).unwrap_err();
+    fn unreadable_file_message() {
+        let e = ConfigError::unreadable(
+            "/etc/ipop/config.json",
+            &std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
         assert_eq!(
             e.to_string(),
-            format!(
-                "{}: cannot read: No such file or directory (os error 2)",
-                path.display()
-            )
+            "/etc/ipop/config.json: cannot read: entity not found"
+        );
+    }
+
+    #[test]
+    fn host_names_are_kept_for_the_caller_to_resolve() {
+        let (c, _) = parse_ok(
+            r#"{"switchmode": 1, "sec": false, "stun": ["stun.example.org:3478", "192.0.2.1:3478"],
+                "peers": [{"ip4": "10.0.3.2", "endpoint": "host2.example.org:5900"}]}"#,
+        );
+        assert_eq!(c.peers[0].endpoint.addr(), None);
+        assert_eq!(c.peers[0].endpoint.host(), "host2.example.org");
+        assert_eq!(c.peers[0].endpoint.port(), 5900);
+        assert_eq!(c.stun[0].addr(), None);
+        assert_eq!(c.stun[1].addr(), Some("192.0.2.1:3478".parse().unwrap()));
+    }
+
+    /// Every key of the table: its default, written out, reads back as the default; a value
+    /// of no key's type is refused with the file, the key, what it takes and the value.
+    #[test]
+    fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
+        let keys = Config::keys();
+        assert_eq!(keys.len(), 35);
+        for k in &keys {
+            if k.name == "switchmode" {
+                continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)
+            }
+            let text = json!({"switchmode": 1, k.name: k.default}).to_string();
+            let (c, warnings) = parse_ok(&text);
+            assert_eq!(
+                c,
+                Config {
+                    switchmode: 1,
+                    ..Config::default()
+                },
+                "{}",
+                k.name
+            );
+            assert!(warnings.is_empty(), "{}: {warnings:?}", k.name);
+
+            let bad = json!({"not": ["a", "value"]});
+            let text = json!({"switchmode": 1, k.name: bad}).to_string();
+            assert_eq!(
+                error(&text),
+                format!(
+                    r#"config.json: "{}": expected {}, got {{"not":["a","value"]}}"#,
+                    k.name, k.expected
+                )
+            );
+        }
+        let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+        for original in [
+            "xmpp_username",
+            "xmpp_password",
+            "xmpp_host",
+            "ip4",
+            "ip4_mask",
+            "ip6_mask",
+            "subnet_mask",
+            "svpn_port",
+            "uid_size",
+            "sec",
+            "wait_time",
+            "buf_size",
+            "tincan_logging",
+            "controller_logging",
+            "icc",
+            "icc_port",
+            "switchmode",
+            "stun",
+            "turn",
+            "local_uid",
+            "network_ignore_list",
+            "on-demand_connection",
+            "on-demand_inactive_timeout",
+            "trim_enabled",
+            "router_mode",
+        ] {
+            assert!(
+                names.contains(&original),
+                "{original} is missing from the table"
+            );
+        }
+    }
+
+    /// Every unsupported key, given a value other than its default, is accepted with a warning
+    /// that names it; so is every original key without a field.
+    #[test]
+    fn unsupported_keys_warn_naming_the_key() {
+        let other = |default: &Value| match default {
+            Value::Bool(b) => json!(!b),
+            Value::String(_) => json!("x"),
+            Value::Array(_) => json!(["eth9"]),
+            Value::Number(n) => json!(n.as_u64().unwrap() + 1),
+            Value::Null => json!("x"),
+            Value::Object(_) => unreachable!(),
+        };
+        let unsupported: Vec<KeyDoc> = Config::keys()
+            .into_iter()
+            .filter(|k| matches!(k.support, Support::Unsupported(_)))
+            .collect();
+        assert_eq!(unsupported.len(), 5);
+        let ignored_keys = IGNORED_KEYS.iter().map(|(name, default, _)| {
+            let default = default.map_or(Value::Null, |d| serde_json::from_str(d).unwrap());
+            (*name, default)
+        });
+        for (name, default) in unsupported
+            .iter()
+            .map(|k| (k.name, k.default.clone()))
+            .chain(ignored_keys)
+        {
+            let (_, warnings) = parse_ok(&json!({"switchmode": 1, name: default}).to_string());
+            assert!(warnings.is_empty(), "{name} at its default: {warnings:?}");
+            let value = other(&default);
+            let (_, warnings) = parse_ok(&json!({"switchmode": 1, name: value}).to_string());
+            assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+            assert!(
+                warnings[0].starts_with(&format!(
+                    r#"config.json: "{name}" is not supported yet and is ignored for now ("#
+                )),
+                "{}",
+                warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_has_help_or_an_obvious_name() {
+        let keys = Config::keys();
+        let documented = keys.iter().filter(|k| !k.help.is_empty()).count();
+        assert!(
+            documented > keys.len() / 2,
+            "{documented} of {}",
+            keys.len()
+        );
+        let sec = keys.iter().find(|k| k.name == "sec").unwrap();
+        assert!(
+            sec.help[0].starts_with("Links are authenticated"),
+            "{:?}",
+            sec.help
         );
     }
 }

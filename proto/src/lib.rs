@@ -1,9 +1,10 @@
 //! Sans-IO core of the IPOP switch-mode overlay: wire formats, the RPC and ICC message types,
 //! the config, and the state machines (MAC table, switch decisions, link sessions, ARP
-//! replication). No sockets, no threads, no clock reads: time is an argument.
+//! replication). No sockets, no threads, no clock reads (time is an argument), no files, no DNS.
 
 pub mod api;
 pub mod config;
+pub mod hostport;
 pub mod icc;
 pub mod id;
 pub mod link;

@@ -16,7 +16,7 @@ use log::{debug, info, warn};
 use proto::api as typed;
 use proto::api::controller::{ControllerRequest, XmppState};
 use proto::api::tincan::{self as api, EchoReply, TincanNotification, TincanRequest, TurnServer};
-use proto::config::Config;
+use proto::config::{Config, HostPort};
 use proto::id::{Candidate, Fingerprint, Millis, Uid};
 use proto::neigh::{NeighConfig, NeighTable};
 use proto::rpc::{self, Id, Incoming};
@@ -110,21 +110,16 @@ impl Controller {
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
-        let uid = Uid::from_ip4(cfg.ip4);
-        let peers = cfg
-            .peers
-            .iter()
-            .map(|p| {
-                let fpr = p.fpr.as_deref().map(str::parse).transpose().map_err(|e| {
-                    io::Error::other(format!("\"peers\": peer {}: \"fpr\": {e}", p.ip4))
-                })?;
-                Ok(StaticPeer {
-                    uid: Uid::from_ip4(p.ip4),
-                    endpoint: p.endpoint,
-                    fpr,
-                })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        let uid = cfg.uid();
+        // Names are looked up once, here: tincan's loop must never wait on DNS.
+        let mut peers = Vec::with_capacity(cfg.peers.len());
+        for (i, p) in cfg.peers.iter().enumerate() {
+            peers.push(StaticPeer {
+                uid: p.uid,
+                endpoint: resolve_peer(i, &p.endpoint).await?,
+                fpr: p.fpr,
+            });
+        }
         info!(
             "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
             cfg.ip4,
@@ -156,8 +151,7 @@ impl Controller {
             }
             _ => None,
         };
-        // Names are looked up once, here: tincan's loop must never wait on DNS. A server that
-        // does not resolve is left out, with a warning.
+        // A STUN or TURN server that does not resolve is left out, with a warning.
         let (stun, turn) = if xmpp.is_some() {
             let mut stun = Vec::new();
             for s in &cfg.stun {
@@ -335,14 +329,65 @@ async fn next_xmpp_event(xmpp: &mut Option<XmppClient>) -> Option<XmppEvent> {
     }
 }
 
-/// The first IPv4 address of `host:port`; `None`, with a warning, if there is none.
-async fn resolve_ipv4(server: &str) -> Option<SocketAddr> {
-    let found = tokio::net::lookup_host(server)
+/// The addresses of a server or peer: an IP literal as it is, a host name looked up.
+async fn lookup(hp: &HostPort) -> io::Result<Vec<SocketAddr>> {
+    match hp.addr() {
+        Some(a) => Ok(vec![a]),
+        None => Ok(tokio::net::lookup_host((hp.host().as_str(), hp.port()))
+            .await?
+            .collect()),
+    }
+}
+
+/// The first IPv4 address of a STUN or TURN server; `None`, with a warning, if there is none.
+async fn resolve_ipv4(server: &HostPort) -> Option<SocketAddr> {
+    let found = lookup(server)
         .await
         .ok()
-        .and_then(|mut a| a.find(SocketAddr::is_ipv4));
+        .and_then(|a| a.into_iter().find(SocketAddr::is_ipv4));
     if found.is_none() {
-        warn!("STUN/TURN server {server:?} does not resolve to an IPv4 address; not used");
+        warn!("STUN/TURN server \"{server}\" does not resolve to an IPv4 address; not used");
     }
     found
+}
+
+/// The endpoint of `"peers"[i]`, preferring IPv4: underlays here are IPv4, and a v6 answer
+/// first from the resolver must not win over a v4 one. An error names the key and the host.
+async fn resolve_peer(i: usize, endpoint: &HostPort) -> io::Result<SocketAddr> {
+    let found = lookup(endpoint).await.map_err(|e| {
+        io::Error::other(format!(
+            "\"peers\"[{i}].\"endpoint\": cannot resolve \"{endpoint}\": {e}"
+        ))
+    })?;
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "\"peers\"[{i}].\"endpoint\": \"{endpoint}\" resolves to no address"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn peer_endpoints_are_resolved_once_and_ip_literals_are_not_looked_up() {
+        let literal: HostPort = "192.0.2.7:5900".parse().unwrap();
+        assert_eq!(
+            resolve_peer(0, &literal).await.unwrap(),
+            "192.0.2.7:5900".parse().unwrap()
+        );
+        let name: HostPort = "localhost:5901".parse().unwrap();
+        let a = resolve_peer(3, &name).await.unwrap();
+        assert_eq!(a, "127.0.0.1:5901".parse().unwrap());
+        assert_eq!(
+            resolve_ipv4(&name).await,
+            Some("127.0.0.1:5901".parse().unwrap())
+        );
+    }
 }

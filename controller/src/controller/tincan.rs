@@ -102,7 +102,7 @@ impl Controller {
             uid: self.uid,
             ip4: cfg.ip4,
             ip4_mask: Some(cfg.ip4_mask),
-            ip6: proto::config::gen_ip6(&self.uid.to_string()).parse().ok(),
+            ip6: proto::config::gen_ip6(&self.uid).parse().ok(),
             ip6_mask: Some(cfg.ip6_mask),
             subnet_mask: Some(cfg.subnet_mask),
             switchmode: Some(cfg.switchmode),

@@ -3,6 +3,36 @@
 //! ipop-tincan answers and sends, [`controller`] what gvpn-controller answers. The JSON-RPC
 //! framing itself is [`crate::rpc`]; this module turns a parsed call into a typed value (or an
 //! error that names the param and what was expected) and a typed value into a datagram.
+//!
+//! A daemon's dispatch, and a notification:
+//!
+//! ```
+//! use ipop_proto::api::{self, tincan::*, ApiError, ErrorCode};
+//! use ipop_proto::rpc::{self, Incoming};
+//!
+//! fn answer(datagram: &[u8]) -> Option<Vec<u8>> {
+//!     match rpc::parse(datagram) {
+//!         Incoming::Call { id, method, params } => {
+//!             let result = TincanRequest::from_call(&method, params).and_then(|r| match r {
+//!                 TincanRequest::EchoRequest(e) => {
+//!                     Ok(serde_json::to_value(EchoReply { msg: e.msg }).unwrap())
+//!                 }
+//!                 TincanRequest::SetLogging(_) => Ok(api::DONE),
+//!                 _ => Err(ApiError::new(ErrorCode::LinkNotUp, "link to ... is not up")),
+//!             });
+//!             id.map(|id| api::response(id, result))
+//!         }
+//!         Incoming::Response { .. } => None,
+//!         Incoming::Invalid { id, error } => id.map(|id| rpc::response(id, Err(error))),
+//!     }
+//! }
+//!
+//! let request = TincanRequest::from(SetLogging { logging: 2 }).request(1);
+//! assert!(answer(&request).is_some());
+//! let punt = TincanNotification::from(PuntFrame { frame: vec![0xff; 42], uid: None });
+//! let datagram: Vec<u8> = punt.notification();
+//! # assert!(answer(&datagram).is_none());
+//! ```
 
 pub mod controller;
 mod de;
@@ -139,7 +169,10 @@ fn parse_params<T: Params>(params: Map<String, Value>) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         match inner.strip_prefix("missing field `") {
-            Some(rest) => ApiError::param(rest.trim_end_matches('`'), "missing"),
+            Some(rest) if path == "." => ApiError::param(rest.trim_end_matches('`'), "missing"),
+            Some(rest) => {
+                ApiError::param(&format!("{path}.{}", rest.trim_end_matches('`')), "missing")
+            }
             None if path == "." => ApiError::new(ErrorCode::InvalidParams, inner),
             None => ApiError::param(&path, inner),
         }

@@ -804,6 +804,11 @@ mod tests {
                 "\"frame\": expected an even number of hex digits",
             ),
             ("send_icc", json!({"uid": UID}), "\"msg\": missing"),
+            (
+                "set_nat",
+                json!({"turn": {"server": "192.0.2.1:3478", "user": "u"}}),
+                "\"turn.pass\": missing",
+            ),
         ];
         for (method, params, message) in cases {
             let e = request(method, params.clone()).unwrap_err();
