@@ -1,5 +1,6 @@
 //! The XMPP module's events and the signalling state machine's actions: presence and offers
 //! in, `con_req`/`con_resp` out, links created and trimmed in tincan.
+
 use super::Controller;
 use crate::xmpp::XmppEvent;
 use log::{debug, error, info, warn};

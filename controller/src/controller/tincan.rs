@@ -1,6 +1,7 @@
 //! Keeping tincan configured: reading its `get_state` answer (link states, our key and
 //! candidates, its boot id), configuring it again after a restart, and attaching its TAP to
 //! the configured bridge.
+
 use super::Controller;
 use crate::bridge::{Attached, Netlink};
 use log::{error, info};
