@@ -1,8 +1,9 @@
 //! ipop-tincan's control API: the requests it answers on 127.0.0.1:<svpn_port>, the
 //! notifications it sends to the controller, and its `get_state` report (docs/rpc.md).
 //!
-//! Field names, optional fields and defaults are the wire's: a param absent from a request
-//! takes the default written here, and the report keeps `""` for what is not known yet.
+//! Field names, optional fields and defaults are the wire's: a param absent from a request (or
+//! null, which is how an unset optional param goes out) takes the default written here, and the
+//! report keeps `""` for what is not known yet.
 
 use super::{calls, de, ApiError, Params};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
@@ -102,43 +103,19 @@ pub struct SetLocalIp {
     pub uid: Uid,
     #[serde(deserialize_with = "de::text")]
     pub ip4: Ipv4Addr,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_int::<_, _, 0, 32>"
-    )]
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 0, 32>")]
     pub ip4_mask: Option<u8>,
     /// The TAP's IPv6 address, as the original controller derived it from the uid.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_text"
-    )]
+    #[serde(default, deserialize_with = "de::opt_text")]
     pub ip6: Option<Ipv6Addr>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_int::<_, _, 0, 128>"
-    )]
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 0, 128>")]
     pub ip6_mask: Option<u8>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_int::<_, _, 0, 32>"
-    )]
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 0, 32>")]
     pub subnet_mask: Option<u8>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_switchmode"
-    )]
+    #[serde(default, deserialize_with = "de::opt_switchmode")]
     pub switchmode: Option<u8>,
     /// Absent: unchanged.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_flag"
-    )]
+    #[serde(default, deserialize_with = "de::opt_flag")]
     pub icc: Option<bool>,
     #[serde(
         default = "SetLocalIp::default_link_port",
@@ -146,11 +123,7 @@ pub struct SetLocalIp {
     )]
     pub link_port: u16,
     /// Absent: unchanged.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_int::<_, _, 576, 9000>"
-    )]
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 576, 9000>")]
     pub mtu: Option<u16>,
     #[serde(default = "yes", deserialize_with = "de::flag")]
     pub sec: bool,
@@ -223,11 +196,7 @@ pub struct SetSwitchmode {
     #[serde(deserialize_with = "de::switchmode")]
     pub switchmode: u8,
     /// Absent: unchanged.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_flag"
-    )]
+    #[serde(default, deserialize_with = "de::opt_flag")]
     pub icc: Option<bool>,
 }
 
@@ -236,24 +205,12 @@ pub struct SetSwitchmode {
 pub struct CreateLink {
     pub uid: Uid,
     /// Absent: the first candidate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_text"
-    )]
+    #[serde(default, deserialize_with = "de::opt_text")]
     pub endpoint: Option<SocketAddr>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "de::null_default"
-    )]
+    #[serde(default, deserialize_with = "de::null_default")]
     pub candidates: Vec<Candidate>,
     /// The peer's pinned key; required while links are encrypted. `""` is absent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_text"
-    )]
+    #[serde(default, deserialize_with = "de::opt_text")]
     pub fpr: Option<Fingerprint>,
 }
 
@@ -299,11 +256,7 @@ pub struct SendIcc {
 /// `get_state`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GetState {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de::opt_flag"
-    )]
+    #[serde(default, deserialize_with = "de::opt_flag")]
     pub stats: Option<bool>,
 }
 
