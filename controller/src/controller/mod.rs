@@ -222,7 +222,13 @@ impl Controller {
                             || e.kind() == io::ErrorKind::Interrupted => {}
                     // ECONNREFUSED: tincan is not (yet) there; the heartbeat notices.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // Log out of XMPP (bounded) before the runtime goes.
+                        if let Some(x) = self.xmpp.take() {
+                            x.stop().await;
+                        }
+                        return Err(e);
+                    }
                 },
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
             }
