@@ -1,11 +1,11 @@
 //! `gvpn-controller`: the switch-mode control plane. Reads the IPOP gvpn config, configures
 //! ipop-tincan over JSON-RPC, keeps it configured across restarts, and replicates ARP between
-//! the controllers of the overlay (DESIGN.md section 5).
-
-mod controller;
-mod xmpp;
+//! the controllers of the overlay. This file reads the command line and
+//! the config, sets up logging and runs the controller (the library) on a single-threaded tokio
+//! runtime.
 
 use clap::Parser;
+use gvpn_controller::controller::Controller;
 use proto::config::{Config, ConfigError, OVERRIDE_SOURCE};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,7 +117,21 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| std::path::PathBuf::from("ipop.key")),
     };
     let key_file = std::path::absolute(&key_file).unwrap_or(key_file);
-    match controller::Controller::new(cfg, key_file).and_then(|mut c| c.run()) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gvpn-controller: cannot create the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = async {
+        let c = Controller::new(cfg, key_file).await?;
+        c.run().await
+    };
+    match rt.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gvpn-controller: {e}");

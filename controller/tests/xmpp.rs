@@ -1,15 +1,15 @@
-//! Integration test of the XMPP signalling module (`controller/src/xmpp.rs`) against a real
+//! Integration test of the XMPP signalling module (`controller/src/xmpp/`) against a real
 //! prosody running as a plain process in a fresh network namespace.
 //!
 //! Needs root (network namespace) and the Debian packages `prosody` and `openssl`, which
 //! `scripts/test.sh` installs. Not root, or prosody missing: skipped with a message, unless
 //! CI=true, where that is a failure.
 //!
-//! The module is compiled into this test by path (the controller is a binary crate).
+//! The clients run as tasks on one tokio runtime whose single worker thread, named "xmpp", is
+//! started inside the namespace; the scenario itself is synchronous and polls their events.
 
-#[path = "../src/xmpp.rs"]
-mod xmpp;
-
+use gvpn_controller::xmpp;
+use proto::id::Uid;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::runtime::{Handle, Runtime};
 use xmpp::{XmppClient, XmppConfig, XmppEvent};
 
 const DOMAIN: &str = "ipop.lab";
@@ -25,6 +26,11 @@ const UID_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
 const UID_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
 const UID_C: &str = "ccccccccccccccccccccccccccccccccccccccc3";
 const UID_D: &str = "ddddddddddddddddddddddddddddddddddddddd4";
+
+/// A uid constant as the typed uid.
+fn u(text: &str) -> Uid {
+    text.parse().unwrap()
+}
 
 static XMPP_THREAD_PANICS: AtomicUsize = AtomicUsize::new(0);
 
@@ -373,22 +379,32 @@ impl Drop for Lab {
 struct Node {
     name: &'static str,
     client: Option<XmppClient>,
+    rt: Handle,
     events: Vec<XmppEvent>,
 }
 
 impl Node {
-    fn start(name: &'static str, user: &str, password: &str, uid: &str, ca: &Path) -> Node {
+    fn start(
+        rt: &Runtime,
+        name: &'static str,
+        user: &str,
+        password: &str,
+        uid: &str,
+        ca: &Path,
+    ) -> Node {
+        let _in_rt = rt.enter();
         let client = XmppClient::start(XmppConfig {
             host: "127.0.0.1".into(),
             port: 5222,
             username: format!("{user}@{DOMAIN}"),
             password: password.into(),
-            uid: uid.into(),
+            uid: u(uid),
             ca_file: Some(ca.to_path_buf()),
         });
         Node {
             name,
             client: Some(client),
+            rt: rt.handle().clone(),
             events: Vec::new(),
         }
     }
@@ -398,7 +414,7 @@ impl Node {
     }
 
     fn pump(&mut self) {
-        while let Some(ev) = self.client.as_ref().and_then(|c| c.try_recv()) {
+        while let Some(ev) = self.client.as_mut().and_then(|c| c.try_recv()) {
             eprintln!("[{:.1}] {}: {ev:?}", now(), self.name);
             self.events.push(ev);
         }
@@ -456,7 +472,7 @@ impl Node {
     fn stop(&mut self) {
         let t0 = Instant::now();
         if let Some(c) = self.client.take() {
-            c.stop();
+            self.rt.block_on(c.stop());
         }
         assert!(
             t0.elapsed() < Duration::from_secs(6),
@@ -481,13 +497,13 @@ fn is_offline(e: &XmppEvent) -> bool {
 }
 
 fn sees(uid: &'static str) -> impl Fn(&XmppEvent) -> bool {
-    move |e| matches!(e, XmppEvent::PeerAvailable { uid: u, .. } if u == uid)
+    move |e| matches!(e, XmppEvent::PeerAvailable { uid: got, .. } if *got == u(uid))
 }
 
 fn msg(uid: &'static str, ty: &'static str, data: &'static str) -> impl Fn(&XmppEvent) -> bool {
     move |e| {
-        matches!(e, XmppEvent::Message { uid: u, msg_type: t, data: d }
-            if u == uid && t == ty && d == data)
+        matches!(e, XmppEvent::Message { uid: got, msg_type: t, data: d }
+            if *got == u(uid) && t == ty && d == data)
     }
 }
 
@@ -495,17 +511,25 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 
 fn scenario(lab: &mut Lab) {
     lab.enter();
+    // Entered before the runtime starts its worker: the worker thread is in the namespace.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("xmpp")
+        .enable_all()
+        .build()
+        .unwrap();
     lab.start_prosody();
     lab.wait_listening();
     eprintln!("[{:.1}] prosody up in {}", now(), lab.ns);
 
     let bundle = lab.path("bundle.pem");
-    let mut a = Node::start("A", "node1", "secret-a", UID_A, &bundle);
-    let mut b = Node::start("B", "node2", "secret-b", UID_B, &bundle);
+    let mut a = Node::start(&rt, "A", "node1", "secret-a", UID_A, &bundle);
+    let mut b = Node::start(&rt, "B", "node2", "secret-b", UID_B, &bundle);
     // Wrong password for an existing account.
-    let mut c = Node::start("C", "node1", "wrong", UID_C, &bundle);
+    let mut c = Node::start(&rt, "C", "node1", "wrong", UID_C, &bundle);
     // Trusts neither the lab CA nor the server certificate.
-    let mut d = Node::start("D", "node2", "secret-b", UID_D, &lab.path("other-ca.pem"));
+    let other_ca = lab.path("other-ca.pem");
+    let mut d = Node::start(&rt, "D", "node2", "secret-b", UID_D, &other_ca);
 
     // 1. Login and discovery.
     a.wait(0, S(15), "Online", is_online);
@@ -514,14 +538,14 @@ fn scenario(lab: &mut Lab) {
     assert_eq!(
         ev,
         XmppEvent::PeerAvailable {
-            uid: UID_B.into(),
+            uid: u(UID_B),
             jid: format!("node2@{DOMAIN}/tincan{UID_B}")
         }
     );
     b.wait(0, S(10), "PeerAvailable(A)", sees(UID_A));
     assert_eq!(a.count(0, sees(UID_A)), 0, "A must not discover itself");
 
-    // 2. Wrong password: one AuthFailed, then silence and the thread ends.
+    // 2. Wrong password: one AuthFailed, then silence and the session task ends.
     let ev = c.wait(0, S(15), "AuthFailed", |e| {
         matches!(e, XmppEvent::AuthFailed(_))
     });
@@ -530,7 +554,7 @@ fn scenario(lab: &mut Lab) {
     while !c.c().is_finished() {
         assert!(
             t0.elapsed() < S(5),
-            "C: thread still running after AuthFailed"
+            "C: session task still running after AuthFailed"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -558,10 +582,10 @@ fn scenario(lab: &mut Lab) {
     // 4. Messages both ways, type and data intact (spaces, XML specials, non-ASCII).
     const DATA: &str = "  AB:CD:EF 1:1:udp:10.0.0.1:5000:2130706431:u:p:local:eth0:0:1 <&>\"' é ";
     let mb = b.mark();
-    a.c().send(UID_B, "con_req", DATA);
+    a.c().send(u(UID_B), "con_req", DATA);
     b.wait(mb, S(5), "con_req from A", msg(UID_A, "con_req", DATA));
     let ma = a.mark();
-    b.c().send(UID_A, "con_resp", "fpr cand1 cand2");
+    b.c().send(u(UID_A), "con_resp", "fpr cand1 cand2");
     a.wait(
         ma,
         S(5),
@@ -569,7 +593,7 @@ fn scenario(lab: &mut Lab) {
         msg(UID_B, "con_resp", "fpr cand1 cand2"),
     );
     let mb = b.mark();
-    a.c().send(UID_B, "empty", "");
+    a.c().send(u(UID_B), "empty", "");
     b.wait(mb, S(5), "empty data", msg(UID_A, "empty", ""));
     // B answered A's queries with IQ results (the original never did).
     a.wait_stat(S(5), "iq_results >= 2", |s| s.iq_results >= 2);
@@ -580,10 +604,10 @@ fn scenario(lab: &mut Lab) {
     let mb = b.mark();
     let no_type = xmpp_query(&[("data", "x")]);
     let no_data = xmpp_query(&[("type", "con_req")]);
-    a.c().send_raw_query(UID_B, no_type);
-    a.c().send_raw_query(UID_B, no_data);
+    a.c().send_raw_query(u(UID_B), no_type);
+    a.c().send_raw_query(u(UID_B), no_data);
     b.wait_stat(S(5), "malformed == 2", |s| s.malformed == 2);
-    a.c().send(UID_B, "after", "malformed");
+    a.c().send(u(UID_B), "after", "malformed");
     b.wait(
         mb,
         S(5),
@@ -600,7 +624,7 @@ fn scenario(lab: &mut Lab) {
 
     // 6. Unknown uid: dropped, counted.
     let dropped = a.c().stats().dropped;
-    a.c().send(&"e".repeat(40), "con_req", "x");
+    a.c().send(u(&"e".repeat(40)), "con_req", "x");
     a.wait_stat(S(5), "dropped + 1", |s| s.dropped == dropped + 1);
 
     // 7. The server dies and comes back (now with the self-signed certificate, accepted
@@ -632,7 +656,7 @@ fn scenario(lab: &mut Lab) {
         &a.events[ma..]
     );
     let mb2 = b.mark();
-    a.c().send(UID_B, "con_req", "after restart");
+    a.c().send(u(UID_B), "con_req", "after restart");
     b.wait(
         mb2,
         S(5),
@@ -648,7 +672,7 @@ fn scenario(lab: &mut Lab) {
         ma,
         S(10),
         "PeerUnavailable(B)",
-        |e| matches!(e, XmppEvent::PeerUnavailable { uid } if uid == UID_B),
+        |e| matches!(e, XmppEvent::PeerUnavailable { uid } if *uid == u(UID_B)),
     );
     a.stop();
 }

@@ -15,16 +15,17 @@
 
 use libfuzzer_sys::fuzz_target;
 use proto::icc::IccMsg;
+use proto::id::Uid;
 use proto::neigh::{NeighAction, NeighConfig, NeighTable};
 use proto::wire::arp::ArpRepr;
 
-const ME: &str = "1111111111111111111111111111111111111111";
-const P1: &str = "2222222222222222222222222222222222222222";
-const P2: &str = "3333333333333333333333333333333333333333";
+const ME: Uid = Uid([0x11; 20]);
+const P1: Uid = Uid([0x22; 20]);
+const P2: Uid = Uid([0x33; 20]);
 /// neigh.rs's MAX_ENTRIES.
 const MAX_ENTRIES: usize = 16_384;
 
-fn check(actions: &[NeighAction], from: Option<&str>) {
+fn check(actions: &[NeighAction], from: Option<Uid>) {
     for a in actions {
         match a {
             NeighAction::Inject(frame) => {
@@ -35,16 +36,16 @@ fn check(actions: &[NeighAction], from: Option<&str>) {
             }
             NeighAction::ProgramMac { mac, uid } => {
                 assert!(!mac.is_group() && !mac.is_zero(), "programmed {mac}");
-                assert_ne!(uid, ME, "MAC programmed behind ourselves");
+                assert_ne!(*uid, ME, "MAC programmed behind ourselves");
                 if let Some(from) = from {
-                    assert_eq!(uid, from, "MAC programmed for another peer");
+                    assert_eq!(*uid, from, "MAC programmed for another peer");
                 }
             }
             NeighAction::IccBroadcast(m) | NeighAction::IccSend(_, m) => {
                 // What we send parses back on the other side.
                 assert_eq!(IccMsg::from_json(&m.to_json()).as_ref(), Ok(m));
                 if let IccMsg::ArpReply { uid, .. } = m {
-                    assert_eq!(uid, ME, "we speak only for our own bridge");
+                    assert_eq!(*uid, ME, "we speak only for our own bridge");
                 }
             }
             NeighAction::Conflict { .. } => {}
@@ -53,7 +54,7 @@ fn check(actions: &[NeighAction], from: Option<&str>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut table = NeighTable::new(ME.to_string(), NeighConfig::default());
+    let mut table = NeighTable::new(ME, NeighConfig::default());
     let mut now: u64 = 0;
     let mut rest = data;
     while rest.len() >= 5 {

@@ -1,6 +1,7 @@
 //! Messages between controllers (ICC). They ride inside tincan's links as JSON; the sending
 //! peer is whatever link they arrived on, never what the message claims.
 
+use crate::id::Uid;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -18,7 +19,7 @@ pub enum IccMsg {
     ArpReply {
         target_ip4: Ipv4Addr,
         mac: String,
-        uid: String,
+        uid: Uid,
     },
 }
 
@@ -48,6 +49,24 @@ mod tests {
                        "requester_ip4": "10.0.3.11", "requester_mac": "02:00:00:00:00:11"});
         assert_eq!(m.to_json(), v);
         assert_eq!(IccMsg::from_json(&v).unwrap(), m);
+    }
+
+    #[test]
+    fn arp_reply_json_carries_the_uid_as_40_hex() {
+        let uid = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+        let m = IccMsg::ArpReply {
+            target_ip4: "10.0.3.21".parse().unwrap(),
+            mac: "02:00:00:00:00:21".into(),
+            uid: uid.parse().unwrap(),
+        };
+        let v = json!({"msg_type": "arp_reply", "target_ip4": "10.0.3.21",
+                       "mac": "02:00:00:00:00:21", "uid": uid});
+        assert_eq!(m.to_json(), v);
+        assert_eq!(IccMsg::from_json(&v).unwrap(), m);
+        let bad = json!({"msg_type": "arp_reply", "target_ip4": "10.0.3.21",
+                         "mac": "02:00:00:00:00:21", "uid": "not-a-uid"});
+        let e = IccMsg::from_json(&bad).unwrap_err();
+        assert!(e.contains("40 hex digits"), "{e}");
     }
 
     #[test]

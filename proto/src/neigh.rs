@@ -1,4 +1,4 @@
-//! The controller's ARP mapping table and its decisions (DESIGN.md section 5), as a state
+//! The controller's ARP mapping table and its decisions, as a state
 //! machine: feed it punted ARP frames, ICC messages and clock ticks; carry out the actions it
 //! returns (inject a frame into the TAP, send ICC, program tincan's MAC table, report).
 //!
@@ -9,18 +9,18 @@
 //! - a remote claim never silently replaces a fresh local binding: that is a conflict, reported.
 
 use crate::icc::IccMsg;
-use crate::mactable::Millis;
+use crate::id::{Millis, Uid};
 use crate::wire::arp::{ArpRepr, Operation};
 use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     /// On our own bridge.
     Local,
-    /// On the bridge of the node with this uid (40 hex).
-    Peer(String),
+    /// On the bridge of the node with this uid.
+    Peer(Uid),
 }
 
 #[derive(Debug, Clone)]
@@ -56,9 +56,9 @@ pub enum NeighAction {
     /// Send to every peer's controller.
     IccBroadcast(IccMsg),
     /// Send to one peer's controller.
-    IccSend(String, IccMsg),
+    IccSend(Uid, IccMsg),
     /// Tell tincan that `mac` lives behind the link to `uid`.
-    ProgramMac { mac: MacAddr, uid: String },
+    ProgramMac { mac: MacAddr, uid: Uid },
     /// One IP claimed by two MACs on different hosts.
     Conflict {
         ip: Ipv4Addr,
@@ -124,7 +124,7 @@ struct Pending {
 
 #[derive(Debug)]
 pub struct NeighTable {
-    own_uid: String,
+    own_uid: Uid,
     cfg: NeighConfig,
     entries: HashMap<Ipv4Addr, NeighEntry>,
     pending: HashMap<Ipv4Addr, Pending>,
@@ -150,7 +150,7 @@ fn arp_reply_frame(
 }
 
 impl NeighTable {
-    pub fn new(own_uid: String, cfg: NeighConfig) -> Self {
+    pub fn new(own_uid: Uid, cfg: NeighConfig) -> Self {
         NeighTable {
             own_uid,
             cfg,
@@ -202,7 +202,7 @@ impl NeighTable {
                             kept_mac: mac,
                             kept_owner: Owner::Local,
                             claimed_mac: e.mac,
-                            claimed_by: e.owner.clone(),
+                            claimed_by: e.owner,
                         });
                     }
                 }
@@ -228,11 +228,11 @@ impl NeighTable {
         &mut self,
         ip: Ipv4Addr,
         mac: MacAddr,
-        uid: &str,
+        uid: Uid,
         now: Millis,
         out: &mut Vec<NeighAction>,
     ) -> bool {
-        let owner = Owner::Peer(uid.to_string());
+        let owner = Owner::Peer(uid);
         let ttl = self.cfg.ttl;
         if let Some(e) = self.entries.get_mut(&ip) {
             let fresh = now.saturating_sub(e.updated) < ttl;
@@ -250,9 +250,9 @@ impl NeighTable {
                 out.push(NeighAction::Conflict {
                     ip,
                     kept_mac: e.mac,
-                    kept_owner: e.owner.clone(),
+                    kept_owner: e.owner,
                     claimed_mac: mac,
-                    claimed_by: owner.clone(),
+                    claimed_by: owner,
                 });
                 if e.owner == Owner::Local {
                     return false;
@@ -303,7 +303,7 @@ impl NeighTable {
             out.push(NeighAction::IccBroadcast(IccMsg::ArpReply {
                 target_ip4: arp.spa,
                 mac: arp.sha.to_string(),
-                uid: self.own_uid.clone(),
+                uid: self.own_uid,
             }));
             self.counters.icc_replies_sent += 1;
             return out;
@@ -321,7 +321,7 @@ impl NeighTable {
                     out.push(NeighAction::IccBroadcast(IccMsg::ArpReply {
                         target_ip4: arp.spa,
                         mac: arp.sha.to_string(),
-                        uid: self.own_uid.clone(),
+                        uid: self.own_uid,
                     }));
                     self.counters.icc_replies_sent += 1;
                 }
@@ -391,7 +391,7 @@ impl NeighTable {
     }
 
     /// An ICC message from the controller of peer `from` (as authenticated by the link).
-    pub fn on_icc(&mut self, from: &str, msg: &IccMsg, now: Millis) -> Vec<NeighAction> {
+    pub fn on_icc(&mut self, from: Uid, msg: &IccMsg, now: Millis) -> Vec<NeighAction> {
         let mut out = Vec::new();
         match msg {
             IccMsg::ArpRequest {
@@ -408,10 +408,7 @@ impl NeighTable {
                     return out;
                 }
                 self.counters.icc_requests_received += 1;
-                out.push(NeighAction::ProgramMac {
-                    mac,
-                    uid: from.to_string(),
-                });
+                out.push(NeighAction::ProgramMac { mac, uid: from });
                 if !requester_ip4.is_unspecified() {
                     self.record_remote(*requester_ip4, mac, from, now, &mut out);
                 }
@@ -444,7 +441,7 @@ impl NeighTable {
                     return out;
                 };
                 // A node speaks only for its own bridge.
-                if uid != from || mac.is_group() || mac.is_zero() {
+                if *uid != from || mac.is_group() || mac.is_zero() {
                     self.counters.bad_icc += 1;
                     return out;
                 }
@@ -452,14 +449,11 @@ impl NeighTable {
                 let moved_here_before = self
                     .entries
                     .get(target_ip4)
-                    .is_some_and(|e| e.mac == mac && e.owner != Owner::Peer(from.to_string()));
+                    .is_some_and(|e| e.mac == mac && e.owner != Owner::Peer(from));
                 if !self.record_remote(*target_ip4, mac, from, now, &mut out) {
                     return out;
                 }
-                out.push(NeighAction::ProgramMac {
-                    mac,
-                    uid: from.to_string(),
-                });
+                out.push(NeighAction::ProgramMac { mac, uid: from });
                 if let Some(p) = self.pending.remove(target_ip4) {
                     for (ip, rmac) in p.requesters {
                         self.counters.replies_injected += 1;
@@ -495,10 +489,10 @@ impl NeighTable {
 
     /// Forgets every binding owned by peer `uid` (its link was trimmed): its hosts are asked
     /// for again, not answered from stale entries. Returns how many.
-    pub fn remove_owner(&mut self, uid: &str) -> usize {
+    pub fn remove_owner(&mut self, uid: Uid) -> usize {
         let before = self.entries.len();
         self.entries
-            .retain(|_, e| !matches!(&e.owner, Owner::Peer(u) if u == uid));
+            .retain(|_, e| !matches!(e.owner, Owner::Peer(u) if u == uid));
         before - self.entries.len()
     }
 
@@ -525,7 +519,7 @@ impl NeighTable {
             e.probed_at = Some(now);
             self.counters.reprobes_sent += 1;
             out.push(NeighAction::IccSend(
-                uid.clone(),
+                *uid,
                 IccMsg::ArpRequest {
                     target_ip4: *ip,
                     requester_ip4: rip,
@@ -553,9 +547,9 @@ impl NeighTable {
 mod tests {
     use super::*;
 
-    const ME: &str = "1111111111111111111111111111111111111111";
-    const PEER: &str = "2222222222222222222222222222222222222222";
-    const OTHER: &str = "3333333333333333333333333333333333333333";
+    const ME: Uid = Uid([0x11; 20]);
+    const PEER: Uid = Uid([0x22; 20]);
+    const OTHER: Uid = Uid([0x33; 20]);
 
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 0, 3, last)
@@ -577,13 +571,13 @@ mod tests {
         arp_reply_frame(ip(from), mac(from), ip(to), mac(to))
     }
     fn table() -> NeighTable {
-        NeighTable::new(ME.into(), NeighConfig::default())
+        NeighTable::new(ME, NeighConfig::default())
     }
-    fn icc_reply(target: u8, owner: &str) -> IccMsg {
+    fn icc_reply(target: u8, owner: Uid) -> IccMsg {
         IccMsg::ArpReply {
             target_ip4: ip(target),
             mac: mac(target).to_string(),
-            uid: owner.into(),
+            uid: owner,
         }
     }
 
@@ -610,7 +604,7 @@ mod tests {
             vec![
                 NeighAction::ProgramMac {
                     mac: mac(21),
-                    uid: PEER.into()
+                    uid: PEER
                 },
                 NeighAction::Inject(reply(21, 11)),
             ]
@@ -659,7 +653,7 @@ mod tests {
             vec![
                 NeighAction::ProgramMac {
                     mac: mac(11),
-                    uid: PEER.into()
+                    uid: PEER
                 },
                 NeighAction::Inject(request(11, 21)),
             ]
@@ -671,11 +665,11 @@ mod tests {
             vec![NeighAction::IccBroadcast(IccMsg::ArpReply {
                 target_ip4: ip(21),
                 mac: mac(21).to_string(),
-                uid: ME.into()
+                uid: ME
             })]
         );
         assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Local);
-        assert_eq!(t.get(&ip(11)).unwrap().owner, Owner::Peer(PEER.into()));
+        assert_eq!(t.get(&ip(11)).unwrap().owner, Owner::Peer(PEER));
     }
 
     #[test]
@@ -704,7 +698,7 @@ mod tests {
         assert_eq!(
             a,
             vec![NeighAction::IccSend(
-                PEER.into(),
+                PEER,
                 IccMsg::ArpRequest {
                     target_ip4: ip(21),
                     requester_ip4: ip(11),
@@ -717,7 +711,7 @@ mod tests {
         // The refresh arrives: the entry lives on.
         t.on_icc(PEER, &icc_reply(21, PEER), 281_500);
         t.tick(400_000);
-        assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Peer(PEER.into()));
+        assert_eq!(t.get(&ip(21)).unwrap().owner, Owner::Peer(PEER));
     }
 
     #[test]
@@ -727,7 +721,7 @@ mod tests {
         let claim = IccMsg::ArpReply {
             target_ip4: ip(21),
             mac: mac(99).to_string(),
-            uid: PEER.into(),
+            uid: PEER,
         };
         let a = t.on_icc(PEER, &claim, 10);
         assert_eq!(
@@ -737,7 +731,7 @@ mod tests {
                 kept_mac: mac(21),
                 kept_owner: Owner::Local,
                 claimed_mac: mac(99),
-                claimed_by: Owner::Peer(PEER.into())
+                claimed_by: Owner::Peer(PEER)
             }]
         );
         assert_eq!(t.get(&ip(21)).unwrap().mac, mac(21));
@@ -770,7 +764,7 @@ mod tests {
             vec![NeighAction::IccBroadcast(IccMsg::ArpReply {
                 target_ip4: ip(11),
                 mac: mac(11).to_string(),
-                uid: ME.into()
+                uid: ME
             })]
         );
         assert_eq!(t.get(&ip(11)).unwrap().updated, 0);

@@ -3,32 +3,69 @@
 //! to send and which links to create or trim.
 //!
 //! Messages: `con_req` and `con_resp`, data `"<fpr> <candidate> <candidate> ..."` (the
-//! original's layout: fingerprint, space, candidates). Collision rule (the modular
+//! original's layout: fingerprint, space, candidates), read once into an [`Offer`] where it
+//! arrives. Collision rule (the modular
 //! controller's, which settles what the original left to repetition): a `con_req` is accepted
 //! when we have not sent one to that peer, or when our uid is the smaller; otherwise we wait
 //! for the peer to accept ours. Accepting means creating the link and answering `con_resp`.
 //! Links are idempotent in tincan, so a `con_resp` after a change of our candidates just
 //! updates the peer's view.
 
-use crate::mactable::Millis;
+use crate::id::{Candidate, Fingerprint, IdError, Millis, Uid};
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The data of `con_req` and `con_resp`: the sender's key and the addresses its link socket
+/// may be reached at. Text form `"<fpr> <candidate> ..."`, words separated by white space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub fpr: Fingerprint,
+    pub candidates: Vec<Candidate>,
+}
+
+impl fmt::Display for Offer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.fpr)?;
+        for c in &self.candidates {
+            write!(f, " {c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Offer {
+    type Err = IdError;
+
+    /// The fingerprint must be 64 hex digits and every candidate well-formed: an offer with a
+    /// word we cannot read is refused whole, as tincan would refuse the link made from it.
+    fn from_str(data: &str) -> Result<Offer, IdError> {
+        let mut words = data.split_whitespace();
+        let fpr = words
+            .next()
+            .ok_or_else(|| IdError("expected \"<fpr> <candidate> ...\", got nothing".into()))?
+            .parse()?;
+        let candidates = words.map(str::parse).collect::<Result<_, _>>()?;
+        Ok(Offer { fpr, candidates })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalAction {
     /// Send a message of this type to the peer over XMPP.
     Send {
-        uid: String,
+        uid: Uid,
         msg_type: &'static str,
-        data: String,
+        data: Offer,
     },
     /// Create (or update) the link with what the peer signalled.
     CreateLink {
-        uid: String,
-        fpr: String,
-        candidates: Vec<String>,
+        uid: Uid,
+        fpr: Fingerprint,
+        candidates: Vec<Candidate>,
     },
     /// Remove the link and everything learned through it.
-    TrimLink { uid: String },
+    TrimLink { uid: Uid },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +81,7 @@ pub enum PeerState {
 #[derive(Debug, Clone)]
 struct Peer {
     state: PeerState,
-    fpr: Option<String>,
+    fpr: Option<Fingerprint>,
     /// Last time the link was reported online, or when it was created.
     last_online: Millis,
     online: bool,
@@ -54,10 +91,10 @@ struct Peer {
 
 #[derive(Debug)]
 pub struct Signalling {
-    own_uid: String,
-    own_fpr: String,
-    candidates: Vec<String>,
-    peers: HashMap<String, Peer>,
+    own_uid: Uid,
+    own_fpr: Fingerprint,
+    candidates: Vec<Candidate>,
+    peers: HashMap<Uid, Peer>,
     /// A `con_req` without an answer is repeated after this long.
     retry: Millis,
     /// A linked peer whose link has been offline this long is trimmed and asked again.
@@ -66,22 +103,9 @@ pub struct Signalling {
     pub refused_offers: u64,
 }
 
-/// Parses `"<fpr> <cand> ..."`; the fingerprint must be 64 hex digits.
-pub fn parse_offer(data: &str) -> Option<(String, Vec<String>)> {
-    let mut words = data.split_whitespace();
-    let fpr = words.next()?;
-    if fpr.len() != 64 || !fpr.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    Some((
-        fpr.to_ascii_lowercase(),
-        words.map(str::to_string).collect(),
-    ))
-}
-
 impl Signalling {
     /// `wait_time` is the config's (seconds): the original's maintenance period.
-    pub fn new(own_uid: String, own_fpr: String, wait_time_secs: u64) -> Self {
+    pub fn new(own_uid: Uid, own_fpr: Fingerprint, wait_time_secs: u64) -> Self {
         Signalling {
             own_uid,
             own_fpr,
@@ -93,36 +117,34 @@ impl Signalling {
         }
     }
 
-    fn offer(&self) -> String {
-        let mut s = self.own_fpr.clone();
-        for c in &self.candidates {
-            s.push(' ');
-            s.push_str(c);
+    fn offer(&self) -> Offer {
+        Offer {
+            fpr: self.own_fpr,
+            candidates: self.candidates.clone(),
         }
-        s
     }
 
-    pub fn peer_state(&self, uid: &str) -> Option<PeerState> {
-        self.peers.get(uid).map(|p| p.state)
+    pub fn peer_state(&self, uid: Uid) -> Option<PeerState> {
+        self.peers.get(&uid).map(|p| p.state)
     }
 
-    pub fn peers(&self) -> impl Iterator<Item = (&String, PeerState, Option<&String>)> {
+    pub fn peers(&self) -> impl Iterator<Item = (&Uid, PeerState, Option<&Fingerprint>)> {
         self.peers.iter().map(|(u, p)| (u, p.state, p.fpr.as_ref()))
     }
 
     /// Our candidates changed (tincan learned its reflexive address, got a relay...).
-    pub fn set_candidates(&mut self, candidates: Vec<String>, now: Millis) -> Vec<SignalAction> {
+    pub fn set_candidates(&mut self, candidates: Vec<Candidate>, now: Millis) -> Vec<SignalAction> {
         let mut out = Vec::new();
         if candidates == self.candidates {
             return out;
         }
         let first = self.candidates.is_empty();
         self.candidates = candidates;
-        let uids: Vec<String> = self.peers.keys().cloned().collect();
+        let uids: Vec<Uid> = self.peers.keys().copied().collect();
         for uid in uids {
             let state = self.peers[&uid].state;
             match state {
-                PeerState::Seen if first => self.request(&uid, now, &mut out),
+                PeerState::Seen if first => self.request(uid, now, &mut out),
                 PeerState::Linked => out.push(SignalAction::Send {
                     uid,
                     msg_type: "con_resp",
@@ -134,30 +156,30 @@ impl Signalling {
         out
     }
 
-    fn request(&mut self, uid: &str, now: Millis, out: &mut Vec<SignalAction>) {
+    fn request(&mut self, uid: Uid, now: Millis, out: &mut Vec<SignalAction>) {
         if self.candidates.is_empty() {
             return;
         }
-        if let Some(p) = self.peers.get_mut(uid) {
+        if let Some(p) = self.peers.get_mut(&uid) {
             p.state = PeerState::ReqSent(now);
         }
         out.push(SignalAction::Send {
-            uid: uid.to_string(),
+            uid,
             msg_type: "con_req",
             data: self.offer(),
         });
     }
 
     /// Presence from another node.
-    pub fn on_available(&mut self, uid: &str, now: Millis) -> Vec<SignalAction> {
+    pub fn on_available(&mut self, uid: Uid, now: Millis) -> Vec<SignalAction> {
         let mut out = Vec::new();
         if uid == self.own_uid {
             return out;
         }
-        let new = !self.peers.contains_key(uid);
+        let new = !self.peers.contains_key(&uid);
         if new {
             self.peers.insert(
-                uid.to_string(),
+                uid,
                 Peer {
                     state: PeerState::Seen,
                     fpr: None,
@@ -167,10 +189,10 @@ impl Signalling {
                 },
             );
         }
-        if let Some(p) = self.peers.get_mut(uid) {
+        if let Some(p) = self.peers.get_mut(&uid) {
             p.present = true;
         }
-        if self.peers[uid].state == PeerState::Seen {
+        if self.peers[&uid].state == PeerState::Seen {
             self.request(uid, now, &mut out);
         }
         out
@@ -179,8 +201,8 @@ impl Signalling {
     /// The node left (presence unavailable): its link is trimmed once it is down. A link that
     /// still carries traffic stays: an XMPP server that shuts down sends "unavailable" for
     /// everyone, and the data plane must not depend on it.
-    pub fn on_unavailable(&mut self, uid: &str) -> Vec<SignalAction> {
-        let Some(p) = self.peers.get_mut(uid) else {
+    pub fn on_unavailable(&mut self, uid: Uid) -> Vec<SignalAction> {
+        let Some(p) = self.peers.get_mut(&uid) else {
             return Vec::new();
         };
         p.present = false;
@@ -188,32 +210,29 @@ impl Signalling {
             return Vec::new();
         }
         let linked = p.state == PeerState::Linked;
-        self.peers.remove(uid);
+        self.peers.remove(&uid);
         if linked {
-            vec![SignalAction::TrimLink {
-                uid: uid.to_string(),
-            }]
+            vec![SignalAction::TrimLink { uid }]
         } else {
             Vec::new()
         }
     }
 
-    /// A signalling message from `uid`.
+    /// A signalling message from `uid`, its data read into an [`Offer`].
     pub fn on_message(
         &mut self,
-        uid: &str,
+        uid: Uid,
         msg_type: &str,
-        data: &str,
+        offer: &Offer,
         now: Millis,
     ) -> Vec<SignalAction> {
         let mut out = Vec::new();
         if uid == self.own_uid {
             return out;
         }
-        let Some((fpr, candidates)) = parse_offer(data) else {
-            return out;
-        };
-        let peer = self.peers.entry(uid.to_string()).or_insert(Peer {
+        let fpr = offer.fpr;
+        let candidates = offer.candidates.clone();
+        let peer = self.peers.entry(uid).or_insert(Peer {
             state: PeerState::Seen,
             fpr: None,
             last_online: now,
@@ -222,30 +241,30 @@ impl Signalling {
         });
         // Once a peer is linked with a key, an offer with another key is not that peer (any
         // XMPP account can claim any uid): ignored until the link is trimmed.
-        if peer.state == PeerState::Linked && peer.fpr.as_ref().is_some_and(|f| *f != fpr) {
+        if peer.state == PeerState::Linked && peer.fpr.is_some_and(|f| f != fpr) {
             self.refused_offers += 1;
             return out;
         }
         match msg_type {
             "con_req" => {
                 let accept = match peer.state {
-                    PeerState::ReqSent(_) => self.own_uid.as_str() < uid,
+                    PeerState::ReqSent(_) => self.own_uid < uid,
                     PeerState::Seen | PeerState::Linked => true,
                 };
                 if !accept {
                     return out;
                 }
                 peer.state = PeerState::Linked;
-                peer.fpr = Some(fpr.clone());
+                peer.fpr = Some(fpr);
                 peer.last_online = now;
                 out.push(SignalAction::CreateLink {
-                    uid: uid.to_string(),
+                    uid,
                     fpr,
                     candidates,
                 });
                 if !self.candidates.is_empty() {
                     out.push(SignalAction::Send {
-                        uid: uid.to_string(),
+                        uid,
                         msg_type: "con_resp",
                         data: self.offer(),
                     });
@@ -256,9 +275,9 @@ impl Signalling {
                     peer.last_online = now;
                 }
                 peer.state = PeerState::Linked;
-                peer.fpr = Some(fpr.clone());
+                peer.fpr = Some(fpr);
                 out.push(SignalAction::CreateLink {
-                    uid: uid.to_string(),
+                    uid,
                     fpr,
                     candidates,
                 });
@@ -269,8 +288,8 @@ impl Signalling {
     }
 
     /// Link status from tincan.
-    pub fn on_link_status(&mut self, uid: &str, online: bool, now: Millis) {
-        if let Some(p) = self.peers.get_mut(uid) {
+    pub fn on_link_status(&mut self, uid: Uid, online: bool, now: Millis) {
+        if let Some(p) = self.peers.get_mut(&uid) {
             p.online = online;
             if online {
                 p.last_online = now;
@@ -281,28 +300,28 @@ impl Signalling {
     /// Repeats unanswered requests; trims links offline too long and asks again.
     pub fn tick(&mut self, now: Millis) -> Vec<SignalAction> {
         let mut out = Vec::new();
-        let uids: Vec<String> = self.peers.keys().cloned().collect();
+        let uids: Vec<Uid> = self.peers.keys().copied().collect();
         for uid in uids {
             let p = self.peers[&uid].clone();
             match p.state {
                 PeerState::ReqSent(t) if now.saturating_sub(t) >= self.retry => {
-                    self.request(&uid, now, &mut out)
+                    self.request(uid, now, &mut out)
                 }
-                PeerState::Seen => self.request(&uid, now, &mut out),
+                PeerState::Seen => self.request(uid, now, &mut out),
                 PeerState::Linked if !p.online && !p.present => {
                     // Gone from XMPP and its link is down: it left.
-                    out.push(SignalAction::TrimLink { uid: uid.clone() });
+                    out.push(SignalAction::TrimLink { uid });
                     self.peers.remove(&uid);
                 }
                 PeerState::Linked
                     if !p.online && now.saturating_sub(p.last_online) >= self.offline_limit =>
                 {
-                    out.push(SignalAction::TrimLink { uid: uid.clone() });
+                    out.push(SignalAction::TrimLink { uid });
                     if let Some(peer) = self.peers.get_mut(&uid) {
                         peer.state = PeerState::Seen;
                         peer.fpr = None;
                     }
-                    self.request(&uid, now, &mut out);
+                    self.request(uid, now, &mut out);
                 }
                 _ => {}
             }
@@ -315,22 +334,40 @@ impl Signalling {
 mod tests {
     use super::*;
 
-    const A: &str = "1111111111111111111111111111111111111111";
-    const B: &str = "2222222222222222222222222222222222222222";
+    const A: Uid = Uid([0x11; 20]);
+    const B: Uid = Uid([0x22; 20]);
 
-    fn fpr(c: char) -> String {
-        std::iter::repeat_n(c, 64).collect()
+    fn fpr(c: char) -> Fingerprint {
+        std::iter::repeat_n(c, 64)
+            .collect::<String>()
+            .parse()
+            .unwrap()
     }
 
-    fn node(uid: &str, f: char) -> Signalling {
-        let mut s = Signalling::new(uid.into(), fpr(f), 15);
-        s.set_candidates(vec![format!("host:10.0.0.{}:5900", f)], 0);
+    fn cand(text: &str) -> Candidate {
+        text.parse().unwrap()
+    }
+
+    /// Node `f` ('a', 'b', ...) has key `fpr(f)` and the host candidate 10.0.0.<f as hex>.
+    fn host_of(f: char) -> Candidate {
+        cand(&format!("host:10.0.0.{}:5900", f.to_digit(16).unwrap()))
+    }
+
+    fn node(uid: Uid, f: char) -> Signalling {
+        let mut s = Signalling::new(uid, fpr(f), 15);
+        s.set_candidates(vec![host_of(f)], 0);
         s
     }
 
-    /// Delivers every Send from `from` to `to`; returns the receiver's actions.
+    /// The offer of key `f` with these candidates, read from its text as it arrives.
+    fn offer(f: char, candidates: &str) -> Offer {
+        format!("{} {candidates}", fpr(f)).parse().unwrap()
+    }
+
+    /// Delivers every Send from `from` to `to` as text, as XMPP carries it; returns the
+    /// receiver's actions.
     fn deliver(
-        from_uid: &str,
+        from_uid: Uid,
         actions: &[SignalAction],
         to: &mut Signalling,
         now: Millis,
@@ -338,7 +375,8 @@ mod tests {
         let mut out = Vec::new();
         for a in actions {
             if let SignalAction::Send { msg_type, data, .. } = a {
-                out.extend(to.on_message(from_uid, msg_type, data, now));
+                let data: Offer = data.to_string().parse().unwrap();
+                out.extend(to.on_message(from_uid, msg_type, &data, now));
             }
         }
         out
@@ -372,9 +410,9 @@ mod tests {
         assert_eq!(
             at_b,
             vec![SignalAction::CreateLink {
-                uid: A.into(),
+                uid: A,
                 fpr: fpr('a'),
-                candidates: vec!["host:10.0.0.a:5900".into()]
+                candidates: vec![host_of('a')]
             }]
         );
         assert_eq!(a.peer_state(B), Some(PeerState::Linked));
@@ -383,9 +421,9 @@ mod tests {
 
     #[test]
     fn no_request_before_we_have_candidates() {
-        let mut a = Signalling::new(A.into(), fpr('a'), 15);
+        let mut a = Signalling::new(A, fpr('a'), 15);
         assert!(a.on_available(B, 0).is_empty());
-        let out = a.set_candidates(vec!["srflx:203.0.113.1:5900".into()], 5);
+        let out = a.set_candidates(vec![cand("srflx:203.0.113.1:5900")], 5);
         assert!(matches!(
             &out[..],
             [SignalAction::Send {
@@ -400,9 +438,9 @@ mod tests {
         let (mut a, mut b) = (node(A, 'a'), node(B, 'b'));
         let rb = b.on_available(A, 0);
         deliver(B, &rb, &mut a, 0);
-        let out = a.set_candidates(vec!["relay:203.0.113.10:50000".into()], 10);
+        let out = a.set_candidates(vec![cand("relay:203.0.113.10:50000")], 10);
         assert!(
-            matches!(&out[..], [SignalAction::Send { msg_type: "con_resp", data, .. }] if data.contains("relay:"))
+            matches!(&out[..], [SignalAction::Send { msg_type: "con_resp", data, .. }] if data.to_string().contains("relay:"))
         );
     }
 
@@ -412,23 +450,15 @@ mod tests {
         a.on_available(B, 0);
         assert!(a.tick(1_000).is_empty());
         assert_eq!(a.tick(15_000).len(), 1);
-        a.on_message(
-            B,
-            "con_resp",
-            &format!("{} host:1.2.3.4:5900", fpr('b')),
-            16_000,
-        );
-        assert_eq!(
-            a.on_unavailable(B),
-            vec![SignalAction::TrimLink { uid: B.into() }]
-        );
+        a.on_message(B, "con_resp", &offer('b', "host:1.2.3.4:5900"), 16_000);
+        assert_eq!(a.on_unavailable(B), vec![SignalAction::TrimLink { uid: B }]);
         assert_eq!(a.peer_state(B), None);
     }
 
     #[test]
     fn an_unavailable_peer_with_a_live_link_is_kept_until_the_link_dies() {
         let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
+        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
         a.on_link_status(B, true, 100);
         // The XMPP server went down and said everyone left: the link stays.
         assert!(a.on_unavailable(B).is_empty());
@@ -439,22 +469,19 @@ mod tests {
         // Really gone: unavailable, then the link dies; trimmed at the next tick.
         a.on_unavailable(B);
         a.on_link_status(B, false, 7_000);
-        assert_eq!(
-            a.tick(7_100),
-            vec![SignalAction::TrimLink { uid: B.into() }]
-        );
+        assert_eq!(a.tick(7_100), vec![SignalAction::TrimLink { uid: B }]);
         assert_eq!(a.peer_state(B), None);
     }
 
     #[test]
     fn a_link_offline_too_long_is_trimmed_and_asked_again() {
         let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
+        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
         a.on_link_status(B, true, 1_000);
         a.on_link_status(B, false, 2_000);
         assert!(a.tick(20_000).is_empty());
         let out = a.tick(31_000);
-        assert_eq!(out[0], SignalAction::TrimLink { uid: B.into() });
+        assert_eq!(out[0], SignalAction::TrimLink { uid: B });
         assert!(matches!(
             &out[1],
             SignalAction::Send {
@@ -467,34 +494,57 @@ mod tests {
     #[test]
     fn a_linked_peers_key_is_not_replaced_by_another_offer() {
         let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &format!("{} host:1.2.3.4:5900", fpr('b')), 0);
-        let out = a.on_message(
-            B,
-            "con_resp",
-            &format!("{} host:6.6.6.6:5900", fpr('e')),
-            10,
-        );
+        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
+        let out = a.on_message(B, "con_resp", &offer('e', "host:6.6.6.6:5900"), 10);
         assert!(out.is_empty());
         assert_eq!(a.refused_offers, 1);
         // The same key with new candidates is an update.
-        let out = a.on_message(
-            B,
-            "con_resp",
-            &format!("{} host:1.2.3.5:5900", fpr('b')),
-            20,
-        );
+        let out = a.on_message(B, "con_resp", &offer('b', "host:1.2.3.5:5900"), 20);
         assert!(matches!(&out[..], [SignalAction::CreateLink { .. }]));
     }
 
     #[test]
-    fn bad_offers_and_own_uid_are_ignored() {
+    fn bad_offers_are_refused_where_they_arrive_and_own_uid_is_ignored() {
+        for bad in [
+            "not-a-fingerprint host:1.2.3.4:5",
+            "",
+            &format!("{} host:1.2.3.4", fpr('b')),
+            &format!("{} peer:1.2.3.4:5 host:1.2.3.4:5", fpr('b')),
+        ] {
+            assert!(bad.parse::<Offer>().is_err(), "{bad:?}");
+        }
         let mut a = node(A, 'a');
-        assert!(a
-            .on_message(B, "con_req", "not-a-fingerprint host:1.2.3.4:5", 0)
-            .is_empty());
-        assert!(a.on_message(B, "con_req", "", 0).is_empty());
-        assert!(a.on_message(A, "con_req", &fpr('a'), 0).is_empty());
+        assert!(a.on_message(A, "con_req", &offer('a', ""), 0).is_empty());
         assert!(a.on_available(A, 0).is_empty());
-        assert!(a.on_message(B, "other", &fpr('b'), 0).is_empty());
+        assert!(a.on_message(B, "other", &offer('b', ""), 0).is_empty());
+    }
+
+    #[test]
+    fn offers_keep_the_original_text_form() {
+        let text = format!(
+            "{}  host:192.168.1.2:5900 srflx:203.0.113.101:5900\trelay:[fd00::1]:5900 ",
+            "AB".repeat(32)
+        );
+        let o: Offer = text.parse().unwrap();
+        assert_eq!(o.fpr.to_string(), "ab".repeat(32));
+        assert_eq!(
+            o.candidates,
+            vec![
+                cand("host:192.168.1.2:5900"),
+                cand("srflx:203.0.113.101:5900"),
+                cand("relay:[fd00::1]:5900")
+            ]
+        );
+        assert_eq!(
+            o.to_string(),
+            format!(
+                "{} host:192.168.1.2:5900 srflx:203.0.113.101:5900 relay:[fd00::1]:5900",
+                "ab".repeat(32)
+            )
+        );
+        // Without sec the key is all zeros; the offer is still one.
+        let zeros: Offer = "0".repeat(64).parse().unwrap();
+        assert_eq!(zeros.fpr, Fingerprint([0; 32]));
+        assert!(zeros.candidates.is_empty());
     }
 }

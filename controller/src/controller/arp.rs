@@ -1,0 +1,106 @@
+//! ARP replication: tincan's notifications (punted frames, ICC messages, link events) into
+//! the ARP table, and the table's actions out (frames injected, ICC sent, MACs programmed,
+//! conflicts reported).
+
+use super::Controller;
+use log::{debug, info, warn};
+use proto::api::tincan::{InjectFrame, LinkStatus, SendIcc, SetMac, TincanNotification};
+use proto::icc::IccMsg;
+use proto::id::Uid;
+use proto::neigh::{NeighAction, Owner};
+
+impl Controller {
+    pub(super) fn on_notification(&mut self, n: TincanNotification) {
+        let now = self.now_ms();
+        match n {
+            TincanNotification::PuntFrame(p) => {
+                let actions = self.neigh.on_local_arp(&p.frame, now);
+                self.apply(actions);
+            }
+            TincanNotification::Icc(icc) => {
+                self.counters.icc_received += 1;
+                match IccMsg::from_json(&icc.msg) {
+                    Ok(m) => {
+                        let actions = self.neigh.on_icc(icc.uid, &m, now);
+                        self.apply(actions);
+                    }
+                    Err(e) => {
+                        self.counters.bad_notifications += 1;
+                        debug!("from {}: {e}", icc.uid);
+                    }
+                }
+            }
+            TincanNotification::ConStat(c) => {
+                let online = c.data == LinkStatus::Online;
+                info!(
+                    "peer {} is {}",
+                    c.uid,
+                    if online { "online" } else { "offline" }
+                );
+                self.peer_online.insert(c.uid, online);
+                if let Some(sig) = self.signal.as_mut() {
+                    sig.on_link_status(c.uid, online, now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn apply(&mut self, actions: Vec<NeighAction>) {
+        for a in actions {
+            match a {
+                NeighAction::Inject(frame) => {
+                    self.counters.frames_injected += 1;
+                    self.send_rpc(InjectFrame { frame });
+                }
+                NeighAction::IccBroadcast(msg) => {
+                    let online: Vec<Uid> = self
+                        .peer_online
+                        .iter()
+                        .filter(|(_, up)| **up)
+                        .map(|(u, _)| *u)
+                        .collect();
+                    for uid in online {
+                        self.send_icc(uid, &msg);
+                    }
+                }
+                NeighAction::IccSend(uid, msg) => self.send_icc(uid, &msg),
+                NeighAction::ProgramMac { mac, uid } => {
+                    self.counters.macs_programmed += 1;
+                    self.send_rpc(SetMac { mac, uid });
+                }
+                NeighAction::Conflict {
+                    ip,
+                    kept_mac,
+                    kept_owner,
+                    claimed_mac,
+                    claimed_by,
+                } => {
+                    warn!(
+                        "address conflict: {ip} is {kept_mac} on {} and {claimed_mac} on {}; keeping {kept_mac}",
+                        owner_text(kept_owner),
+                        owner_text(claimed_by)
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn send_icc(&mut self, uid: Uid, msg: &IccMsg) {
+        if !self.peer_online.get(&uid).copied().unwrap_or(false) {
+            self.counters.icc_send_failed += 1;
+            return;
+        }
+        self.counters.icc_sent += 1;
+        self.send_rpc(SendIcc {
+            uid,
+            msg: msg.to_json(),
+        });
+    }
+}
+
+fn owner_text(o: Owner) -> String {
+    match o {
+        Owner::Local => "this host's bridge".into(),
+        Owner::Peer(u) => format!("peer {u}"),
+    }
+}

@@ -1,0 +1,399 @@
+//! The controller's loop: one UDP socket on 127.0.0.1:<icc_port> that sends RPCs to tincan,
+//! receives its notifications (punted ARP, ICC, link events) and answers status queries, a
+//! heartbeat that drives the timers of the ARP table and of signalling, and the XMPP module's
+//! events; all on one tokio task. What crosses the socket is the typed control API
+//! (`proto::api`); ARP decisions come from `proto::neigh`, signalling decisions from
+//! `proto::signal`; the controller carries out their actions:
+//!
+//! - `tincan`: tincan's state, its configuration, the TAP on the bridge;
+//! - `arp`: ARP replication between tincan and the ARP table;
+//! - `signalling`: XMPP events and the signalling state machine;
+//! - `status`: the controller's own `get_state`.
+
+use crate::bridge::Netlink;
+use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
+use log::{debug, info, warn};
+use proto::api as typed;
+use proto::api::controller::{ControllerRequest, XmppState};
+use proto::api::tincan::{self as api, EchoReply, TincanNotification, TincanRequest, TurnServer};
+use proto::config::{Config, HostPort};
+use proto::id::{Candidate, Fingerprint, Millis, Uid};
+use proto::neigh::{NeighConfig, NeighTable};
+use proto::rpc::{self, Id, Incoming};
+use proto::signal::Signalling;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::time::MissedTickBehavior;
+
+mod arp;
+mod signalling;
+mod status;
+mod tincan;
+
+/// How often tincan is asked for its state; it also tells tincan we are alive.
+const HEARTBEAT: Duration = Duration::from_millis(1_000);
+/// tincan silent this long: say so (once) and keep trying.
+const TINCAN_TIMEOUT: Duration = Duration::from_millis(3_000);
+
+#[derive(Debug, Default, Serialize)]
+struct Counters {
+    icc_sent: u64,
+    icc_send_failed: u64,
+    icc_received: u64,
+    frames_injected: u64,
+    macs_programmed: u64,
+    tincan_configured: u64,
+    tincan_restarts_seen: u64,
+    rpc_errors: u64,
+    bad_notifications: u64,
+    status_queries: u64,
+}
+
+/// A peer named in the config's `"peers"`, with its identity typed.
+struct StaticPeer {
+    uid: Uid,
+    endpoint: SocketAddr,
+    fpr: Option<Fingerprint>,
+}
+
+pub struct Controller {
+    cfg: Config,
+    uid: Uid,
+    peers: Vec<StaticPeer>,
+    sock: UdpSocket,
+    tincan: SocketAddr,
+    neigh: NeighTable,
+    start: Instant,
+    next_id: u64,
+    /// Requests in flight: id -> method, to log errors meaningfully.
+    inflight: HashMap<u64, (&'static str, Instant)>,
+    /// tincan's boot id we configured; a different one means tincan restarted.
+    configured_boot: Option<u64>,
+    last_tincan_answer: Option<Instant>,
+    tincan_silent_reported: bool,
+    /// The last unreadable `get_state` answer was reported; reset by a readable one.
+    tincan_state_unreadable_reported: bool,
+    bridge_attached_boot: Option<u64>,
+    tap_name: Option<String>,
+    /// Opened when the TAP is first attached to the bridge.
+    netlink: Option<Netlink>,
+    peer_online: HashMap<Uid, bool>,
+    counters: Counters,
+    key_file: PathBuf,
+    /// XMPP signalling, when the config names an XMPP account.
+    xmpp: Option<XmppClient>,
+    xmpp_state: XmppState,
+    signal: Option<Signalling>,
+    /// Links created from signalling: (fpr, candidates), to create again after a tincan
+    /// restart.
+    signalled: HashMap<Uid, (Fingerprint, Vec<Candidate>)>,
+    /// Nodes present on XMPP, also before signalling could start (it needs tincan's key).
+    xmpp_present: HashSet<Uid>,
+    /// STUN and TURN servers, resolved once at start.
+    stun: Vec<SocketAddr>,
+    turn: Option<TurnServer>,
+}
+
+impl Controller {
+    /// Binds the socket, starts the XMPP module (when configured) and resolves the STUN and
+    /// TURN servers. Must run on a tokio runtime with I/O and time enabled.
+    pub async fn new(cfg: Config, key_file: PathBuf) -> io::Result<Controller> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
+        let sock = UdpSocket::bind(addr).await.map_err(|e| {
+            io::Error::other(format!(
+                "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
+            ))
+        })?;
+        let uid = cfg.uid();
+        // Names are looked up once, here: tincan's loop must never wait on DNS.
+        let mut peers = Vec::with_capacity(cfg.peers.len());
+        for (i, p) in cfg.peers.iter().enumerate() {
+            peers.push(StaticPeer {
+                uid: p.uid,
+                endpoint: resolve_peer(i, &p.endpoint).await?,
+                fpr: p.fpr,
+            });
+        }
+        info!(
+            "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
+            cfg.ip4,
+            peers.len(),
+            cfg.svpn_port,
+            if cfg.icc {
+                "on: ARP replicated by the controllers"
+            } else {
+                "off: plain learning switch"
+            }
+        );
+        if cfg.sec {
+            info!("links encrypted; key file {}", key_file.display());
+        } else {
+            warn!("\"sec\": false: links are plaintext and unauthenticated; use only on a trusted network");
+        }
+        let peer_online = peers.iter().map(|p| (p.uid, false)).collect();
+        let xmpp = match (&cfg.xmpp_host, &cfg.xmpp_username, &cfg.xmpp_password) {
+            (Some(host), Some(user), Some(pass)) => {
+                info!("XMPP signalling as {user} on {host}:{}", cfg.xmpp_port);
+                Some(XmppClient::start(XmppConfig {
+                    host: host.clone(),
+                    port: cfg.xmpp_port,
+                    username: user.clone(),
+                    password: pass.clone(),
+                    uid,
+                    ca_file: cfg.xmpp_ca.clone(),
+                }))
+            }
+            _ => None,
+        };
+        // A STUN or TURN server that does not resolve is left out, with a warning.
+        let (stun, turn) = if xmpp.is_some() {
+            let mut stun = Vec::new();
+            for s in &cfg.stun {
+                stun.extend(resolve_ipv4(s).await);
+            }
+            let turn = match cfg.turn.first() {
+                Some(t) => resolve_ipv4(&t.server).await.map(|server| TurnServer {
+                    server,
+                    user: t.user.clone(),
+                    pass: t.pass.clone(),
+                }),
+                None => None,
+            };
+            (stun, turn)
+        } else {
+            (Vec::new(), None)
+        };
+        Ok(Controller {
+            tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
+            neigh: NeighTable::new(uid, NeighConfig::default()),
+            uid,
+            peers,
+            sock,
+            cfg,
+            start: Instant::now(),
+            next_id: 1,
+            inflight: HashMap::new(),
+            configured_boot: None,
+            last_tincan_answer: None,
+            tincan_silent_reported: false,
+            tincan_state_unreadable_reported: false,
+            bridge_attached_boot: None,
+            tap_name: None,
+            netlink: None,
+            peer_online,
+            counters: Counters::default(),
+            key_file,
+            xmpp,
+            xmpp_state: XmppState::Off,
+            signal: None,
+            signalled: HashMap::new(),
+            xmpp_present: HashSet::new(),
+            stun,
+            turn,
+        })
+    }
+
+    fn now_ms(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    /// The loop; returns only on a socket error.
+    pub async fn run(mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; 65536];
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => self.heartbeat(),
+                r = self.sock.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        if from.ip().is_loopback() {
+                            self.handle(&buf[..n], from).await;
+                        }
+                    }
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
+                    // ECONNREFUSED: tincan is not (yet) there; the heartbeat notices.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => {
+                        // Log out of XMPP (bounded) before the runtime goes.
+                        if let Some(x) = self.xmpp.take() {
+                            x.stop().await;
+                        }
+                        return Err(e);
+                    }
+                },
+                Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
+            }
+        }
+    }
+
+    /// Requests are small datagrams on loopback: sent without waiting; one that the socket
+    /// cannot take at once is lost like any datagram, and the heartbeat repeats what matters.
+    fn send_rpc(&mut self, req: impl Into<TincanRequest>) {
+        let req = req.into();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.inflight.insert(id, (req.method(), Instant::now()));
+        let _ = self.sock.try_send_to(&req.request(id), self.tincan);
+    }
+
+    fn heartbeat(&mut self) {
+        let now = Instant::now();
+        self.inflight
+            .retain(|_, (_, sent)| now.duration_since(*sent) < Duration::from_secs(10));
+        let silent = match self.last_tincan_answer {
+            Some(t) => now.duration_since(t) >= TINCAN_TIMEOUT,
+            None => now.duration_since(self.start) >= TINCAN_TIMEOUT,
+        };
+        if silent && !self.tincan_silent_reported {
+            warn!(
+                "ipop-tincan is not answering on {}; will configure it when it is back",
+                self.tincan
+            );
+            self.tincan_silent_reported = true;
+        }
+        self.send_rpc(api::GetState::default());
+        let actions = self.neigh.tick(self.now_ms());
+        self.apply(actions);
+        let now = self.now_ms();
+        if let Some(sig) = self.signal.as_mut() {
+            let actions = sig.tick(now);
+            self.apply_signal(actions);
+        }
+    }
+
+    async fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
+        match rpc::parse(datagram) {
+            Incoming::Response { id, result } => {
+                let Id::Num(n) = id else { return };
+                let Some((method, _)) = self.inflight.remove(&n) else {
+                    return;
+                };
+                match result {
+                    Ok(v) => {
+                        if method == "get_state" {
+                            self.on_tincan_answer(v).await;
+                        }
+                    }
+                    Err(e) => {
+                        self.counters.rpc_errors += 1;
+                        warn!("tincan refused {method}: {}", e.message);
+                    }
+                }
+            }
+            Incoming::Call { id, method, params } => {
+                if from == self.tincan && id.is_none() {
+                    match TincanNotification::from_call(&method, params) {
+                        Ok(n) => self.on_notification(n),
+                        Err(e) => {
+                            self.counters.bad_notifications += 1;
+                            debug!("notification {method} from tincan: {e}");
+                        }
+                    }
+                    return;
+                }
+                let result =
+                    ControllerRequest::from_call(&method, params).map(|q| self.on_query(q));
+                if let Some(id) = id {
+                    let _ = self.sock.try_send_to(&typed::response(id, result), from);
+                }
+            }
+            Incoming::Invalid { id, error } => {
+                self.counters.bad_notifications += 1;
+                if let Some(id) = id {
+                    let _ = self.sock.try_send_to(&rpc::response(id, Err(error)), from);
+                }
+            }
+        }
+    }
+
+    fn on_query(&mut self, q: ControllerRequest) -> Value {
+        let answer = match q {
+            ControllerRequest::GetState(_) => {
+                self.counters.status_queries += 1;
+                serde_json::to_value(self.state())
+            }
+            ControllerRequest::EchoRequest(e) => serde_json::to_value(EchoReply { msg: e.msg }),
+        };
+        answer.expect("API types serialise")
+    }
+}
+
+/// The XMPP module's next event; never, without XMPP.
+async fn next_xmpp_event(xmpp: &mut Option<XmppClient>) -> Option<XmppEvent> {
+    match xmpp {
+        Some(x) => x.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The addresses of a server or peer: an IP literal as it is, a host name looked up.
+async fn lookup(hp: &HostPort) -> io::Result<Vec<SocketAddr>> {
+    match hp.addr() {
+        Some(a) => Ok(vec![a]),
+        None => Ok(tokio::net::lookup_host((hp.host().as_str(), hp.port()))
+            .await?
+            .collect()),
+    }
+}
+
+/// The first IPv4 address of a STUN or TURN server; `None`, with a warning, if there is none.
+async fn resolve_ipv4(server: &HostPort) -> Option<SocketAddr> {
+    let found = lookup(server)
+        .await
+        .ok()
+        .and_then(|a| a.into_iter().find(SocketAddr::is_ipv4));
+    if found.is_none() {
+        warn!("STUN/TURN server \"{server}\" does not resolve to an IPv4 address; not used");
+    }
+    found
+}
+
+/// The endpoint of `"peers"[i]`, preferring IPv4: underlays here are IPv4, and a v6 answer
+/// first from the resolver must not win over a v4 one. An error names the key and the host.
+async fn resolve_peer(i: usize, endpoint: &HostPort) -> io::Result<SocketAddr> {
+    let found = lookup(endpoint).await.map_err(|e| {
+        io::Error::other(format!(
+            "\"peers\"[{i}].\"endpoint\": cannot resolve \"{endpoint}\": {e}"
+        ))
+    })?;
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "\"peers\"[{i}].\"endpoint\": \"{endpoint}\" resolves to no address"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn peer_endpoints_are_resolved_once_and_ip_literals_are_not_looked_up() {
+        let literal: HostPort = "192.0.2.7:5900".parse().unwrap();
+        assert_eq!(
+            resolve_peer(0, &literal).await.unwrap(),
+            "192.0.2.7:5900".parse().unwrap()
+        );
+        let name: HostPort = "localhost:5901".parse().unwrap();
+        let a = resolve_peer(3, &name).await.unwrap();
+        assert_eq!(a, "127.0.0.1:5901".parse().unwrap());
+        assert_eq!(
+            resolve_ipv4(&name).await,
+            Some("127.0.0.1:5901".parse().unwrap())
+        );
+    }
+}

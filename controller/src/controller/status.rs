@@ -1,0 +1,66 @@
+//! The controller's own `get_state` answer.
+
+use super::{Controller, TINCAN_TIMEOUT};
+use proto::api::controller::{ControllerState, NeighOwner, NeighState, PeerOnline, SignallingPeer};
+use proto::api::tincan as api;
+use proto::neigh::Owner;
+use serde::Serialize;
+
+impl Controller {
+    /// The `get_state` answer.
+    pub(super) fn state(&self) -> ControllerState {
+        let now = self.now_ms();
+        let neigh = self
+            .neigh
+            .entries()
+            .map(|(ip, e)| NeighState {
+                ip: *ip,
+                mac: e.mac,
+                owner: match e.owner {
+                    Owner::Local => NeighOwner::Local,
+                    Owner::Peer(u) => NeighOwner::Peer(u),
+                },
+                age_ms: now.saturating_sub(e.updated),
+            })
+            .collect();
+        let mut counters = counter_map(&self.counters);
+        counters.extend(counter_map(&self.neigh.counters));
+        ControllerState {
+            uid: self.uid,
+            ip4: self.cfg.ip4,
+            icc: self.cfg.icc,
+            tincan_alive: self
+                .last_tincan_answer
+                .is_some_and(|t| t.elapsed() < TINCAN_TIMEOUT),
+            tap: self.tap_name.clone(),
+            bridge: self.cfg.bridge.clone(),
+            peers: self
+                .peer_online
+                .iter()
+                .map(|(u, up)| PeerOnline {
+                    uid: *u,
+                    online: *up,
+                })
+                .collect(),
+            counters,
+            neigh,
+            xmpp: self.xmpp_state,
+            signalling: self.signal.as_ref().map(|s| {
+                s.peers()
+                    .map(|(u, st, f)| SignallingPeer {
+                        uid: *u,
+                        state: format!("{st:?}"),
+                        fpr: f.copied(),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// A struct of `u64` counters as the API's name -> count map.
+fn counter_map(counters: &impl Serialize) -> api::Counters {
+    serde_json::to_value(counters)
+        .and_then(serde_json::from_value)
+        .expect("counters are u64 fields")
+}
