@@ -4,8 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use proto::wire::link::{
-    emit_header, LinkMessage, DATA_HEADER_LEN, FLAG_REPLY_WANTED, HELLO_LEN, TYPE_DATA, TYPE_ICC,
-    TYPE_KEEPALIVE,
+    emit_header, LinkMessage, MessageType, DATA_HEADER_LEN, FLAG_REPLY_WANTED, HELLO_LEN,
 };
 
 /// The input with the bits the parser does not read cleared: the rest of byte 1 and the two
@@ -36,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
             frame,
         } => {
             assert_eq!(frame, &data[DATA_HEADER_LEN..]);
-            check_header(data, TYPE_DATA, receiver_idx, counter);
+            check_header(data, MessageType::Data, receiver_idx, counter);
         }
         LinkMessage::Icc {
             receiver_idx,
@@ -44,19 +43,19 @@ fuzz_target!(|data: &[u8]| {
             payload,
         } => {
             assert_eq!(payload, &data[DATA_HEADER_LEN..]);
-            check_header(data, TYPE_ICC, receiver_idx, counter);
+            check_header(data, MessageType::Icc, receiver_idx, counter);
         }
         LinkMessage::Keepalive {
             receiver_idx,
             counter,
         } => {
             assert_eq!(data.len(), DATA_HEADER_LEN);
-            check_header(data, TYPE_KEEPALIVE, receiver_idx, counter);
+            check_header(data, MessageType::Keepalive, receiver_idx, counter);
         }
     }
 });
 
-fn check_header(data: &[u8], msg_type: u8, receiver_idx: u32, counter: u64) {
+fn check_header(data: &[u8], msg_type: MessageType, receiver_idx: u32, counter: u64) {
     let mut buf = data.to_vec();
     emit_header(&mut buf, msg_type, receiver_idx, counter).expect("valid header");
     assert_eq!(buf, canonical_preamble(data, 0));

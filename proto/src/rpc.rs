@@ -119,79 +119,6 @@ pub fn notification(method: &str, params: Value) -> Vec<u8> {
     .expect("JSON serialises")
 }
 
-/// Typed access to request params; errors name the param and what was expected.
-pub struct ParamReader<'a>(pub &'a Map<String, Value>);
-
-impl<'a> ParamReader<'a> {
-    fn missing(key: &str, what: &str) -> RpcError {
-        RpcError::invalid_params(format!("\"{key}\": expected {what}, missing"))
-    }
-    fn wrong(key: &str, what: &str, got: &Value) -> RpcError {
-        RpcError::invalid_params(format!("\"{key}\": expected {what}, got {got}"))
-    }
-
-    pub fn str(&self, key: &str) -> Result<&'a str, RpcError> {
-        match self.0.get(key) {
-            None => Err(Self::missing(key, "a string")),
-            Some(Value::String(s)) => Ok(s),
-            Some(v) => Err(Self::wrong(key, "a string", v)),
-        }
-    }
-
-    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, RpcError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(Self::wrong(key, "a string", v)),
-        }
-    }
-
-    pub fn u64_in(&self, key: &str, min: u64, max: u64) -> Result<u64, RpcError> {
-        let what = format!("an integer {min}-{max}");
-        match self.0.get(key) {
-            None => Err(Self::missing(key, &what)),
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(Self::wrong(key, &what, v)),
-            },
-        }
-    }
-
-    pub fn opt_u64_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, RpcError> {
-        if self.0.get(key).is_none_or(Value::is_null) {
-            return Ok(None);
-        }
-        self.u64_in(key, min, max).map(Some)
-    }
-
-    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, RpcError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            // The original controller sent 0/1 for some flags.
-            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
-            Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
-            Some(v) => Err(Self::wrong(key, "a boolean", v)),
-        }
-    }
-
-    pub fn value(&self, key: &str) -> Result<&'a Value, RpcError> {
-        self.0.get(key).ok_or_else(|| Self::missing(key, "a value"))
-    }
-
-    /// A 40-hex-digit uid, returned as its 20 raw bytes.
-    pub fn uid(&self, key: &str) -> Result<[u8; 20], RpcError> {
-        let s = self.str(key)?;
-        let mut out = [0u8; 20];
-        if s.len() != 40 || hex::decode_to_slice(s.to_ascii_lowercase(), &mut out).is_err() {
-            return Err(RpcError::invalid_params(format!(
-                "\"{key}\": expected 40 hex digits, got {s:?}"
-            )));
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,22 +174,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn params_name_the_key() {
-        let m = json!({"port": "abc", "uid": "zz", "ok": 5})
-            .as_object()
-            .unwrap()
-            .clone();
-        let p = ParamReader(&m);
-        assert!(p
-            .u64_in("port", 1, 65535)
-            .unwrap_err()
-            .message
-            .contains("\"port\""));
-        assert!(p.uid("uid").unwrap_err().message.contains("40 hex"));
-        assert_eq!(p.u64_in("ok", 1, 10).unwrap(), 5);
-        assert!(p.str("missing").unwrap_err().message.contains("missing"));
     }
 }
