@@ -22,6 +22,8 @@ pub enum BridgeError {
     NotABridge(String, Option<String>),
     /// The TAP tincan reported does not exist.
     NoTap(String),
+    /// The interface tincan reported is not a TAP (its kind): never put on the bridge.
+    NotATap(String, Option<String>),
     /// A lookup or change failed: interface, what was tried, the kernel's answer.
     Failed(String, &'static str, String),
 }
@@ -45,6 +47,11 @@ impl fmt::Display for BridgeError {
                 }
             ),
             BridgeError::NoTap(t) => write!(f, "TAP {t:?} reported by ipop-tincan does not exist"),
+            BridgeError::NotATap(t, kind) => write!(
+                f,
+                "{t:?}, reported by ipop-tincan as its TAP, is not a TAP (it is {}): not attached",
+                kind.as_deref().unwrap_or("a plain interface")
+            ),
             BridgeError::Failed(ifname, what, e) => write!(f, "{ifname}: cannot {what}: {e}"),
         }
     }
@@ -113,6 +120,16 @@ impl Netlink {
             .link(tap)
             .await?
             .ok_or_else(|| BridgeError::NoTap(tap.to_owned()))?;
+        // Only a TUN/TAP device goes on the bridge, whatever the answer that named it says.
+        match kind(&port) {
+            Some(InfoKind::Tun) => {}
+            other => {
+                return Err(BridgeError::NotATap(
+                    tap.to_owned(),
+                    other.map(|k| k.to_string()),
+                ))
+            }
+        }
         let index = port.header.index;
         let already = master(&port) == Some(br.header.index);
         if !already {

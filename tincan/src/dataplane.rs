@@ -9,7 +9,9 @@ use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use proto::id::Millis;
-use proto::link::{Encapsulated, LinkEvent, LinkId, LinkTable, Received, FRAME_HEADROOM};
+use proto::link::{
+    Encapsulated, LinkEvent, LinkId, LinkTable, Received, SendError, FRAME_HEADROOM,
+};
 use proto::switch::{DropReason, FloodReason, LinkVerdict, Switch, TapVerdict};
 use proto::wire::ethernet::{MacAddr, HEADER_LEN as ETH_HEADER};
 use serde::Serialize;
@@ -135,13 +137,15 @@ impl Node {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let seed = random_seed();
+        // Two draws: the boot id is sent in the clear in plaintext hellos, so the session
+        // indices must not be derivable from it.
+        let (boot_id, seed) = (random_seed(), random_seed());
         Ok(Node {
             poll,
             tap,
             ctrl,
             link_sock: None,
-            core: LinkTable::new(seed, seed.rotate_left(32) ^ wall, wall),
+            core: LinkTable::new(boot_id, seed, wall),
             switch: Switch::new(MAC_TABLE_SIZE, MAC_TTL_MS),
             control: Control::default(),
             counters: Counters::default(),
@@ -346,6 +350,10 @@ impl Node {
                 }
             },
             Ok(Encapsulated::Queued) => true,
+            Err(SendError::NoRelay) => {
+                self.counters.link_tx_errors += 1;
+                false
+            }
             Err(_) => false,
         }
     }
@@ -398,6 +406,7 @@ impl Node {
                 return;
             }
         }
+        self.core.note_rx_frame(id, frame.len());
         match self.tap.dev.send(frame) {
             Ok(_) => {
                 self.counters.tap_tx_frames += 1;

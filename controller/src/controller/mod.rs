@@ -50,7 +50,11 @@ struct Counters {
     macs_programmed: u64,
     tincan_configured: u64,
     tincan_restarts_seen: u64,
+    /// tincan's uid or "sec" no longer matched the config, so it was configured again.
+    tincan_configured_again: u64,
     rpc_errors: u64,
+    /// Datagrams on the control socket from a loopback port other than tincan's: ignored.
+    foreign_source: u64,
     bad_notifications: u64,
     status_queries: u64,
 }
@@ -272,6 +276,11 @@ impl Controller {
 
     async fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
         match rpc::parse(datagram) {
+            // Answers count only from the tincan this controller configures: another local
+            // process guessing a request id must not steer it.
+            Incoming::Response { .. } if from != self.tincan => {
+                self.counters.foreign_source += 1;
+            }
             Incoming::Response { id, result } => {
                 let Id::Num(n) = id else { return };
                 let Some((method, _)) = self.inflight.remove(&n) else {

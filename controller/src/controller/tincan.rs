@@ -4,7 +4,7 @@
 
 use super::Controller;
 use crate::bridge::{Attached, Netlink};
-use log::{error, info};
+use log::{error, info, warn};
 use proto::api::tincan::{
     CreateLink, LinkStatus, LocalState, SetCbEndpoint, SetLocalIp, SetLogging, SetNat,
     SetSwitchmode,
@@ -70,6 +70,19 @@ impl Controller {
         if let Some(sig) = self.signal.as_mut() {
             let actions = sig.set_candidates(state.candidates, now);
             self.apply_signal(actions);
+        }
+        // tincan's control port is open to local processes: if its identity or security no
+        // longer match the config, someone else changed them; put them back.
+        let drifted = state.configured
+            && self.configured_boot == boot
+            && (state.sec != self.cfg.sec || state.uid != Some(self.uid));
+        if drifted {
+            warn!(
+                "ipop-tincan's uid or \"sec\" differ from the config (changed by another local \
+                 process?): configuring it again"
+            );
+            self.counters.tincan_configured_again += 1;
+            self.configure_tincan();
         }
         if self.configured_boot != boot || !state.configured {
             if self.configured_boot.is_some() && self.configured_boot != boot {

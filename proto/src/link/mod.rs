@@ -105,6 +105,9 @@ pub enum SendError {
     NotUp,
     /// Too large for a link datagram, or the buffer is too small.
     TooLarge,
+    /// The path goes through our TURN relay, which has no allocation or no permission for the
+    /// peer yet: dropped (counted on the link as a send error).
+    NoRelay,
 }
 
 /// Why a control operation on the table was refused; the message names the parameter.

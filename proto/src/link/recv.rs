@@ -315,11 +315,8 @@ impl LinkTable {
             return Received::Nothing;
         };
         match kind {
-            Some(MessageType::Data) => {
-                link.live.counters.rx_frames += 1;
-                link.live.counters.rx_bytes += range.len() as u64;
-                Received::Frame { link: id, range }
-            }
+            // Counted by the caller once the frame passed its own checks (note_rx_frame).
+            Some(MessageType::Data) => Received::Frame { link: id, range },
             Some(MessageType::Icc) => {
                 link.live.counters.icc_rx += 1;
                 self.counters.icc_rx += 1;

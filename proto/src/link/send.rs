@@ -93,9 +93,26 @@ impl LinkTable {
         match route {
             Route::Direct => Ok(Encapsulated::Send { to, len }),
             Route::ViaRelay => {
-                self.queue(to, Route::ViaRelay, &out[..len], now);
-                Ok(Encapsulated::Queued)
+                if self.queue(to, Route::ViaRelay, &out[..len], now) {
+                    return Ok(Encapsulated::Queued);
+                }
+                let link = self.links[id].as_mut().expect("checked above");
+                link.live.counters.tx_errors += 1;
+                if frame {
+                    link.live.counters.tx_frames -= 1;
+                    link.live.counters.tx_bytes -= payload_len as u64;
+                }
+                Err(SendError::NoRelay)
             }
+        }
+    }
+
+    /// A frame of `link` that the caller accepted (the switch let it through to the TAP):
+    /// counted on the link.
+    pub fn note_rx_frame(&mut self, link: LinkId, len: usize) {
+        if let Some(Some(l)) = self.links.get_mut(link) {
+            l.live.counters.rx_frames += 1;
+            l.live.counters.rx_bytes += len as u64;
         }
     }
 
@@ -106,22 +123,30 @@ impl LinkTable {
         }
     }
 
-    /// Queues `payload` for `to`, wrapped for our TURN relay when `route` says so.
-    pub(super) fn queue(&mut self, to: SocketAddr, route: Route, payload: &[u8], now: Millis) {
+    /// Queues `payload` for `to`, wrapped for our TURN relay when `route` says so. False when
+    /// the relay cannot take it yet (no allocation, or no permission for the peer: one is
+    /// requested).
+    pub(super) fn queue(
+        &mut self,
+        to: SocketAddr,
+        route: Route,
+        payload: &[u8],
+        now: Millis,
+    ) -> bool {
         match route {
             Route::Direct => self.transmits.push_back(Transmit {
                 to,
                 payload: payload.to_vec(),
             }),
-            Route::ViaRelay => {
-                if let Some((server, wrapped)) = self.nat.relay_to(to, payload, now) {
-                    self.transmits.push_back(Transmit {
-                        to: server,
-                        payload: wrapped,
-                    });
-                }
-            }
+            Route::ViaRelay => match self.nat.relay_to(to, payload, now) {
+                Some((server, wrapped)) => self.transmits.push_back(Transmit {
+                    to: server,
+                    payload: wrapped,
+                }),
+                None => return false,
+            },
         }
+        true
     }
 
     /// Starts (or restarts) contact with the peer of `id`: a plaintext hello, or with `"sec"`
