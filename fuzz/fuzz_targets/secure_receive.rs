@@ -18,16 +18,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use proto::id::Uid;
 use proto::secure::{
     data_receiver_idx, read_init, resp_receiver_idx, SecureLink, StaticKey, INIT_LEN, RESP_LEN,
 };
-use proto::wire::link::Uid;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
 const IDX_A: u32 = 0x0a0a_0001;
 const IDX_B: u32 = 0x0b0b_0002;
-const UID_A: Uid = [0xaa; 20];
+const UID_A: Uid = Uid([0xaa; 20]);
 const INIT_TIME: u64 = 1_700_000_000_000;
 const NOW: u64 = 5_000;
 
@@ -47,7 +47,7 @@ fn keys() -> &'static Keys {
 /// A's link to B with an init sent, and that init.
 fn start() -> (SecureLink, Vec<u8>) {
     let k = keys();
-    let mut a = SecureLink::new(*k.b.public());
+    let mut a = SecureLink::new(k.b.fingerprint());
     let mut init = vec![0u8; INIT_LEN];
     let n = a
         .start_handshake(&k.a, &UID_A, IDX_A, INIT_TIME, NOW, &mut init)
@@ -56,11 +56,12 @@ fn start() -> (SecureLink, Vec<u8>) {
     (a, init)
 }
 
-/// A (initiator, still pending), B (responder, session installed) and B's response.
+/// A (initiator, still pending), B (responder, its session awaiting A's confirmation) and B's
+/// response.
 fn half_open() -> (SecureLink, SecureLink, Vec<u8>) {
     let k = keys();
     let (a, init) = start();
-    let mut b = SecureLink::new(*k.a.public());
+    let mut b = SecureLink::new(k.a.fingerprint());
     let got = read_init(&k.b, &init).expect("valid init");
     let mut resp = vec![0u8; RESP_LEN];
     let n = b.accept(got, IDX_B, NOW, &mut resp).expect("accept");
@@ -112,10 +113,10 @@ fn roundtrip(from: &mut SecureLink, to: &mut SecureLink, inner: u8, payload: &[u
         .encrypt(inner, payload, &mut scratch, &mut msg)
         .expect("encrypt");
     let mut out = vec![0u8; n];
-    let (t, len) = to
+    let o = to
         .decrypt(&msg[..n], &mut out)
         .expect("decrypt own message");
-    assert_eq!((t, &out[1..1 + len]), (inner, payload));
+    assert_eq!((o.inner, &out[1..1 + o.len]), (inner, payload));
 }
 
 fn raw(data: &[u8]) {
@@ -125,8 +126,8 @@ fn raw(data: &[u8]) {
     // Anyone with a key pair can write a valid init (IK sends the initiator's key), so one
     // may decrypt; pinning is what refuses it: B's link to A takes only A's key.
     if let Ok(init) = read_init(&k.b, data) {
-        let from_a = init.peer_static == *k.a.public();
-        let mut b = SecureLink::new(*k.a.public());
+        let from_a = init.peer_static == k.a.fingerprint();
+        let mut b = SecureLink::new(k.a.fingerprint());
         let mut resp = vec![0u8; RESP_LEN];
         let accepted = b.accept(init, IDX_B, NOW, &mut resp).is_ok();
         assert!(from_a || !accepted, "init from an unpinned key accepted");
@@ -140,7 +141,7 @@ fn raw(data: &[u8]) {
         );
         assert!(!a.has_session());
     } else {
-        let mut idle = SecureLink::new(*k.b.public());
+        let mut idle = SecureLink::new(k.b.fingerprint());
         assert!(idle.on_response(data, NOW).is_err());
     }
     PAIR.with(|p| {
@@ -162,7 +163,7 @@ fn mutated_init(ctl: &[u8]) {
             same_except(init, &m, 1..8),
             "init accepted with authenticated bytes changed"
         );
-        assert_eq!(&got.peer_static, k.a.public());
+        assert_eq!(got.peer_static, k.a.fingerprint());
         assert_eq!(got.peer_uid, UID_A);
         assert_eq!(got.time, INIT_TIME);
     }
@@ -201,12 +202,12 @@ fn mutated_data(rest: &[u8]) {
         msg.truncate(len);
         let m = mutate(&msg, ctl);
         let mut out = vec![0u8; m.len().max(1)];
-        if let Ok((t, len)) = b.decrypt(&m, &mut out) {
+        if let Ok(o) = b.decrypt(&m, &mut out) {
             assert!(
                 same_except(&msg, &m, 1..4),
                 "data accepted with authenticated bytes changed"
             );
-            assert_eq!((t, &out[1..1 + len]), (*inner, payload));
+            assert_eq!((o.inner, &out[1..1 + o.len]), (*inner, payload));
         }
     });
 }
