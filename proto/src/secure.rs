@@ -211,6 +211,9 @@ pub struct SecureLink {
     /// The session of the last init we answered, until the initiator confirms it: at most one,
     /// so replayed inits cannot pile up sessions; a newer init replaces it.
     unconfirmed: Option<Session>,
+    /// The newest init time accepted from the peer. Not persisted: a new link (after a
+    /// restart, trim or key change) starts from 0, and key confirmation makes the init
+    /// replayed then harmless (see the module's first lines).
     last_peer_init_time: u64,
     next_attempt: Millis,
     backoff: Millis,

@@ -1,6 +1,7 @@
 //! The receiving half of the link core: every datagram on the link socket, STUN/TURN first,
 //! then handshakes (acceptance: length, per-source limit, global budget, pinned key, uid bound
-//! to the key), sealed and plaintext messages. Every refusal is counted.
+//! to the key), sealed and plaintext messages (the first on an answered init's session confirms
+//! it). Every refusal is counted.
 
 use super::path::Route;
 use super::{LinkEvent, LinkId, LinkTable, Received};
