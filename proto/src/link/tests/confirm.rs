@@ -226,3 +226,45 @@ fn a_replayed_init_when_the_restarted_sides_own_init_is_lost_yields_to_the_real_
     assert_eq!(p.b.t.counters().handshakes_unconfirmed, 1);
     p.frames_cross("back");
 }
+
+#[test]
+fn a_replayed_init_after_a_trim_or_a_key_change_moves_nothing() {
+    // A trimmed and re-created link forgets A's init times: the replay is answered, never
+    // confirmed, and the link comes up on B's own init at A's real address.
+    let mut p = Pair::new(true, LONG);
+    p.run_until(2_000);
+    let captured = inits_a_sent(&p).remove(0);
+    let (a_uid, a_fpr, now) = (p.a.uid, p.a.fpr(), p.now);
+    p.b.t.trim_link(&a_uid).unwrap();
+    let ba = p.b.t.create_link(now, a_uid, Some(p.a.addr), vec![], a_fpr);
+    p.ba = ba.unwrap();
+    p.b.recv(now, addr(ELSEWHERE), &captured);
+    assert!(!p.b.up(p.ba) && b_awaits_confirmation(&p));
+    p.flush();
+    p.frames_cross("re-created");
+    assert_eq!(p.b.t.link(p.ba).unwrap().endpoint(), p.a.addr);
+    // A's new key, pinned by B: the captured init carries the old one, pinned nowhere.
+    let new_fpr = Some(StaticKey::generate().fingerprint());
+    p.b.t.trim_link(&a_uid).unwrap();
+    let ba =
+        p.b.t
+            .create_link(now, a_uid, Some(p.a.addr), vec![], new_fpr);
+    p.ba = ba.unwrap();
+    let unknown = p.b.t.counters().drop_unknown_key;
+    p.b.recv(now, addr(ELSEWHERE), &captured);
+    assert_eq!(p.b.t.counters().drop_unknown_key, unknown + 1);
+    assert!(!p.b.up(p.ba) && !b_awaits_confirmation(&p));
+    assert_eq!(p.b.t.link(p.ba).unwrap().endpoint(), p.a.addr);
+    // B's new key: the captured init was for the old one and does not even decrypt.
+    let key = StaticKey::generate();
+    let cfg = LocalConfig {
+        uid: p.b.uid,
+        sec: true,
+        key: Some(key),
+        rekey_after: LONG,
+    };
+    p.b.t.configure(cfg).unwrap();
+    let auth = p.b.t.counters().drop_auth;
+    p.b.recv(now, addr(ELSEWHERE), &captured);
+    assert_eq!(p.b.t.counters().drop_auth, auth + 1);
+}
