@@ -56,7 +56,8 @@ fn start() -> (SecureLink, Vec<u8>) {
     (a, init)
 }
 
-/// A (initiator, still pending), B (responder, session installed) and B's response.
+/// A (initiator, still pending), B (responder, its session awaiting A's confirmation) and B's
+/// response.
 fn half_open() -> (SecureLink, SecureLink, Vec<u8>) {
     let k = keys();
     let (a, init) = start();
@@ -112,10 +113,10 @@ fn roundtrip(from: &mut SecureLink, to: &mut SecureLink, inner: u8, payload: &[u
         .encrypt(inner, payload, &mut scratch, &mut msg)
         .expect("encrypt");
     let mut out = vec![0u8; n];
-    let (t, len) = to
+    let o = to
         .decrypt(&msg[..n], &mut out)
         .expect("decrypt own message");
-    assert_eq!((t, &out[1..1 + len]), (inner, payload));
+    assert_eq!((o.inner, &out[1..1 + o.len]), (inner, payload));
 }
 
 fn raw(data: &[u8]) {
@@ -201,12 +202,12 @@ fn mutated_data(rest: &[u8]) {
         msg.truncate(len);
         let m = mutate(&msg, ctl);
         let mut out = vec![0u8; m.len().max(1)];
-        if let Ok((t, len)) = b.decrypt(&m, &mut out) {
+        if let Ok(o) = b.decrypt(&m, &mut out) {
             assert!(
                 same_except(&msg, &m, 1..4),
                 "data accepted with authenticated bytes changed"
             );
-            assert_eq!((t, &out[1..1 + len]), (*inner, payload));
+            assert_eq!((o.inner, &out[1..1 + o.len]), (*inner, payload));
         }
     });
 }

@@ -8,6 +8,15 @@
 //! a sliding replay window after decryption succeeds. The init's time (sender's wall clock, ms)
 //! must grow per peer, so a captured init replayed later cannot reset a session. Inner types
 //! reuse the plaintext link types: data, ICC, keepalive.
+//!
+//! Key confirmation (WireGuard's rule): the responder's new session waits, unconfirmed, until
+//! the first authentic message from the initiator arrives on it; only then does it send on it.
+//! Until then it keeps sending on its previous session, if any. An init replayed where the
+//! time check cannot see it (the responder restarted, trimmed the link or changed its key, so
+//! it forgot the peer's last init time) yields such a session, which never confirms: the
+//! session's keys need the initiator's ephemeral private key, which a replayer lacks. So
+//! nothing needs persisting across restarts: a replayed init costs one response datagram and
+//! one unconfirmed slot, never a confirmed session.
 
 use crate::id::{Fingerprint, Millis, Uid};
 use crate::replay::ReplayWindow;
@@ -26,6 +35,9 @@ pub const KEY_LEN: usize = 32;
 const MAX_SESSIONS: usize = 3;
 /// Handshake retries: 1 s, doubling, at most this.
 const MAX_BACKOFF: Millis = 8_000;
+/// A responder's session not confirmed within this is dropped: the initiator confirms at once
+/// (a keepalive) and keeps sending, so a session this old was never going to be confirmed.
+const CONFIRM_WITHIN: Millis = MAX_BACKOFF * 2;
 /// Start a new session when the current one has carried this many messages.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 32;
 
@@ -169,6 +181,16 @@ pub fn read_init(key: &StaticKey, msg: &[u8]) -> Result<InitReceived, SecureErro
     })
 }
 
+/// A data message that decrypted: its inner type, the payload length (the payload is
+/// `out[1..1 + len]`), and whether it confirmed the responder's new session (the link is up
+/// on it from now on, and the sender is where the handshake's initiator is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub inner: u8,
+    pub len: usize,
+    pub confirmed: bool,
+}
+
 /// Where a sealed message's session index is, without decrypting: for the receive path to find
 /// the link.
 pub fn data_receiver_idx(msg: &[u8]) -> Option<u32> {
@@ -184,14 +206,23 @@ pub fn resp_receiver_idx(msg: &[u8]) -> Option<u32> {
 pub struct SecureLink {
     pub peer_static: Fingerprint,
     pending: Option<Pending>,
-    /// Oldest first; the last one sends.
+    /// Confirmed sessions, oldest first; the last one sends.
     sessions: Vec<Session>,
+    /// The session of the last init we answered, until the initiator confirms it: at most one,
+    /// so replayed inits cannot pile up sessions; a newer init replaces it.
+    unconfirmed: Option<Session>,
+    /// The newest init time accepted from the peer. Not persisted: a new link (after a
+    /// restart, trim or key change) starts from 0, and key confirmation makes the init
+    /// replayed then harmless (see the module's first lines).
     last_peer_init_time: u64,
     next_attempt: Millis,
     backoff: Millis,
     pub handshakes_completed: u64,
     pub replays: u64,
     pub auth_failures: u64,
+    /// Responder sessions dropped unconfirmed (replaced by a newer init, or expired): a lost
+    /// confirmation, or a replayed init.
+    pub unconfirmed_dropped: u64,
 }
 
 impl SecureLink {
@@ -200,17 +231,25 @@ impl SecureLink {
             peer_static,
             pending: None,
             sessions: Vec::new(),
+            unconfirmed: None,
             last_peer_init_time: 0,
             next_attempt: 0,
             backoff: 1_000,
             handshakes_completed: 0,
             replays: 0,
             auth_failures: 0,
+            unconfirmed_dropped: 0,
         }
     }
 
+    /// Whether a confirmed session exists to send on.
     pub fn has_session(&self) -> bool {
         !self.sessions.is_empty()
+    }
+
+    /// Whether an answered init waits for the initiator to confirm its session.
+    pub fn awaits_confirmation(&self) -> bool {
+        self.unconfirmed.is_some()
     }
 
     /// The current session's peer index, if any.
@@ -218,30 +257,34 @@ impl SecureLink {
         self.sessions.last().map(|s| s.remote_idx)
     }
 
-    /// Whether this link owns session index `idx` (current, previous or pending).
+    /// Whether this link owns session index `idx` (current, previous, unconfirmed or pending).
     pub fn owns_index(&self, idx: u32) -> bool {
-        self.sessions.iter().any(|s| s.local_idx == idx)
-            || self.pending.as_ref().is_some_and(|p| p.local_idx == idx)
+        self.indices().any(|i| i == idx)
     }
 
-    /// Every session index this link owns (current, previous or pending).
+    /// Every session index this link owns (current, previous, unconfirmed or pending).
     pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         let pending = self.pending.as_ref().map(|p| p.local_idx);
-        self.sessions.iter().map(|s| s.local_idx).chain(pending)
+        let unconfirmed = self.unconfirmed.as_ref().map(|s| s.local_idx);
+        let sessions = self.sessions.iter().map(|s| s.local_idx);
+        sessions.chain(unconfirmed).chain(pending)
     }
 
     /// Drops every session (the link went down): the next exchange starts from a handshake.
     pub fn reset(&mut self) {
         self.sessions.clear();
+        self.unconfirmed = None;
         self.pending = None;
         self.next_attempt = 0;
         self.backoff = 1_000;
     }
 
     /// Whether to send a handshake now: no session yet (with retry backoff), or the current
-    /// one is due for rekeying (time or volume). `rekey_after` is in ms.
+    /// one is due for rekeying (time or volume). `rekey_after` is in ms. Not while an init we
+    /// answered awaits confirmation: the peer is setting up a session right now, and its
+    /// retries replace ours; an init of ours would only double the work.
     pub fn wants_handshake(&self, now: Millis, rekey_after: Millis) -> bool {
-        if now < self.next_attempt {
+        if now < self.next_attempt || self.unconfirmed.is_some() {
             return false;
         }
         match self.sessions.last() {
@@ -267,7 +310,11 @@ impl SecureLink {
             Some(s) if s.initiator => s.created + rekey_after,
             Some(s) => s.created + rekey_after + rekey_after / 4,
         };
-        let mut next = rekey.max(self.next_attempt);
+        let mut next = match &self.unconfirmed {
+            // No handshake of ours before it is confirmed or expires.
+            Some(u) => u.created + CONFIRM_WITHIN + 1,
+            None => rekey.max(self.next_attempt),
+        };
         if let Some(p) = &self.pending {
             next = next.min(p.sent_at + MAX_BACKOFF * 2 + 1);
         }
@@ -315,8 +362,10 @@ impl SecureLink {
         Ok(INIT_LEN)
     }
 
-    /// Answers an init that [`read_init`] attributed to this link's pinned key: installs the
-    /// new session and writes the response into `out` (at least [`RESP_LEN`] bytes).
+    /// Answers an init that [`read_init`] attributed to this link's pinned key: writes the
+    /// response into `out` (at least [`RESP_LEN`] bytes) and keeps the new session
+    /// unconfirmed, replacing an earlier unconfirmed one. Sending stays on the current session
+    /// (if any) until the initiator's first message on the new one ([`decrypt`](Self::decrypt)).
     pub fn accept(
         &mut self,
         mut init: InitReceived,
@@ -345,7 +394,7 @@ impl SecureLink {
             .into_stateless_transport_mode()
             .map_err(|_| SecureError::Malformed)?;
         self.last_peer_init_time = init.time;
-        self.install(Session {
+        let replaced = self.unconfirmed.replace(Session {
             local_idx,
             remote_idx: init.sender_idx,
             transport,
@@ -354,6 +403,9 @@ impl SecureLink {
             replay: ReplayWindow::new(),
             initiator: false,
         });
+        if replaced.is_some() {
+            self.unconfirmed_dropped += 1;
+        }
         Ok(RESP_LEN)
     }
 
@@ -392,11 +444,22 @@ impl SecureLink {
         Ok(())
     }
 
+    /// Adds a session that completed (ours answered, or the peer's confirmed). A confirmed
+    /// session goes before any we completed since answering its init (both sides initiated at
+    /// once): the newer one keeps sending, so rekeys stay where they were.
     fn install(&mut self, s: Session) {
         if self.sessions.len() >= MAX_SESSIONS {
             self.sessions.remove(0);
         }
-        self.sessions.push(s);
+        let at = match s.initiator {
+            true => self.sessions.len(),
+            false => self
+                .sessions
+                .iter()
+                .position(|x| x.created >= s.created)
+                .unwrap_or(self.sessions.len()),
+        };
+        self.sessions.insert(at, s);
         self.handshakes_completed += 1;
         self.backoff = 1_000;
         self.next_attempt = 0;
@@ -447,17 +510,24 @@ impl SecureLink {
         Ok(DATA_HEADER_LEN + n)
     }
 
-    /// Decrypts a data message into `out`; returns (inner type, payload length), the payload
-    /// being `out[1..1 + len]`.
-    pub fn decrypt(&mut self, msg: &[u8], out: &mut [u8]) -> Result<(u8, usize), SecureError> {
+    /// Decrypts a data message into `out`. The first one that arrives on the unconfirmed
+    /// session confirms it: it becomes the current session, the one this side sends on.
+    pub fn decrypt(&mut self, msg: &[u8], out: &mut [u8]) -> Result<Opened, SecureError> {
         let Ok(sealed) = SealedView::parse(msg) else {
             return Err(SecureError::Malformed);
         };
-        let Some(s) = self
-            .sessions
-            .iter_mut()
-            .find(|s| s.local_idx == sealed.receiver_idx)
-        else {
+        let on_unconfirmed = self
+            .unconfirmed
+            .as_ref()
+            .is_some_and(|s| s.local_idx == sealed.receiver_idx);
+        let session = if on_unconfirmed {
+            self.unconfirmed.as_mut()
+        } else {
+            self.sessions
+                .iter_mut()
+                .find(|s| s.local_idx == sealed.receiver_idx)
+        };
+        let Some(s) = session else {
             return Err(SecureError::UnknownSession);
         };
         let counter = sealed.counter;
@@ -479,7 +549,15 @@ impl SecureLink {
         if n == 0 {
             return Err(SecureError::Malformed);
         }
-        Ok((out[0], n - 1))
+        if on_unconfirmed {
+            let s = self.unconfirmed.take().expect("found above");
+            self.install(s);
+        }
+        Ok(Opened {
+            inner: out[0],
+            len: n - 1,
+            confirmed: on_unconfirmed,
+        })
     }
 
     /// Drops sessions older than `reject_after` ms, except the newest while no other exists
@@ -498,6 +576,14 @@ impl SecureLink {
             .is_some_and(|p| now.saturating_sub(p.sent_at) > MAX_BACKOFF * 2)
         {
             self.pending = None;
+        }
+        if self
+            .unconfirmed
+            .as_ref()
+            .is_some_and(|s| now.saturating_sub(s.created) > CONFIRM_WITHIN)
+        {
+            self.unconfirmed = None;
+            self.unconfirmed_dropped += 1;
         }
     }
 }
@@ -542,6 +628,12 @@ mod tests {
         let mut scratch = Vec::new();
         let mut wire = [0u8; 200];
         let mut plain = [0u8; 200];
+        // The responder waits for the initiator's first message before it sends.
+        assert!(!lb.has_session() && lb.awaits_confirmation());
+        assert_eq!(
+            lb.encrypt(3, b"early", &mut scratch, &mut wire),
+            Err(SecureError::UnknownSession)
+        );
         let n = la
             .encrypt(2, b"frame bytes", &mut scratch, &mut wire)
             .unwrap();
@@ -549,11 +641,13 @@ mod tests {
         assert_eq!(data_receiver_idx(&wire[..n]), Some(0x0002_0001));
         // Ciphertext does not contain the plaintext.
         assert!(!wire[..n].windows(5).any(|w| w == b"frame"));
-        let (t, len) = lb.decrypt(&wire[..n], &mut plain).unwrap();
-        assert_eq!((t, &plain[1..1 + len]), (2, &b"frame bytes"[..]));
+        let o = lb.decrypt(&wire[..n], &mut plain).unwrap();
+        assert_eq!((o.inner, &plain[1..1 + o.len]), (2, &b"frame bytes"[..]));
+        assert!(o.confirmed && lb.has_session() && !lb.awaits_confirmation());
         let n = lb.encrypt(3, b"{}", &mut scratch, &mut wire).unwrap();
-        let (t, len) = la.decrypt(&wire[..n], &mut plain).unwrap();
-        assert_eq!((t, &plain[1..1 + len]), (3, &b"{}"[..]));
+        let o = la.decrypt(&wire[..n], &mut plain).unwrap();
+        assert_eq!((o.inner, &plain[1..1 + o.len]), (3, &b"{}"[..]));
+        assert!(!o.confirmed);
     }
 
     #[test]
@@ -618,12 +712,53 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_init_the_time_check_misses_never_confirms_nor_displaces() {
+        let (a, b) = (node(1), node(2));
+        let mut la = SecureLink::new(b.key.fingerprint());
+        let mut init = [0u8; INIT_LEN];
+        la.start_handshake(&a.key, &a.uid, 0x0001_0001, 5000, 0, &mut init)
+            .unwrap();
+        let mut resp = [0u8; RESP_LEN];
+        // B forgot A's last init time (a restart, a new link): the replay is answered...
+        let mut lb = SecureLink::new(a.key.fingerprint());
+        lb.accept(read_init(&b.key, &init).unwrap(), 2, 0, &mut resp)
+            .unwrap();
+        assert!(lb.awaits_confirmation() && !lb.has_session());
+        // ...but a replayer cannot use the response (A is not waiting for it any more), and
+        // A's next real init replaces the unconfirmed session.
+        la.start_handshake(&a.key, &a.uid, 0x0001_0002, 6000, 1000, &mut init)
+            .unwrap();
+        let m = lb
+            .accept(read_init(&b.key, &init).unwrap(), 3, 1000, &mut resp)
+            .unwrap();
+        assert_eq!(lb.unconfirmed_dropped, 1);
+        la.on_response(&resp[..m], 1001).unwrap();
+        let (mut scratch, mut wire, mut plain) = (Vec::new(), [0u8; 100], [0u8; 100]);
+        let n = la.encrypt(4, &[], &mut scratch, &mut wire).unwrap();
+        assert!(lb.decrypt(&wire[..n], &mut plain).unwrap().confirmed);
+        assert_eq!(lb.remote_idx(), Some(0x0001_0002));
+        // An unconfirmed session expires; the confirmed one stays.
+        la.start_handshake(&a.key, &a.uid, 0x0001_0003, 7000, 2000, &mut init)
+            .unwrap();
+        lb.accept(read_init(&b.key, &init).unwrap(), 4, 2000, &mut resp)
+            .unwrap();
+        lb.expire(2000 + CONFIRM_WITHIN, 180_000);
+        assert!(lb.owns_index(4));
+        lb.expire(2001 + CONFIRM_WITHIN, 180_000);
+        assert!(!lb.owns_index(4) && lb.owns_index(3));
+        assert_eq!(lb.unconfirmed_dropped, 2);
+        assert_eq!(lb.remote_idx(), Some(0x0001_0002));
+    }
+
+    #[test]
     fn rekey_keeps_old_session_for_in_flight_traffic() {
         let (a, b) = (node(1), node(2));
         let (mut la, mut lb) = pair(&a, &b);
         let mut scratch = Vec::new();
         let mut wire = [0u8; 100];
         let mut plain = [0u8; 100];
+        let first = la.encrypt(2, b"first", &mut scratch, &mut wire).unwrap();
+        assert!(lb.decrypt(&wire[..first], &mut plain).unwrap().confirmed);
         let old = la.encrypt(2, b"old", &mut scratch, &mut wire).unwrap();
         let old_msg = wire[..old].to_vec();
         assert!(!la.wants_handshake(1000, 120_000));
@@ -641,11 +776,16 @@ mod tests {
             )
             .unwrap();
         la.on_response(&resp[..m], 120_002).unwrap();
+        // Until A's first message on the new session, B sends on the old one.
+        let n = lb.encrypt(3, b"b", &mut scratch, &mut wire).unwrap();
+        assert_eq!(data_receiver_idx(&wire[..n]), Some(0x0001_0001));
         // Old message still decrypts on the previous session; new traffic uses the new one.
-        lb.decrypt(&old_msg, &mut plain).unwrap();
+        assert!(!lb.decrypt(&old_msg, &mut plain).unwrap().confirmed);
         let n = la.encrypt(2, b"new", &mut scratch, &mut wire).unwrap();
         assert_eq!(data_receiver_idx(&wire[..n]), Some(0x0002_0002));
-        lb.decrypt(&wire[..n], &mut plain).unwrap();
+        assert!(lb.decrypt(&wire[..n], &mut plain).unwrap().confirmed);
+        let n = lb.encrypt(3, b"b", &mut scratch, &mut wire).unwrap();
+        assert_eq!(data_receiver_idx(&wire[..n]), Some(0x0001_0002));
         // Long after, the old session is gone.
         lb.expire(500_000, 180_000);
         assert!(!lb.owns_index(0x0002_0001) && lb.owns_index(0x0002_0002));

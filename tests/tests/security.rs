@@ -1,6 +1,7 @@
 //! Secure links against the outside world: only pinned keys get a link, replayed and tampered
 //! datagrams are dropped and counted, garbage does not disturb traffic, a `sec` mismatch
-//! gives no link and says so on both sides, rekeying under load breaks nothing.
+//! gives no link and says so on both sides, rekeying under load breaks nothing, and an init
+//! replayed after restarts moves no endpoint.
 
 use ipop_lab_tests::{
     ip4, prefix, require_root, require_tools, wait_until, Daemon, Lab, LabOptions, PingOpts,
@@ -32,6 +33,39 @@ fn lab(tag: &str, hosts: u8, wait_links: bool, env: &[(&str, &str)]) -> Lab {
 fn log(lab: &Lab, host: &str, daemon: Daemon) -> String {
     let path = lab.dir().join(host).join(format!("{}.log", daemon.name()));
     std::fs::read_to_string(&path).unwrap_or_default()
+}
+
+/// A python script for a host's namespace: prints (in hex) the payload of the first UDP
+/// datagram to the link port that arrives on the host's underlay veth (AF_PACKET) and for which
+/// `cond` holds (a Python expression over `src`, the source IP, and `payload`), within `secs`
+/// seconds; exits 1 if none did.
+fn sniffer(cond: &str, secs: u32) -> String {
+    format!(
+        r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("u0", 0))
+s.settimeout(1.0)
+end = time.time() + {secs}
+while time.time() < end:
+    try:
+        pkt = s.recv(65535)
+    except socket.timeout:
+        continue
+    ip = pkt[14:]
+    if ip[9] != 17:
+        continue
+    src = socket.inet_ntoa(ip[12:16])
+    ihl = (ip[0] & 15) * 4
+    udp = ip[ihl:]
+    dport = struct.unpack("!H", udp[2:4])[0]
+    payload = udp[8:]
+    if dport == 5900 and {cond}:
+        print(payload.hex())
+        sys.exit(0)
+sys.exit(1)
+"#
+    )
 }
 
 /// The link of `host`'s tincan to the peer with uid `uid`.
@@ -124,31 +158,9 @@ fn replayed_and_tampered_datagrams_are_dropped_and_counted() {
         return;
     }
     let lab = lab("replay", 2, true, &[]);
-    let sniff = r#"
-import socket, struct, sys, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-s.bind(("u0", 0))
-s.settimeout(1.0)
-end = time.time() + 8
-while time.time() < end:
-    try:
-        pkt = s.recv(65535)
-    except socket.timeout:
-        continue
-    ip = pkt[14:]
-    if ip[9] != 17:
-        continue
-    ihl = (ip[0] & 15) * 4
-    udp = ip[ihl:]
-    dport = struct.unpack("!H", udp[2:4])[0]
-    payload = udp[8:]
-    if dport == 5900 and len(payload) > 100 and payload[0] == 7:
-        print(payload.hex())
-        sys.exit(0)
-sys.exit(1)
-"#;
+    let sniff = sniffer("len(payload) > 100 and payload[0] == 7", 8);
     let (captured, ping) = std::thread::scope(|s| {
-        let sniffer = s.spawn(|| lab.exec("h2", &["python3", "-c", sniff]));
+        let sniffer = s.spawn(|| lab.exec("h2", &["python3", "-c", &sniff]));
         std::thread::sleep(Duration::from_millis(300));
         let ping = lab.ping("h1c1", &ip4("h2c1"), 10, None);
         (sniffer.join().unwrap(), ping)
@@ -194,6 +206,97 @@ s.sendto(bytes(f), ("10.99.0.2", 5900))
     // The link is unharmed.
     let r = lab.ping("h1c1", &ip4("h2c1"), 3, None);
     assert!(r.is_clean(), "{}", r.raw);
+}
+
+/// Captures a handshake init of h1's on the underlay (python, AF_PACKET on h2's veth) as h1's
+/// tincan restarts; then h2's tincan restarts, forgetting h1's init times, and the init is
+/// replayed from another address. h2 answers it at most, never switches to it: the link stays
+/// up at h1's real address, and the replay is counted (as a replay, or as a session that was
+/// never confirmed).
+#[test]
+fn a_replayed_init_after_restarts_moves_no_endpoint_and_breaks_no_traffic() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab("rinit", 2, true, &[]);
+    // A handshake init (type 5, 132 bytes) from h1's link socket.
+    let sniff = sniffer(
+        r#"src == "10.99.0.1" and len(payload) == 132 and payload[0] == 5"#,
+        20,
+    );
+    let captured = std::thread::scope(|s| {
+        let sniffer = s.spawn(|| lab.exec("h2", &["python3", "-c", &sniff]));
+        std::thread::sleep(Duration::from_millis(300));
+        lab.kill("h1", Daemon::Tincan);
+        lab.start("h1", Daemon::Tincan);
+        sniffer.join().unwrap()
+    });
+    assert!(
+        captured.status.success(),
+        "no init from h1 captured: {}",
+        String::from_utf8_lossy(&captured.stderr)
+    );
+    let hex = String::from_utf8_lossy(&captured.stdout).trim().to_string();
+    let online = |what: &str| {
+        assert!(
+            lab.wait_links_online(Duration::from_secs(20)),
+            "links should be back {what}:\n{}",
+            lab.status()
+        );
+    };
+    online("after h1's restart");
+    lab.kill("h2", Daemon::Tincan);
+    lab.start("h2", Daemon::Tincan);
+    online("after h2's restart");
+    let r = lab.ping("h1c1", &ip4("h2c1"), 2, None);
+    assert!(r.is_clean(), "{}", r.raw);
+    let uid1 = lab.tincan_state("h1")["_uid"].as_str().unwrap().to_string();
+    let before = lab.tincan_state("h2");
+    let replayed = |s: &Value| counter(s, "drop_replay") + counter(s, "handshakes_unconfirmed");
+    lab.exec_ok("h1", &["ip", "addr", "add", "10.99.0.66/24", "dev", "u0"]);
+    let send = format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.99.0.66", 5966))
+s.sendto(bytes.fromhex("{hex}"), ("10.99.0.2", 5900))
+"#
+    );
+    let (ping, moved) = std::thread::scope(|s| {
+        let ping = s.spawn(|| {
+            lab.ping_with(
+                "h1c1",
+                &ip4("h2c1"),
+                &PingOpts {
+                    interval: 0.5,
+                    deadline_secs: Some(30),
+                    ..PingOpts::new(44)
+                },
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        lab.exec_ok("h1", &["python3", "-c", &send]);
+        // An unconfirmed session is dropped (and counted) 16 s after it was answered.
+        let moved = wait_until(Duration::from_secs(20), || {
+            replayed(&lab.tincan_state("h2")) > replayed(&before)
+        });
+        (ping.join().unwrap(), moved)
+    });
+    let after = lab.tincan_state("h2");
+    assert!(
+        moved,
+        "the replayed init was not counted:\nbefore {}\nafter {}",
+        before["counters"], after["counters"]
+    );
+    assert_eq!(
+        ping.received, 44,
+        "pings lost after the replay:\n{}",
+        ping.raw
+    );
+    let (l1_before, l1_after) = (peer(&before, &uid1), peer(&after, &uid1));
+    assert_eq!(l1_after["endpoint"], "10.99.0.1:5900", "{l1_after}");
+    assert_eq!(l1_after["status"], "online", "{l1_after}");
+    assert_eq!(l1_after["downs"], l1_before["downs"], "{l1_after}");
 }
 
 #[test]

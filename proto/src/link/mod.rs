@@ -136,6 +136,9 @@ pub struct CoreCounters {
     pub drop_handshake_rate: u64,
     pub handshakes_sent: u64,
     pub handshakes_completed: u64,
+    /// Answered inits whose session the initiator never confirmed (replaced by a newer init,
+    /// or expired): a lost confirmation, or a replayed init.
+    pub handshakes_unconfirmed: u64,
     pub icc_tx: u64,
     pub icc_rx: u64,
 }

@@ -25,6 +25,8 @@ pub struct Due {
     pub handshake: bool,
     /// The link is up on a relayed path and may find a direct one: probe it.
     pub direct_probe: bool,
+    /// Answered inits dropped now because their session was never confirmed.
+    pub unconfirmed_dropped: u64,
 }
 
 pub struct Link {
@@ -146,8 +148,12 @@ impl Link {
             if due.down {
                 sec.reset();
             }
-            due.handshake = sec.wants_handshake(now, rekey_after);
+            // Expiry first: an unconfirmed session that expires now no longer holds back a
+            // handshake of ours.
+            let dropped = sec.unconfirmed_dropped;
             sec.expire(now, rekey_after.saturating_mul(3));
+            due.unconfirmed_dropped = sec.unconfirmed_dropped - dropped;
+            due.handshake = sec.wants_handshake(now, rekey_after);
         }
         if self.may_probe_direct()
             && now.saturating_sub(self.last_direct_probe) >= DIRECT_PROBE_INTERVAL

@@ -1,6 +1,7 @@
 //! The receiving half of the link core: every datagram on the link socket, STUN/TURN first,
 //! then handshakes (acceptance: length, per-source limit, global budget, pinned key, uid bound
-//! to the key), sealed and plaintext messages. Every refusal is counted.
+//! to the key), sealed and plaintext messages (the first on an answered init's session confirms
+//! it). Every refusal is counted.
 
 use super::path::Route;
 use super::{LinkEvent, LinkId, LinkTable, Received};
@@ -142,11 +143,14 @@ impl LinkTable {
             return;
         };
         let mut resp = [0u8; RESP_LEN];
-        match sec.accept(init, idx, now, &mut resp) {
-            Ok(n) => {
-                self.queue(from, route, &resp[..n], now);
-                self.established(id, now, from, route);
-            }
+        let dropped = sec.unconfirmed_dropped;
+        let accepted = sec.accept(init, idx, now, &mut resp);
+        self.counters.handshakes_unconfirmed += sec.unconfirmed_dropped - dropped;
+        // Answered, not established: the session waits for the initiator to confirm it (see
+        // `secure`), so an init replayed from elsewhere neither moves the endpoint nor
+        // displaces the session in use.
+        match accepted {
+            Ok(n) => self.queue(from, route, &resp[..n], now),
             Err(e) => self.count_secure_error(e),
         }
     }
@@ -165,13 +169,17 @@ impl LinkTable {
             Ok(()) => {
                 link.rtt_ms = link.hs_sent_at.map(|t| now.saturating_sub(t));
                 self.established(id, now, from, route);
+                // The responder sends on the new session only once we have: confirm it now
+                // rather than with the next frame.
+                self.send_keepalive(id, now);
             }
             Err(e) => self.count_secure_error(e),
         }
     }
 
-    /// A handshake completed on link `id` (either way) with the peer at `from`: that is where
-    /// it is now, and the link is up on the new session.
+    /// A handshake completed on link `id` with the peer at `from` (our init answered, or the
+    /// peer's init confirmed by its first message): that is where it is now, and the link is
+    /// up on the new session.
     fn established(&mut self, id: LinkId, now: Millis, from: SocketAddr, route: Route) {
         self.counters.handshakes_completed += 1;
         let Some(Some(link)) = self.links.get_mut(id) else {
@@ -225,19 +233,23 @@ impl LinkTable {
             self.counters.drop_unknown_index += 1;
             return Received::Nothing;
         };
-        let (inner, len) = match sec.decrypt(msg, out) {
+        let opened = match sec.decrypt(msg, out) {
             Ok(r) => r,
             Err(e) => {
                 self.count_secure_error(e);
                 return Received::Nothing;
             }
         };
+        if opened.confirmed {
+            self.established(id, now, from, route);
+        }
+        let link = self.links[id].as_mut().expect("checked");
         // Authentic: the peer is alive, and this is where it is now.
         link.moved_to(from, route);
         if link.live.on_rx(now).is_some() {
             self.link_up(id);
         }
-        self.deliver(id, MessageType::from_u8(inner), 1..1 + len)
+        self.deliver(id, MessageType::from_u8(opened.inner), 1..1 + opened.len)
     }
 
     fn on_plain(

@@ -229,7 +229,7 @@ impl LinkTable {
         }
     }
 
-    fn send_keepalive(&mut self, id: LinkId, now: Millis) {
+    pub(super) fn send_keepalive(&mut self, id: LinkId, now: Millis) {
         // Due again in a keepalive interval even if this one cannot be sent.
         if let Some(Some(l)) = self.links.get_mut(id) {
             l.live.last_tx = now;
@@ -263,6 +263,7 @@ impl LinkTable {
                 continue;
             };
             let due = link.due(now, rekey_after);
+            self.counters.handshakes_unconfirmed += due.unconfirmed_dropped;
             if due.down {
                 let (uid, endpoint) = (link.uid(), link.endpoint());
                 info!("link to {uid} at {endpoint} is down (peer silent)");

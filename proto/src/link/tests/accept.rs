@@ -26,12 +26,16 @@ fn forged_init(key: &StaticKey, uid: Uid, to: &Node) -> Vec<u8> {
     out
 }
 
-/// Whether A's init, delivered to B from A's address now, brings the link up on both sides.
+/// Whether A's init, delivered to B from A's address now, brings the link up on both sides
+/// (B's once A's keepalive confirms the session).
 fn links(a: &mut Node, b: &mut Node, init: &[u8], now: Millis) -> bool {
     b.recv(now, a.addr, init);
     let resp = b.transmits();
     for t in &resp {
         a.recv(now, b.addr, &t.payload);
+    }
+    for t in a.transmits() {
+        b.recv(now, a.addr, &t.payload);
     }
     let up = |evs: Vec<LinkEvent>| evs.iter().any(|e| matches!(e, LinkEvent::Up { .. }));
     let (ua, ub) = (up(a.events()), up(b.events()));
@@ -43,14 +47,8 @@ fn links(a: &mut Node, b: &mut Node, init: &[u8], now: Millis) -> bool {
 fn a_pinned_key_with_its_uid_brings_the_link_up_on_both_sides() {
     let (mut a, mut b, init) = a_and_b();
     b.recv(0, a.addr, &init);
-    assert_eq!(
-        b.events(),
-        [LinkEvent::Up {
-            link: 0,
-            uid: a.uid,
-            endpoint: a.addr
-        }]
-    );
+    // B answers, but is not up before A confirms the session.
+    assert!(b.events().is_empty() && !b.up(0));
     let resp = b.transmits();
     assert_eq!(resp.len(), 1);
     assert_eq!(resp[0].to, a.addr);
@@ -64,6 +62,18 @@ fn a_pinned_key_with_its_uid_brings_the_link_up_on_both_sides() {
         }]
     );
     assert_eq!(a.t.link(0).unwrap().rtt_ms, Some(3));
+    // A confirms at once with a keepalive: B is up.
+    let confirm = a.transmits();
+    assert_eq!(confirm.len(), 1);
+    assert_eq!(b.recv(3, a.addr, &confirm[0].payload), Got::Nothing);
+    assert_eq!(
+        b.events(),
+        [LinkEvent::Up {
+            link: 0,
+            uid: a.uid,
+            endpoint: a.addr
+        }]
+    );
     // The same init again (captured and replayed) is refused: it cannot reset the session.
     assert_eq!(b.recv(5, a.addr, &init), Got::Nothing);
     assert_eq!(b.t.counters().drop_replay, 1);

@@ -1,10 +1,12 @@
 //! Tests of the link core through its public operations, with a simulated clock and no
 //! sockets: [`Node`] is one table with its address, [`Pair`] wires two of them together in
-//! memory. Files: handshake acceptance and rate limits (`accept`), session indices (`index`),
-//! handshake and liveness timers (`timers`), candidates and paths (`paths`), two cores end to
-//! end (`pair`), a link through our own TURN relay (`turn`).
+//! memory. Files: handshake acceptance and rate limits (`accept`), key confirmation and
+//! replayed inits (`confirm`), session indices (`index`), handshake and liveness timers
+//! (`timers`), candidates and paths (`paths`), two cores end to end (`pair`), a link through
+//! our own TURN relay (`turn`).
 
 mod accept;
+mod confirm;
 mod index;
 mod pair;
 mod paths;

@@ -27,14 +27,15 @@ fn encrypted_cores_survive_a_lost_response_a_rekey_and_a_move() {
     let (a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
     let seen = b.addr;
     let mut p = Pair::build(a, b, (vec![], vec![]), seen, lose_first(MessageType::Resp));
-    // B accepted A's init at once; its response was lost, and A's retry 1 s later links.
-    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![0]));
+    // B answered A's init at once; its response was lost, so A never confirmed the session
+    // and neither side is up. A's retry 1 s later links both.
+    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![], vec![]));
     assert!(!p.a.up(p.ab));
     p.run_until(999);
     assert!(!p.a.up(p.ab));
     p.run_until(1_000);
     assert_eq!(p.inits(Dir::AtoB, 0), [0, 1_000]);
-    assert_eq!(up_at(&p.ev_a), [1_000]);
+    assert_eq!((up_at(&p.ev_a), up_at(&p.ev_b)), (vec![1_000], vec![1_000]));
     p.frames_cross("linked");
     // A rekeys rekey_after after its session began; traffic flows throughout.
     for t in (2_000..=rekey + 3_000).step_by(500) {
