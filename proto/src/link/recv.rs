@@ -150,7 +150,9 @@ impl LinkTable {
         // `secure`), so an init replayed from elsewhere neither moves the endpoint nor
         // displaces the session in use.
         match accepted {
-            Ok(n) => self.queue(from, route, &resp[..n], now),
+            Ok(n) => {
+                self.queue(from, route, &resp[..n], now);
+            }
             Err(e) => self.count_secure_error(e),
         }
     }
