@@ -33,7 +33,12 @@ fn forged_answers_from_another_port_do_not_put_an_interface_on_the_bridge() {
     forged["tap"] = "victim0".into();
     forged["boot_id"] = 4242.into();
     lab.kill("h1", Daemon::Tincan);
-    lab.exec_ok("h1", &["ip", "link", "add", "victim0", "type", "dummy"]);
+    lab.exec_ok(
+        "h1",
+        &[
+            "ip", "link", "add", "victim0", "type", "veth", "peer", "name", "victim1",
+        ],
+    );
     // Request ids are small integers: answer every one of the first 300, from a port of its
     // own, while the controller asks a silent tincan for its state every second.
     let spray = format!(
