@@ -45,7 +45,13 @@ impl FromStr for Offer {
             .next()
             .ok_or_else(|| IdError("expected \"<fpr> <candidate> ...\", got nothing".into()))?
             .parse()?;
-        let candidates = words.map(str::parse).collect::<Result<_, _>>()?;
+        // An offer is input from the network: only as many candidates as a link keeps are
+        // read, so one offer cannot grow the controller's memory or its request to tincan
+        // without bound (tincan would drop the rest anyway).
+        let candidates = words
+            .take(crate::link::MAX_CANDIDATES)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
         Ok(Offer { fpr, candidates })
     }
 }
@@ -517,6 +523,16 @@ mod tests {
         assert!(a.on_message(A, "con_req", &offer('a', ""), 0).is_empty());
         assert!(a.on_available(A, 0).is_empty());
         assert!(a.on_message(B, "other", &offer('b', ""), 0).is_empty());
+    }
+
+    #[test]
+    fn an_offer_keeps_at_most_as_many_candidates_as_a_link() {
+        let many: Vec<String> = (0..10_000)
+            .map(|i| format!("host:10.1.{}.{}:5900", i / 250, i % 250))
+            .collect();
+        let o: Offer = format!("{} {}", fpr('b'), many.join(" ")).parse().unwrap();
+        assert_eq!(o.candidates.len(), crate::link::MAX_CANDIDATES);
+        assert_eq!(o.candidates[0], cand("host:10.1.0.0:5900"));
     }
 
     #[test]

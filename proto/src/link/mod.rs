@@ -288,6 +288,13 @@ impl LinkTable {
             for (id, link) in self.links.iter_mut().enumerate() {
                 let Some(link) = link else { continue };
                 link.secure = Link::secure_for(cfg.sec, link.fpr);
+                if cfg.sec && link.fpr.is_none() {
+                    warn!(
+                        "link to {}: no pinned key (\"fpr\"), so no link while \"sec\" is true; \
+                         create it again with the peer's fingerprint",
+                        link.uid()
+                    );
+                }
                 if link.live.restart().is_some() {
                     self.events.push_back(LinkEvent::Down {
                         link: id,
@@ -307,7 +314,7 @@ impl LinkTable {
         })
     }
 
-    /// STUN servers and the TURN server, on the link socket whose local address is `local`.
+    /// STUN servers and the TURN server, spoken to from the link socket.
     pub fn set_nat(&mut self, stun: Vec<SocketAddr>, turn: Option<TurnServerConfig>) {
         self.nat.configure(stun, turn);
     }
