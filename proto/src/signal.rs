@@ -1,4 +1,4 @@
-//! Link signalling over XMPP (the original gvpn connection protocol, reference section 8.3),
+//! Link signalling over XMPP (the original gvpn connection protocol),
 //! as a state machine: feed it presence, messages, our own candidates and ticks; it says what
 //! to send and which links to create or trim.
 //!

@@ -1,4 +1,4 @@
-//! XMPP signalling with the original IPOP conventions (protocol reference sections 3 and 8.2):
+//! XMPP signalling with the original IPOP conventions:
 //! log in with TLS (STARTTLS) as `username` with the resource `tincan<uid>`, send presence at
 //! log-in and every 120 s, discover the other nodes from the presence of `tincan<40 hex>`
 //! resources, and exchange `{uid, type, data}` messages as
