@@ -22,16 +22,16 @@ replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_stat
 )]
 struct Args {
     /// The gvpn config file (JSON)
-    #[arg(short = 'c', value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Config as a JSON string; its keys override the file's
-    #[arg(short = 's', value_name = "JSON")]
+    #[arg(short = 's', long = "config-json", value_name = "JSON")]
     config_string: Option<String>,
     /// Write the config back (original flag; nothing is generated in switch mode)
-    #[arg(short = 'u')]
+    #[arg(short = 'u', long = "update")]
     update: bool,
     /// Peer IP map file (original flag; unused in switch mode)
-    #[arg(short = 'p', value_name = "FILE")]
+    #[arg(short = 'p', long = "peer-map", value_name = "FILE")]
     peer_map: Option<PathBuf>,
     /// Check the config, print the result and exit
     #[arg(long)]

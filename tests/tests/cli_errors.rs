@@ -133,8 +133,35 @@ fn tincan_help_and_version() {
             "{needle} missing from --help:\n{help}"
         );
     }
-    let o = Command::new(&bin).arg("-v").output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ipop-tincan "));
+    // -V and --version on both binaries (and the original tincan's -v).
+    for flag in ["-v", "-V", "--version"] {
+        let o = Command::new(&bin).arg(flag).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with("ipop-tincan "),
+            "{flag}"
+        );
+    }
+    let controller = require_binaries().join("gvpn-controller");
+    for flag in ["-V", "--version"] {
+        let o = Command::new(&controller).arg(flag).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with("gvpn-controller "),
+            "{flag}"
+        );
+    }
+    for flag in ["-h", "--help"] {
+        let o = Command::new(&controller).arg(flag).output().unwrap();
+        let help = String::from_utf8_lossy(&o.stdout);
+        for long in [
+            "--config",
+            "--config-json",
+            "--update",
+            "--peer-map",
+            "--check",
+        ] {
+            assert!(help.contains(long), "{long} missing from {flag}:\n{help}");
+        }
+    }
     // A query to a port nothing listens on fails cleanly, naming the port.
     let o = Command::new(&bin)
         .args(["--rpc", "get_state", "--port", "1"])

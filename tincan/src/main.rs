@@ -35,18 +35,13 @@ struct Args {
     #[arg(long = "tap", value_name = "NAME", conflicts_with = "tap_pos")]
     tap: Option<String>,
     /// Control port on 127.0.0.1 (the config's svpn_port)
-    #[arg(
-        long = "port",
-        short = 'p',
-        value_name = "PORT",
-        conflicts_with = "port_pos"
-    )]
+    #[arg(long = "port", value_name = "PORT", conflicts_with = "port_pos")]
     port: Option<u16>,
     /// TAP MTU until the controller sets one
     #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u16).range(576..=9000))]
     mtu: u16,
-    /// Print the version and exit
-    #[arg(short = 'v', long = "version")]
+    /// Print the version and exit (-v as the original tincan took it)
+    #[arg(short = 'V', long = "version", visible_short_alias = 'v')]
     version: bool,
     /// Query tool: send one JSON-RPC request to 127.0.0.1:<port> (tincan, or a controller's
     /// icc_port) and print the result as JSON
