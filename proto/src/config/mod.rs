@@ -235,9 +235,10 @@ config_keys! {
     local_uid: String = String::new(), "local_uid",
         Reader::new("a string", |v| v.as_str().map(str::to_owned)),
         Support::Unsupported("the uid is sha1 of \"ip4\"");
-    /// Interfaces whose addresses are never offered to peers (with XMPP signalling).
+    /// Interfaces whose addresses are never offered to peers as host candidates (with XMPP
+    /// signalling); the TAP and its bridge never are.
     network_ignore_list: Vec<String> = Vec::new(), "network_ignore_list", strings(),
-        Support::Unsupported("links use the one socket on \"link_port\"");
+        Support::Supported;
     /// Key `"on-demand_connection"`.
     on_demand_connection: bool = false, "on-demand_connection", boolean(),
         Support::Unsupported("links to all \"peers\" are opened at start");
