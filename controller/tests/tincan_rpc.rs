@@ -148,7 +148,9 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
         assert_eq!(s["tincan_alive"], true);
         assert_eq!(s["xmpp"], "off");
         assert_eq!(s["signalling"], Value::Null);
-        if s["peers"] == json!([{"uid": uid("10.0.3.2"), "online": true}]) {
+        let expected = json!([{"uid": uid("10.0.3.2"), "online": true, "claims_refused": 0,
+                               "requests_rate_limited": 0}]);
+        if s["peers"] == expected {
             online = true;
             break;
         }

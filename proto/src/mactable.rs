@@ -79,6 +79,11 @@ impl<P: Copy + Eq> MacTable<P> {
             .map(|e| e.port)
     }
 
+    /// The entry for `mac`, live or not yet expired.
+    pub fn get(&self, mac: &MacAddr) -> Option<&MacEntry<P>> {
+        self.entries.get(mac)
+    }
+
     /// Removes `mac`; true if it was there.
     pub fn forget(&mut self, mac: &MacAddr) -> bool {
         self.entries.remove(mac).is_some()

@@ -1,9 +1,10 @@
-//! Handshake rate limiting per source address: a token bucket each, so a flood of handshakes
-//! from some addresses cannot starve the links of others. The table is bounded; when full,
-//! the stalest bucket is reused.
+//! Rate limiting per source: a token bucket each, so a flood from some sources cannot starve
+//! the others. Handshakes are limited per source address, ICC requests per peer. The table is
+//! bounded; when full, the stalest bucket is reused.
 
 use crate::mactable::Millis;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy)]
@@ -13,15 +14,15 @@ struct Bucket {
 }
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     per_sec: f64,
     burst: f64,
     max_sources: usize,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<K, Bucket>,
     pub refused: u64,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
     pub fn new(per_sec: f64, burst: f64, max_sources: usize) -> Self {
         RateLimiter {
             per_sec,
@@ -33,7 +34,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `src`; false if it has none left.
-    pub fn allow(&mut self, src: IpAddr, now: Millis) -> bool {
+    pub fn allow(&mut self, src: K, now: Millis) -> bool {
         if !self.buckets.contains_key(&src) && self.buckets.len() >= self.max_sources {
             // Full buckets carry no information: drop them. If that frees less than half the
             // table (most sources are being limited right now), drop the older half as well.

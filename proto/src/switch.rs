@@ -1,8 +1,25 @@
 //! The forwarding decisions of tincan in switch mode (docs/architecture.md, "Forwarding"), without I/O:
 //! the caller reads a frame, asks `from_tap` / `from_link` what to do, and does it.
+//!
+//! A peer speaks only for the hosts behind it. A MAC address is bound to where it was first
+//! seen, the local bridge or one link, and a frame from another link with that source is
+//! dropped, not learned, while the binding is held. The migration rule: a MAC moves to another
+//! link only once its binding has been silent for `hold` (the host stopped sending where it
+//! was), or at once when the old link goes down or is trimmed; a MAC moves to our own bridge at
+//! once, since what the bridge says is first-hand. A time-based rule is the one a switch can
+//! check by itself: a peer can make any claim, but it cannot make a host that still talks from
+//! its real place go quiet. The price is that a host that migrates between two remote peers is
+//! heard from its new place only once its old binding has been silent for `hold`.
 
 use crate::mactable::{Learned, MacTable, Millis};
-use crate::wire::ethernet::{ethertype, peek_header};
+use crate::wire::ethernet::{ethertype, peek_header, MacAddr};
+
+/// How long a MAC stays bound to the local bridge, or to one link, after its last frame there:
+/// meanwhile another link cannot claim it.
+pub const CLAIM_HOLD: Millis = 60_000;
+/// MACs of the local bridge remembered at most; beyond that, new ones are not protected until
+/// old ones age out.
+const LOCAL_MACS: usize = 1024;
 
 /// Where a frame read from the TAP goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +54,10 @@ pub enum DropReason {
     Truncated,
     /// A frame from a link whose source MAC is a group address: no real host sends that.
     GroupSource,
+    /// A frame from a link whose source MAC was seen on the local bridge within the hold.
+    LocalSource,
+    /// A frame from a link whose source MAC is bound to another link, used within the hold.
+    HeldByOtherLink,
 }
 
 /// Counters the switch keeps itself; the caller counts I/O.
@@ -45,6 +66,10 @@ pub struct SwitchCounters {
     pub mac_new: u64,
     pub mac_moved: u64,
     pub mac_refused: u64,
+    /// Frames from a link with the source MAC of a host on our bridge (dropped).
+    pub refused_local_source: u64,
+    /// Frames from a link with a source MAC bound to another link (dropped).
+    pub refused_held_mac: u64,
     pub unknown_unicast: u64,
     pub multicast: u64,
     pub arp_punted: u64,
@@ -54,6 +79,10 @@ pub struct SwitchCounters {
 #[derive(Debug)]
 pub struct Switch<P> {
     pub macs: MacTable<P>,
+    /// Sources of frames read from the TAP: the hosts on our own bridge, for `hold`.
+    pub local: MacTable<()>,
+    /// See [`CLAIM_HOLD`].
+    pub hold: Millis,
     /// ARP goes to the controller (`"icc": true`) instead of being flooded.
     pub punt_arp: bool,
     pub counters: SwitchCounters,
@@ -63,6 +92,8 @@ impl<P: Copy + Eq> Switch<P> {
     pub fn new(capacity: usize, ttl: Millis) -> Self {
         Switch {
             macs: MacTable::new(capacity, ttl),
+            local: MacTable::new(LOCAL_MACS.min(capacity), CLAIM_HOLD),
+            hold: CLAIM_HOLD,
             punt_arp: false,
             counters: SwitchCounters::default(),
         }
@@ -80,6 +111,8 @@ impl<P: Copy + Eq> Switch<P> {
         if self.macs.forget(&src) {
             self.counters.mac_moved += 1;
         }
+        // Group and zero sources are refused by the table itself.
+        self.local.learn(src, (), now);
         if etype == ethertype::ARP {
             if self.punt_arp && controller_alive {
                 self.counters.arp_punted += 1;
@@ -114,6 +147,9 @@ impl<P: Copy + Eq> Switch<P> {
         if src.is_group() {
             return LinkVerdict::Drop(DropReason::GroupSource);
         }
+        if let Err(reason) = self.may_claim(src, port, now) {
+            return LinkVerdict::Drop(reason);
+        }
         match self.macs.learn(src, port, now) {
             Learned::New => self.counters.mac_new += 1,
             Learned::Moved { .. } => self.counters.mac_moved += 1,
@@ -121,6 +157,42 @@ impl<P: Copy + Eq> Switch<P> {
             Learned::Refreshed => {}
         }
         LinkVerdict::ToTap
+    }
+
+    /// Binds `mac` to link `port` for the controller (`set_mac`): refused for a MAC on our own
+    /// bridge, like a frame; the controller has already decided between peers.
+    pub fn program(&mut self, mac: MacAddr, port: P, now: Millis) -> Learned<P> {
+        if self.local.lookup(&mac, now).is_some() {
+            self.counters.refused_local_source += 1;
+            return Learned::Refused;
+        }
+        self.macs.learn(mac, port, now)
+    }
+
+    /// Whether `mac` was seen on the local bridge within the hold.
+    pub fn is_local(&self, mac: &MacAddr, now: Millis) -> bool {
+        self.local.lookup(mac, now).is_some()
+    }
+
+    /// Whether link `port` may speak for `mac` (see the module's migration rule).
+    fn may_claim(&mut self, mac: MacAddr, port: P, now: Millis) -> Result<(), DropReason> {
+        if self.local.lookup(&mac, now).is_some() {
+            self.counters.refused_local_source += 1;
+            return Err(DropReason::LocalSource);
+        }
+        if let Some(e) = self.macs.get(&mac) {
+            if e.port != port && now.saturating_sub(e.updated) < self.hold {
+                self.counters.refused_held_mac += 1;
+                return Err(DropReason::HeldByOtherLink);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ages out MAC entries and local bindings; returns how many MAC entries went.
+    pub fn expire(&mut self, now: Millis) -> usize {
+        self.local.expire(now);
+        self.macs.expire(now)
     }
 }
 
@@ -197,16 +269,101 @@ mod tests {
     }
 
     #[test]
-    fn link_frames_learn_and_moves_are_counted() {
-        let mut s: Switch<u32> = Switch::new(64, 10_000);
+    fn link_frames_learn_and_moves_after_the_hold_are_counted() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
         s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
-        s.from_link(2, &frame(BCAST, B, ethertype::ARP), 1);
+        // Link 1 has been silent from B for the whole hold: B moved behind link 2.
+        assert_eq!(
+            s.from_link(2, &frame(BCAST, B, ethertype::ARP), CLAIM_HOLD),
+            LinkVerdict::ToTap
+        );
         assert_eq!(s.counters.mac_new, 1);
         assert_eq!(s.counters.mac_moved, 1);
+        assert_eq!(s.macs.lookup(&MacAddr(B), CLAIM_HOLD + 1), Some(2));
+    }
+
+    #[test]
+    fn a_frame_from_a_link_with_the_source_of_a_local_host_is_dropped_not_learned() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
+        // A speaks on our bridge.
+        s.from_tap(&frame(BCAST, A, ethertype::IPV4), true, 0);
+        // A peer sends a frame claiming to be A: it never reaches the bridge, which would
+        // otherwise move A onto the TAP.
         assert_eq!(
-            s.macs.lookup(&crate::wire::ethernet::MacAddr(B), 2),
-            Some(2)
+            s.from_link(1, &frame(BCAST, A, ethertype::ARP), 10),
+            LinkVerdict::Drop(DropReason::LocalSource)
         );
+        assert_eq!(s.macs.lookup(&MacAddr(A), 11), None);
+        assert_eq!(s.counters.refused_local_source, 1);
+        // A keeps talking locally: still refused long after the first frame.
+        s.from_tap(&frame(B, A, ethertype::IPV4), true, 50_000);
+        assert_eq!(
+            s.from_link(1, &frame(BCAST, A, ethertype::ARP), 100_000),
+            LinkVerdict::Drop(DropReason::LocalSource)
+        );
+        // A left our bridge (silent here for the hold): it may now live behind a link.
+        assert_eq!(
+            s.from_link(1, &frame(BCAST, A, ethertype::ARP), 50_000 + CLAIM_HOLD),
+            LinkVerdict::ToTap
+        );
+        assert_eq!(s.macs.lookup(&MacAddr(A), 50_000 + CLAIM_HOLD), Some(1));
+    }
+
+    #[test]
+    fn a_mac_bound_to_one_link_is_not_taken_by_another_while_it_is_used() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
+        s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
+        assert_eq!(
+            s.from_link(2, &frame(A, B, ethertype::IPV4), 1),
+            LinkVerdict::Drop(DropReason::HeldByOtherLink)
+        );
+        // The owner keeps using it; the other link keeps being refused.
+        s.from_link(1, &frame(A, B, ethertype::IPV4), 40_000);
+        assert_eq!(
+            s.from_link(2, &frame(A, B, ethertype::IPV4), 70_000),
+            LinkVerdict::Drop(DropReason::HeldByOtherLink)
+        );
+        assert_eq!(s.macs.lookup(&MacAddr(B), 70_001), Some(1));
+        assert_eq!(s.counters.refused_held_mac, 2);
+        assert_eq!(s.counters.mac_moved, 0);
+        // Unicast to B still goes to its owner.
+        assert_eq!(
+            s.from_tap(&frame(B, A, ethertype::IPV4), true, 70_002),
+            TapVerdict::Unicast(1)
+        );
+    }
+
+    #[test]
+    fn a_link_that_went_down_releases_its_macs_at_once() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
+        s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
+        assert_eq!(s.macs.remove_port(1), 1);
+        assert_eq!(
+            s.from_link(2, &frame(BCAST, B, ethertype::ARP), 1),
+            LinkVerdict::ToTap
+        );
+        assert_eq!(s.macs.lookup(&MacAddr(B), 2), Some(2));
+    }
+
+    #[test]
+    fn the_controller_cannot_program_a_local_mac_behind_a_link() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
+        s.from_tap(&frame(BCAST, A, ethertype::ARP), false, 0);
+        assert_eq!(s.program(MacAddr(A), 1, 5), Learned::Refused);
+        assert_eq!(s.macs.lookup(&MacAddr(A), 6), None);
+        assert_eq!(s.program(MacAddr(B), 1, 5), Learned::New);
+        assert!(s.is_local(&MacAddr(A), 6) && !s.is_local(&MacAddr(B), 6));
+    }
+
+    #[test]
+    fn the_table_of_local_macs_is_bounded_and_ages() {
+        let mut s: Switch<u32> = Switch::new(4, 300_000);
+        for n in 0..10u8 {
+            s.from_tap(&frame(BCAST, [2, 0, 0, 0, 1, n], ethertype::ARP), true, 0);
+        }
+        assert_eq!(s.local.len(), 4);
+        s.expire(CLAIM_HOLD);
+        assert!(s.local.is_empty());
     }
 
     #[test]
@@ -232,7 +389,7 @@ mod tests {
         let mut s: Switch<u32> = Switch::new(64, 10_000);
         s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
         s.from_tap(&frame(A, B, ethertype::IPV4), true, 1);
-        assert_eq!(s.macs.lookup(&crate::wire::ethernet::MacAddr(B), 2), None);
+        assert_eq!(s.macs.lookup(&MacAddr(B), 2), None);
         assert_eq!(s.counters.mac_moved, 1);
     }
 }

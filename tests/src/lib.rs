@@ -573,6 +573,25 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The MAC address of interface `dev` in the node's namespace (`eth0` of a container,
+    /// `lxcbr0` of a host).
+    pub fn mac_of(&self, node: &str, dev: &str) -> String {
+        self.exec_ok(node, &["cat", &format!("/sys/class/net/{dev}/address")])
+            .trim()
+            .to_string()
+    }
+
+    /// The MAC the node's neighbour table holds for `ip`, if any.
+    pub fn neigh_mac(&self, node: &str, ip: &str) -> Option<String> {
+        let out = self.exec_ok(node, &["ip", "neigh", "show", ip]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| *w == "lladdr")
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.to_string())
+    }
+
     /// Pings IPv4 `to` from `from` with `count` requests 0.2 s apart, bounded by a deadline
     /// (`-w`) of count × 0.2 + 5 s.
     pub fn ping(&self, from: &str, to: &str, count: u32, size: Option<usize>) -> PingResult {

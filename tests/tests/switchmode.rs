@@ -13,23 +13,6 @@ fn counter(state: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {state}"))
 }
 
-fn mac_of(lab: &Lab, node: &str) -> String {
-    lab.exec_ok(node, &["cat", "/sys/class/net/eth0/address"])
-        .trim()
-        .to_string()
-}
-
-/// The MAC a container's neighbour table holds for `ip`, if any.
-fn neigh_mac(lab: &Lab, node: &str, ip: &str) -> Option<String> {
-    let out = lab.exec_ok(node, &["ip", "neigh", "show", ip]);
-    let words: Vec<&str> = out.split_whitespace().collect();
-    words
-        .iter()
-        .position(|w| *w == "lladdr")
-        .and_then(|i| words.get(i + 1))
-        .map(|s| s.to_string())
-}
-
 fn peer_status(state: &Value) -> HashMap<String, (String, u64)> {
     state["peers"]
         .as_array()
@@ -150,7 +133,7 @@ fn first_arp_crosses_the_overlay_once_then_is_answered_locally() {
         return;
     }
     let lab = Lab::up(&prefix("arp"), 3, true);
-    let target_mac = mac_of(&lab, "h2c1");
+    let target_mac = lab.mac_of("h2c1", "eth0");
     let c0 = lab.controller_state("h1");
     let t0 = lab.tincan_state("h1");
 
@@ -163,7 +146,7 @@ fn first_arp_crosses_the_overlay_once_then_is_answered_locally() {
         "the first ARP for h2c1 should cost one ICC request: {c1}"
     );
     assert_eq!(
-        neigh_mac(&lab, "h1c1", &ip4("h2c1")).as_deref(),
+        lab.neigh_mac("h1c1", &ip4("h2c1")).as_deref(),
         Some(target_mac.as_str()),
         "h1c1 should hold h2c1's real MAC"
     );
@@ -173,7 +156,7 @@ fn first_arp_crosses_the_overlay_once_then_is_answered_locally() {
 
     // The container forgets; its next ARP is answered by its own host's controller.
     lab.exec_ok("h1c1", &["ip", "neigh", "flush", "dev", "eth0"]);
-    assert_eq!(neigh_mac(&lab, "h1c1", &ip4("h2c1")), None);
+    assert_eq!(lab.neigh_mac("h1c1", &ip4("h2c1")), None);
     let r = lab.ping("h1c1", &ip4("h2c1"), 2, None);
     assert!(r.is_clean(), "{}", r.raw);
     let c2 = lab.controller_state("h1");
@@ -190,7 +173,7 @@ fn first_arp_crosses_the_overlay_once_then_is_answered_locally() {
     );
     assert!(counter(&c2, "answered_locally") > counter(&c1, "answered_locally"));
     assert_eq!(
-        neigh_mac(&lab, "h1c1", &ip4("h2c1")).as_deref(),
+        lab.neigh_mac("h1c1", &ip4("h2c1")).as_deref(),
         Some(target_mac.as_str()),
         "the local answer carries the target's real MAC"
     );

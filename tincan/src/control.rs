@@ -14,7 +14,7 @@ use proto::id::{Millis, Uid};
 use proto::link::{LinkId, LocalConfig, SendError};
 use proto::nat::TurnServerConfig;
 use proto::rpc::{self, Incoming};
-use proto::wire::ethernet::HEADER_LEN as ETH_HEADER;
+use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use proto::wire::link::DATA_HEADER_LEN;
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -155,10 +155,13 @@ impl Node {
             }
             TincanRequest::SetMac(m) => {
                 let id = self.core.link_of(&m.uid).ok_or_else(|| no_link(&m.uid))?;
-                match self.switch.macs.learn(m.mac, id, now) {
+                match self.switch.program(m.mac, id, now) {
                     proto::mactable::Learned::Refused => Err(ApiError::param(
                         "mac",
-                        format_args!("{} not accepted (group address, or table full)", m.mac),
+                        format_args!(
+                            "{} not accepted (group address, a host on the local bridge, or table full)",
+                            m.mac
+                        ),
                     )),
                     _ => Ok(api::DONE),
                 }
@@ -171,6 +174,18 @@ impl Node {
                         "frame",
                         format_args!("expected {ETH_HEADER}-{max} bytes, got {}", f.frame.len()),
                     ));
+                }
+                // The controller injects frames on behalf of peers' hosts (ARP requests and
+                // replies): never with the source of a host on our own bridge, which would
+                // move that host onto the TAP in the bridge.
+                if let Ok((_, src, _)) = peek_header(&f.frame) {
+                    if self.switch.is_local(&src, now) {
+                        self.counters.inject_refused_local_source += 1;
+                        return Err(ApiError::param(
+                            "frame",
+                            format_args!("source {src} is a host on the local bridge"),
+                        ));
+                    }
                 }
                 match self.tap.dev.send(&f.frame) {
                     Ok(_) => {

@@ -58,6 +58,10 @@ pub struct Counters {
     pub ctrl_foreign_source: u64,
     pub ctrl_bad_request: u64,
     pub drop_bad_icc: u64,
+    /// Frames from links whose source MAC the peer may not speak for (per peer: `refused_macs`).
+    pub drop_refused_mac: u64,
+    /// `inject_frame` refused: its source MAC is a host on the local bridge.
+    pub inject_refused_local_source: u64,
 }
 
 /// The TAP device.
@@ -242,7 +246,7 @@ impl Node {
         }
         if now.saturating_sub(self.last_expire) >= MAC_EXPIRE_EVERY {
             self.last_expire = now;
-            self.switch.macs.expire(now);
+            self.switch.expire(now);
         }
     }
 
@@ -403,6 +407,11 @@ impl Node {
             }
             LinkVerdict::Drop(DropReason::Truncated) => {
                 self.counters.drop_truncated_frame += 1;
+                return;
+            }
+            LinkVerdict::Drop(DropReason::LocalSource | DropReason::HeldByOtherLink) => {
+                self.counters.drop_refused_mac += 1;
+                self.core.note_refused_mac(id);
                 return;
             }
         }

@@ -57,6 +57,7 @@ fn peer_state(link: &Link, now: Millis) -> PeerState {
         tx_errors: l.counters.tx_errors,
         ups: l.counters.ups,
         downs: l.counters.downs,
+        refused_macs: l.counters.refused_macs,
     }
 }
 
@@ -82,6 +83,8 @@ impl Node {
         counters.insert("mac_new".into(), sc.mac_new);
         counters.insert("mac_moves".into(), sc.mac_moved);
         counters.insert("mac_refused".into(), sc.mac_refused);
+        counters.insert("refused_local_source".into(), sc.refused_local_source);
+        counters.insert("refused_held_mac".into(), sc.refused_held_mac);
         let nat = self.core.nat();
         let local = self.core.local();
         LocalState {

@@ -38,6 +38,14 @@ impl Controller {
                     if online { "online" } else { "offline" }
                 );
                 self.peer_online.insert(c.uid, online);
+                if !online {
+                    // The peer withdrew its hosts with its link: they may show up elsewhere
+                    // (the migration rule of `proto::neigh`), and are asked for again.
+                    let withdrawn = self.neigh.remove_owner(c.uid);
+                    if withdrawn > 0 {
+                        info!("{withdrawn} ARP entries of peer {} withdrawn", c.uid);
+                    }
+                }
                 if let Some(sig) = self.signal.as_mut() {
                     sig.on_link_status(c.uid, online, now);
                 }

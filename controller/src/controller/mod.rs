@@ -173,9 +173,12 @@ impl Controller {
         } else {
             (Vec::new(), None)
         };
+        let mut neigh = NeighTable::new(uid, NeighConfig::default());
+        // Our own address (the bridge's, in switch mode) is never a peer's to claim.
+        neigh.pin_local(cfg.ip4);
         Ok(Controller {
             tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
-            neigh: NeighTable::new(uid, NeighConfig::default()),
+            neigh,
             uid,
             peers,
             sock,

@@ -37,9 +37,19 @@ impl Controller {
             peers: self
                 .peer_online
                 .iter()
-                .map(|(u, up)| PeerOnline {
-                    uid: *u,
-                    online: *up,
+                .map(|(u, up)| {
+                    let refused = self
+                        .neigh
+                        .peer_claims()
+                        .find(|(p, _)| *p == u)
+                        .map(|(_, c)| *c)
+                        .unwrap_or_default();
+                    PeerOnline {
+                        uid: *u,
+                        online: *up,
+                        claims_refused: refused.claims_refused,
+                        requests_rate_limited: refused.requests_rate_limited,
+                    }
                 })
                 .collect(),
             counters,

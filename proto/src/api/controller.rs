@@ -39,11 +39,17 @@ pub struct ControllerState {
     pub signalling: Option<Vec<SignallingPeer>>,
 }
 
-/// A peer and whether its link is up.
+/// A peer, whether its link is up, and what its controller was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerOnline {
     pub uid: Uid,
     pub online: bool,
+    /// ICC claims for an IP or MAC bound to this host or to another peer.
+    #[serde(default)]
+    pub claims_refused: u64,
+    /// ICC `arp_request`s over the per-peer rate.
+    #[serde(default)]
+    pub requests_rate_limited: u64,
 }
 
 /// One ARP mapping: IP -> (MAC, owner).
@@ -131,7 +137,8 @@ mod tests {
         let v = json!({
             "uid": UID, "ip4": "10.0.3.1", "icc": true, "tincan_alive": true,
             "tap": "ipop", "bridge": null,
-            "peers": [{"uid": UID, "online": false}],
+            "peers": [{"uid": UID, "online": false, "claims_refused": 2,
+                       "requests_rate_limited": 1}],
             "counters": {"icc_sent": 3},
             "neigh": [
                 {"ip": "10.0.3.5", "mac": "02:00:00:00:00:05", "owner": "local", "age_ms": 10},
@@ -144,6 +151,10 @@ mod tests {
         assert_eq!(s.neigh[0].owner, NeighOwner::Local);
         assert_eq!(s.neigh[1].owner, NeighOwner::Peer(UID.parse().unwrap()));
         assert_eq!(s.xmpp, XmppState::Off);
+        assert_eq!(
+            (s.peers[0].claims_refused, s.peers[0].requests_rate_limited),
+            (2, 1)
+        );
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
     }
 

@@ -435,6 +435,10 @@ pub struct PeerState {
     pub ups: u64,
     #[serde(default)]
     pub downs: u64,
+    /// Frames from this peer dropped because their source MAC is not the peer's to speak for:
+    /// a host on our bridge, or one bound to another peer.
+    #[serde(default)]
+    pub refused_macs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

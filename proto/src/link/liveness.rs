@@ -47,6 +47,9 @@ pub struct LinkCounters {
     pub tx_errors: u64,
     pub ups: u64,
     pub downs: u64,
+    /// Frames from the peer with a source MAC it may not speak for (a host on our bridge, or
+    /// one bound to another peer), dropped.
+    pub refused_macs: u64,
 }
 
 #[derive(Debug)]

@@ -123,6 +123,13 @@ impl LinkTable {
         }
     }
 
+    /// Counts a frame from `link` dropped for its source MAC (`proto::switch`).
+    pub fn note_refused_mac(&mut self, link: LinkId) {
+        if let Some(Some(l)) = self.links.get_mut(link) {
+            l.live.counters.refused_macs += 1;
+        }
+    }
+
     /// Queues `payload` for `to`, wrapped for our TURN relay when `route` says so. False when
     /// the relay cannot take it yet (no allocation, or no permission for the peer: one is
     /// requested).

@@ -6,13 +6,29 @@
 //! - a local ARP request is answered locally only from a fresh entry owned by a peer, with the
 //!   target's real MAC as sender and source, never the TAP's;
 //! - an unknown target costs one ICC `arp_request` per holdoff period, however many hosts ask;
-//! - a remote claim never silently replaces a fresh local binding: that is a conflict, reported.
+//! - a remote claim never silently replaces a fresh local binding: that is a conflict, reported;
+//! - a peer speaks only for itself: a claim (an `arp_reply`, or the requester of an
+//!   `arp_request`) for an IP or MAC bound to our own bridge, or to another peer while that
+//!   binding is fresh, is refused and counted per peer, and nothing is programmed, injected or
+//!   recorded for it;
+//! - `arp_request`s from one peer are rate-limited, so that one peer cannot make us inject
+//!   requests into our bridge without bound.
+//!
+//! The migration rule: a binding moves from one peer to another only once it has aged out (it
+//! was not refreshed for `ttl`), or at once when its owner withdrew it (its link went down or
+//! was trimmed: `remove_owner`). A binding moves to our own bridge at once, since the bridge is
+//! first-hand. Nothing a peer says can be checked against the other peer's bridge, so the only
+//! rule that a lying peer cannot satisfy while the real owner is alive and linked is the one
+//! based on the owner's silence; the cost is that a host that migrates between two remote
+//! peers is reachable at its new place from here once the old binding aged out or its old
+//! host's link went down, not at once.
 
 use crate::icc::IccMsg;
 use crate::id::{Millis, Uid};
+use crate::ratelimit::RateLimiter;
 use crate::wire::arp::{ArpRepr, Operation};
 use crate::wire::ethernet::MacAddr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +95,10 @@ pub struct NeighConfig {
     pub request_holdoff: Millis,
     /// Local requesters waiting for an `arp_reply` are forgotten after this.
     pub pending_timeout: Millis,
+    /// ICC `arp_request`s accepted from one peer: this many per second, after a burst of
+    /// `icc_request_burst`.
+    pub icc_requests_per_sec: f64,
+    pub icc_request_burst: f64,
 }
 
 impl Default for NeighConfig {
@@ -88,6 +108,8 @@ impl Default for NeighConfig {
             probe_margin: 30_000,
             request_holdoff: 1_000,
             pending_timeout: 3_000,
+            icc_requests_per_sec: 10.0,
+            icc_request_burst: 20.0,
         }
     }
 }
@@ -110,11 +132,39 @@ pub struct NeighCounters {
     pub expired: u64,
     pub bad_frames: u64,
     pub bad_icc: u64,
+    /// Claims refused from peers, all peers together (see [`PeerClaims`]).
+    pub claims_refused: u64,
+    pub icc_requests_rate_limited: u64,
+}
+
+/// What one peer's controller was refused.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PeerClaims {
+    /// Claims for an IP or MAC that is bound to our bridge or to another peer.
+    pub claims_refused: u64,
+    /// ICC `arp_request`s over the peer's rate.
+    pub requests_rate_limited: u64,
+}
+
+/// Why a peer's claim was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The IP is this host's own or on our bridge.
+    LocalIp,
+    /// The MAC is on our bridge.
+    LocalMac,
+    /// The IP is bound to another peer, freshly.
+    HeldIp(Uid),
+    /// The MAC is bound to another peer, freshly.
+    HeldMac(Uid),
 }
 
 const MAX_PENDING_TARGETS: usize = 1024;
 const MAX_REQUESTERS_PER_TARGET: usize = 16;
 const MAX_ENTRIES: usize = 16_384;
+/// Peers with their own counters and request bucket; links are authenticated, so this bounds
+/// nothing a stranger controls, but a table is bounded all the same.
+const MAX_PEERS: usize = 4_096;
 
 #[derive(Debug)]
 struct Pending {
@@ -130,6 +180,11 @@ pub struct NeighTable {
     pending: HashMap<Ipv4Addr, Pending>,
     /// Targets that peers asked about recently: a local reply for them is announced.
     remote_asked: HashMap<Ipv4Addr, Millis>,
+    /// This host's own addresses (its bridge's): never accepted from a peer, even before the
+    /// bridge has spoken.
+    own_ips: HashSet<Ipv4Addr>,
+    requests: RateLimiter<Uid>,
+    peers: HashMap<Uid, PeerClaims>,
     pub counters: NeighCounters,
 }
 
@@ -157,7 +212,89 @@ impl NeighTable {
             entries: HashMap::new(),
             pending: HashMap::new(),
             remote_asked: HashMap::new(),
+            own_ips: HashSet::new(),
+            requests: RateLimiter::new(cfg.icc_requests_per_sec, cfg.icc_request_burst, MAX_PEERS),
+            peers: HashMap::new(),
             counters: NeighCounters::default(),
+        }
+    }
+
+    /// `ip` is this host's own address on the bridge: a peer's claim for it is always refused.
+    pub fn pin_local(&mut self, ip: Ipv4Addr) {
+        self.own_ips.insert(ip);
+    }
+
+    /// What each peer was refused.
+    pub fn peer_claims(&self) -> impl Iterator<Item = (&Uid, &PeerClaims)> {
+        self.peers.iter()
+    }
+
+    fn peer_mut(&mut self, uid: Uid) -> Option<&mut PeerClaims> {
+        if !self.peers.contains_key(&uid) && self.peers.len() >= MAX_PEERS {
+            return None;
+        }
+        Some(self.peers.entry(uid).or_default())
+    }
+
+    /// Whether peer `from` may say that `ip` (if any) is at `mac` behind it.
+    fn check_claim(
+        &self,
+        from: Uid,
+        ip: Option<Ipv4Addr>,
+        mac: MacAddr,
+        now: Millis,
+    ) -> Result<(), Refusal> {
+        if let Some(ip) = ip {
+            if self.own_ips.contains(&ip) {
+                return Err(Refusal::LocalIp);
+            }
+            match self.entries.get(&ip) {
+                Some(e) if self.is_fresh(e, now) => match e.owner {
+                    Owner::Local => return Err(Refusal::LocalIp),
+                    Owner::Peer(u) if u != from => return Err(Refusal::HeldIp(u)),
+                    Owner::Peer(_) => {}
+                },
+                _ => {}
+            }
+        }
+        // Local first: a MAC on our bridge is refused whoever else holds it.
+        let mut held = None;
+        for e in self.entries.values() {
+            if e.mac != mac || !self.is_fresh(e, now) {
+                continue;
+            }
+            match e.owner {
+                Owner::Local => return Err(Refusal::LocalMac),
+                Owner::Peer(u) if u != from => held = Some(u),
+                Owner::Peer(_) => {}
+            }
+        }
+        match held {
+            Some(u) => Err(Refusal::HeldMac(u)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a refused claim, and reports it as a conflict when two MACs claim one IP.
+    fn refuse(
+        &mut self,
+        from: Uid,
+        ip: Option<Ipv4Addr>,
+        mac: MacAddr,
+        why: Refusal,
+        out: &mut Vec<NeighAction>,
+    ) {
+        self.counters.claims_refused += 1;
+        if let Some(p) = self.peer_mut(from) {
+            p.claims_refused += 1;
+        }
+        let Some(ip) = ip else { return };
+        if !matches!(why, Refusal::LocalIp | Refusal::HeldIp(_)) {
+            return;
+        }
+        if let Some(e) = self.entries.get(&ip).filter(|e| e.mac != mac) {
+            let kept = (e.mac, e.owner);
+            Self::conflict(&mut self.counters, ip, kept, (mac, Owner::Peer(from)), out);
         }
     }
 
@@ -246,15 +383,9 @@ impl NeighTable {
                 // Same host, other node: it migrated.
                 self.counters.moved += 1;
             } else if fresh {
-                self.counters.conflicts += 1;
-                out.push(NeighAction::Conflict {
-                    ip,
-                    kept_mac: e.mac,
-                    kept_owner: e.owner,
-                    claimed_mac: mac,
-                    claimed_by: owner,
-                });
-                if e.owner == Owner::Local {
+                let kept = (e.mac, e.owner);
+                Self::conflict(&mut self.counters, ip, kept, (mac, owner), out);
+                if kept.1 == Owner::Local {
                     return false;
                 }
             }
@@ -277,6 +408,24 @@ impl NeighTable {
         }
         self.entries.insert(ip, NeighEntry::new(mac, owner, now));
         true
+    }
+
+    /// Reports that `ip` is claimed by two (MAC, owner) pairs; `kept` stays.
+    fn conflict(
+        counters: &mut NeighCounters,
+        ip: Ipv4Addr,
+        kept: (MacAddr, Owner),
+        claimed: (MacAddr, Owner),
+        out: &mut Vec<NeighAction>,
+    ) {
+        counters.conflicts += 1;
+        out.push(NeighAction::Conflict {
+            ip,
+            kept_mac: kept.0,
+            kept_owner: kept.1,
+            claimed_mac: claimed.0,
+            claimed_by: claimed.1,
+        });
     }
 
     /// An ARP frame that tincan punted from the local bridge.
@@ -399,6 +548,14 @@ impl NeighTable {
                 requester_ip4,
                 requester_mac,
             } => {
+                // Each request may cost an injection into our bridge, which floods it.
+                if !self.requests.allow(from, now) {
+                    self.counters.icc_requests_rate_limited += 1;
+                    if let Some(p) = self.peer_mut(from) {
+                        p.requests_rate_limited += 1;
+                    }
+                    return out;
+                }
                 let Ok(mac) = requester_mac.parse::<MacAddr>() else {
                     self.counters.bad_icc += 1;
                     return out;
@@ -408,9 +565,20 @@ impl NeighTable {
                     return out;
                 }
                 self.counters.icc_requests_received += 1;
-                out.push(NeighAction::ProgramMac { mac, uid: from });
-                if !requester_ip4.is_unspecified() {
-                    self.record_remote(*requester_ip4, mac, from, now, &mut out);
+                // The request speaks for its requester; injected, it would teach our bridge
+                // and the target where the requester is. Only for a requester the peer may
+                // speak for.
+                let ip = Some(*requester_ip4).filter(|ip| !ip.is_unspecified());
+                if let Err(why) = self.check_claim(from, ip, mac, now) {
+                    self.refuse(from, ip, mac, why, &mut out);
+                    return out;
+                }
+                let recorded = match ip {
+                    Some(ip) => self.record_remote(ip, mac, from, now, &mut out),
+                    None => true,
+                };
+                if recorded {
+                    out.push(NeighAction::ProgramMac { mac, uid: from });
                 }
                 if let Some(e) = self.entries.get(target_ip4) {
                     if self.is_fresh(e, now) && e.owner != Owner::Local {
@@ -446,6 +614,10 @@ impl NeighTable {
                     return out;
                 }
                 self.counters.icc_replies_received += 1;
+                if let Err(why) = self.check_claim(from, Some(*target_ip4), mac, now) {
+                    self.refuse(from, Some(*target_ip4), mac, why, &mut out);
+                    return out;
+                }
                 let moved_here_before = self
                     .entries
                     .get(target_ip4)
