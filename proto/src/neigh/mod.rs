@@ -31,6 +31,10 @@ use crate::wire::ethernet::MacAddr;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+mod claims;
+
+pub use claims::{PeerClaims, Refusal};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     /// On our own bridge.
@@ -137,34 +141,12 @@ pub struct NeighCounters {
     pub icc_requests_rate_limited: u64,
 }
 
-/// What one peer's controller was refused.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct PeerClaims {
-    /// Claims for an IP or MAC that is bound to our bridge or to another peer.
-    pub claims_refused: u64,
-    /// ICC `arp_request`s over the peer's rate.
-    pub requests_rate_limited: u64,
-}
-
-/// Why a peer's claim was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The IP is this host's own or on our bridge.
-    LocalIp,
-    /// The MAC is on our bridge.
-    LocalMac,
-    /// The IP is bound to another peer, freshly.
-    HeldIp(Uid),
-    /// The MAC is bound to another peer, freshly.
-    HeldMac(Uid),
-}
-
 const MAX_PENDING_TARGETS: usize = 1024;
 const MAX_REQUESTERS_PER_TARGET: usize = 16;
 const MAX_ENTRIES: usize = 16_384;
 /// Peers with their own counters and request bucket; links are authenticated, so this bounds
 /// nothing a stranger controls, but a table is bounded all the same.
-const MAX_PEERS: usize = 4_096;
+pub(super) const MAX_PEERS: usize = 4_096;
 
 #[derive(Debug)]
 struct Pending {
@@ -186,6 +168,19 @@ pub struct NeighTable {
     requests: RateLimiter<Uid>,
     peers: HashMap<Uid, PeerClaims>,
     pub counters: NeighCounters,
+}
+
+/// A broadcast ARP request from `sender_mac`/`sender_ip` for `target_ip` (a gratuitous ARP
+/// when the two IPs are the same).
+fn arp_request_frame(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    ArpRepr {
+        op: Operation::Request,
+        sha: sender_mac,
+        spa: sender_ip,
+        tha: MacAddr::ZERO,
+        tpa: target_ip,
+    }
+    .to_frame(MacAddr::BROADCAST, sender_mac)
 }
 
 fn arp_reply_frame(
@@ -216,85 +211,6 @@ impl NeighTable {
             requests: RateLimiter::new(cfg.icc_requests_per_sec, cfg.icc_request_burst, MAX_PEERS),
             peers: HashMap::new(),
             counters: NeighCounters::default(),
-        }
-    }
-
-    /// `ip` is this host's own address on the bridge: a peer's claim for it is always refused.
-    pub fn pin_local(&mut self, ip: Ipv4Addr) {
-        self.own_ips.insert(ip);
-    }
-
-    /// What each peer was refused.
-    pub fn peer_claims(&self) -> impl Iterator<Item = (&Uid, &PeerClaims)> {
-        self.peers.iter()
-    }
-
-    fn peer_mut(&mut self, uid: Uid) -> Option<&mut PeerClaims> {
-        if !self.peers.contains_key(&uid) && self.peers.len() >= MAX_PEERS {
-            return None;
-        }
-        Some(self.peers.entry(uid).or_default())
-    }
-
-    /// Whether peer `from` may say that `ip` (if any) is at `mac` behind it.
-    fn check_claim(
-        &self,
-        from: Uid,
-        ip: Option<Ipv4Addr>,
-        mac: MacAddr,
-        now: Millis,
-    ) -> Result<(), Refusal> {
-        if let Some(ip) = ip {
-            if self.own_ips.contains(&ip) {
-                return Err(Refusal::LocalIp);
-            }
-            match self.entries.get(&ip) {
-                Some(e) if self.is_fresh(e, now) => match e.owner {
-                    Owner::Local => return Err(Refusal::LocalIp),
-                    Owner::Peer(u) if u != from => return Err(Refusal::HeldIp(u)),
-                    Owner::Peer(_) => {}
-                },
-                _ => {}
-            }
-        }
-        // Local first: a MAC on our bridge is refused whoever else holds it.
-        let mut held = None;
-        for e in self.entries.values() {
-            if e.mac != mac || !self.is_fresh(e, now) {
-                continue;
-            }
-            match e.owner {
-                Owner::Local => return Err(Refusal::LocalMac),
-                Owner::Peer(u) if u != from => held = Some(u),
-                Owner::Peer(_) => {}
-            }
-        }
-        match held {
-            Some(u) => Err(Refusal::HeldMac(u)),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a refused claim, and reports it as a conflict when two MACs claim one IP.
-    fn refuse(
-        &mut self,
-        from: Uid,
-        ip: Option<Ipv4Addr>,
-        mac: MacAddr,
-        why: Refusal,
-        out: &mut Vec<NeighAction>,
-    ) {
-        self.counters.claims_refused += 1;
-        if let Some(p) = self.peer_mut(from) {
-            p.claims_refused += 1;
-        }
-        let Some(ip) = ip else { return };
-        if !matches!(why, Refusal::LocalIp | Refusal::HeldIp(_)) {
-            return;
-        }
-        if let Some(e) = self.entries.get(&ip).filter(|e| e.mac != mac) {
-            let kept = (e.mac, e.owner);
-            Self::conflict(&mut self.counters, ip, kept, (mac, Owner::Peer(from)), out);
         }
     }
 
@@ -549,11 +465,7 @@ impl NeighTable {
                 requester_mac,
             } => {
                 // Each request may cost an injection into our bridge, which floods it.
-                if !self.requests.allow(from, now) {
-                    self.counters.icc_requests_rate_limited += 1;
-                    if let Some(p) = self.peer_mut(from) {
-                        p.requests_rate_limited += 1;
-                    }
+                if !self.allow_request(from, now) {
                     return out;
                 }
                 let Ok(mac) = requester_mac.parse::<MacAddr>() else {
@@ -569,8 +481,7 @@ impl NeighTable {
                 // and the target where the requester is. Only for a requester the peer may
                 // speak for.
                 let ip = Some(*requester_ip4).filter(|ip| !ip.is_unspecified());
-                if let Err(why) = self.check_claim(from, ip, mac, now) {
-                    self.refuse(from, ip, mac, why, &mut out);
+                if !self.accept_claim(from, ip, mac, now, &mut out) {
                     return out;
                 }
                 let recorded = match ip {
@@ -588,16 +499,11 @@ impl NeighTable {
                 }
                 self.remote_asked.insert(*target_ip4, now);
                 self.counters.requests_injected += 1;
-                out.push(NeighAction::Inject(
-                    ArpRepr {
-                        op: Operation::Request,
-                        sha: mac,
-                        spa: *requester_ip4,
-                        tha: MacAddr::ZERO,
-                        tpa: *target_ip4,
-                    }
-                    .to_frame(MacAddr::BROADCAST, mac),
-                ));
+                out.push(NeighAction::Inject(arp_request_frame(
+                    mac,
+                    *requester_ip4,
+                    *target_ip4,
+                )));
             }
             IccMsg::ArpReply {
                 target_ip4,
@@ -614,8 +520,7 @@ impl NeighTable {
                     return out;
                 }
                 self.counters.icc_replies_received += 1;
-                if let Err(why) = self.check_claim(from, Some(*target_ip4), mac, now) {
-                    self.refuse(from, Some(*target_ip4), mac, why, &mut out);
+                if !self.accept_claim(from, Some(*target_ip4), mac, now, &mut out) {
                     return out;
                 }
                 let moved_here_before = self
@@ -643,16 +548,11 @@ impl NeighTable {
                     // The host moved between nodes: a gratuitous ARP makes our bridge learn
                     // its new port at once.
                     self.counters.replies_injected += 1;
-                    out.push(NeighAction::Inject(
-                        ArpRepr {
-                            op: Operation::Request,
-                            sha: mac,
-                            spa: *target_ip4,
-                            tha: MacAddr::ZERO,
-                            tpa: *target_ip4,
-                        }
-                        .to_frame(MacAddr::BROADCAST, mac),
-                    ));
+                    out.push(NeighAction::Inject(arp_request_frame(
+                        mac,
+                        *target_ip4,
+                        *target_ip4,
+                    )));
                 }
             }
         }
