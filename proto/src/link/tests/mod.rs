@@ -46,6 +46,16 @@ enum Got {
 }
 
 impl Node {
+    /// Runs the node's timers if `poll_timeout` says they are due at `now`, and checks that
+    /// the next deadline is then later than `now` (the driving loop cannot spin).
+    fn run_due_timers(&mut self, now: Millis) {
+        if self.t.poll_timeout().is_some_and(|t| t <= now) {
+            self.t.handle_timeout(now);
+            let after = self.t.poll_timeout().unwrap();
+            assert!(after > now, "poll_timeout {after} after handling {now}");
+        }
+    }
+
     /// Node `n` with uid `[n; 20]`, encrypted with a fresh key if `sec`.
     fn new(n: u8, sec: bool, rekey_after: Millis) -> Node {
         Node::with(n, Uid([n; 20]), sec.then(StaticKey::generate), rekey_after)
@@ -286,11 +296,7 @@ impl Pair {
             }
             let now = self.now;
             for n in [&mut self.a, &mut self.b] {
-                if n.t.poll_timeout().is_some_and(|t| t <= now) {
-                    n.t.handle_timeout(now);
-                    let after = n.t.poll_timeout().unwrap();
-                    assert!(after > now, "poll_timeout {after} after handling {now}");
-                }
+                n.run_due_timers(now);
             }
             self.flush();
         }
