@@ -107,29 +107,17 @@ impl Netlink {
             .link(bridge)
             .await?
             .ok_or_else(|| BridgeError::NoBridge(bridge.to_owned()))?;
-        match kind(&br) {
-            Some(InfoKind::Bridge) => {}
-            other => {
-                return Err(BridgeError::NotABridge(
-                    bridge.to_owned(),
-                    other.map(|k| k.to_string()),
-                ))
-            }
-        }
+        require_kind(&br, InfoKind::Bridge, |k| {
+            BridgeError::NotABridge(bridge.to_owned(), k)
+        })?;
         let port = self
             .link(tap)
             .await?
             .ok_or_else(|| BridgeError::NoTap(tap.to_owned()))?;
         // Only a TUN/TAP device goes on the bridge, whatever the answer that named it says.
-        match kind(&port) {
-            Some(InfoKind::Tun) => {}
-            other => {
-                return Err(BridgeError::NotATap(
-                    tap.to_owned(),
-                    other.map(|k| k.to_string()),
-                ))
-            }
-        }
+        require_kind(&port, InfoKind::Tun, |k| {
+            BridgeError::NotATap(tap.to_owned(), k)
+        })?;
         let index = port.header.index;
         let already = master(&port) == Some(br.header.index);
         if !already {
@@ -161,6 +149,18 @@ fn describe(e: rtnetlink::Error) -> String {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
         other => other.to_string(),
+    }
+}
+
+/// Ok when `link` is of kind `want`; else the error `wrong` makes from the kind it is.
+fn require_kind(
+    link: &LinkMessage,
+    want: InfoKind,
+    wrong: impl FnOnce(Option<String>) -> BridgeError,
+) -> Result<(), BridgeError> {
+    match kind(link) {
+        Some(k) if *k == want => Ok(()),
+        other => Err(wrong(other.map(|k| k.to_string()))),
     }
 }
 
