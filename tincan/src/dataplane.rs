@@ -276,6 +276,8 @@ impl Node {
 
     /// Returns true if the TAP may hold more frames.
     fn drain_tap(&mut self) -> bool {
+        // One clock read per batch: a batch takes well under a millisecond.
+        let now = self.now();
         for _ in 0..BATCH {
             let n = match self.tap.dev.recv(&mut self.buf[FRAME_HEADROOM..]) {
                 Ok(n) => n,
@@ -288,13 +290,12 @@ impl Node {
             };
             self.counters.tap_rx_frames += 1;
             self.counters.tap_rx_bytes += n as u64;
-            self.on_tap_frame(n);
+            self.on_tap_frame(n, now);
         }
         true
     }
 
-    fn on_tap_frame(&mut self, n: usize) {
-        let now = self.now();
+    fn on_tap_frame(&mut self, n: usize, now: Millis) {
         if n > self.tap.max_frame() {
             self.counters.drop_oversize += 1;
             return;
@@ -365,6 +366,8 @@ impl Node {
     // ---- links -> TAP ----------------------------------------------------------------
 
     fn drain_link(&mut self) -> bool {
+        // One clock read per batch, as for the TAP.
+        let now = self.now();
         for _ in 0..BATCH {
             let Some(sock) = self.link_sock.as_ref() else {
                 return false;
@@ -376,7 +379,6 @@ impl Node {
                 // ICMP errors from an earlier send (peer down): not ours to act on here.
                 Err(_) => continue,
             };
-            let now = self.now();
             match self
                 .core
                 .handle_datagram(now, from, &self.buf[..n], &mut self.out)
