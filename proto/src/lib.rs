@@ -10,6 +10,7 @@ pub mod id;
 pub mod link;
 pub mod mactable;
 pub mod nat;
+pub mod offload;
 pub mod neigh;
 pub mod ratelimit;
 pub mod replay;
