@@ -24,6 +24,8 @@
 #   LAB_PLAIN_HOSTS  hosts that say "sec": false even so (e.g. "h2"): a sec mismatch
 #   LAB_ROGUE_HOSTS  hosts whose real key the others do not pin (they pin another key instead)
 #   LAB_REKEY      "rekey_interval" in seconds (default: the config default, 120)
+#   LAB_CIPHER     "cipher" of every host's config (e.g. aes-256-gcm, chacha20-poly1305, auto;
+#                  default: none written, the config default applies)
 #   LAB_WAIT_LINKS 0: `up` waits for the daemons and the bridge only, not for links (for labs
 #                  where some links must not come up)
 #   LAB_WAIT       seconds `up` waits for every link to come online (default 20)
@@ -48,6 +50,7 @@ SEC=${LAB_SEC:-1}
 PLAIN_HOSTS=${LAB_PLAIN_HOSTS:-}
 ROGUE_HOSTS=${LAB_ROGUE_HOSTS:-}
 REKEY=${LAB_REKEY:-}
+CIPHER=${LAB_CIPHER:-}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 WAIT=${LAB_WAIT:-20}
 
@@ -61,6 +64,7 @@ validate_env() {
     [[ $PLAIN_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_PLAIN_HOSTS: expected host names like 'h2 h3', got '$PLAIN_HOSTS'"
     [[ $ROGUE_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_ROGUE_HOSTS: expected host names like 'h3', got '$ROGUE_HOSTS'"
     [[ -z $REKEY || $REKEY =~ ^[1-9][0-9]*$ ]] || die "LAB_REKEY: expected seconds, got '$REKEY'"
+    [[ $CIPHER =~ ^[a-z0-9-]*$ ]] || die "LAB_CIPHER: expected a cipher name like aes-256-gcm, got '$CIPHER'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
 }
 
@@ -109,7 +113,7 @@ make_keys() {
 }
 
 write_configs() {
-    local i j peers sep icc sec fpr rekey=""
+    local i j peers sep icc sec fpr rekey="" cipher=""
     icc=$([ "$ICC" = 1 ] && echo true || echo false)
     # Keys need the binary; a lab without daemons may not have one.
     if [ "$SEC" = 1 ] && [ -x "$TINCAN_BIN" ]; then
@@ -118,6 +122,7 @@ write_configs() {
         die "$TINCAN_BIN not found: build it first (cargo build --release --workspace)"
     fi
     [ -z "$REKEY" ] || rekey=$'\n'"  \"rekey_interval\": $REKEY,"
+    [ -z "$CIPHER" ] || cipher=$'\n'"  \"cipher\": \"$CIPHER\","
     for i in $(seq 1 "$HOSTS"); do
         mkdir -p "$DIR/h$i"
         sec=false
@@ -145,7 +150,7 @@ write_configs() {
   "link_port": $LINK_PORT,
   "tap_mtu": $TAP_MTU,
   "bridge": "lxcbr0",
-  "sec": $sec,$rekey
+  "sec": $sec,$rekey$cipher
   "key_file": "$DIR/h$i/ipop.key",
   "tincan_logging": 1,
   "controller_logging": "INFO",
