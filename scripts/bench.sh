@@ -16,7 +16,9 @@
 # key: the built-in cipher) stands in for them. Every round runs each measurement on every
 # plane back to back, so the noise of a shared machine hits all alike:
 #   ping      ping -i 0.01 (300 pings; 50 with --quick): RTT min, average, p99, loss
-#   first     `ip neigh flush dev eth0` in h1c1, then one ping: its RTT (5 times, median)
+#   first     `ip neigh flush dev eth0` in h1c1, then one ping: its RTT (5 times, median);
+#             for ours also the messages through the controllers per such ping (tincan's
+#             counters icc_tx + icc_rx + arp_punted, both hosts)
 #   tcp       iperf3 TCP one stream, 4 streams (-P 4), one stream reverse (-R), 6 s each
 #             (2 s with --quick); during the one-stream run, CPU time (utime+stime from
 #             /proc/PID/stat) of the data-plane processes (ipop-tincan, tincd) of both hosts
@@ -573,10 +575,26 @@ measure_ping() {
     say "round $round ${LABEL[$plane]} ping x$N_PING: min $min avg $avg p99 $p99 ms, loss $loss%"
 }
 
-# The first ping after flushing h1c1's neighbour cache: N_FIRST times, the median is recorded.
+# Messages through the controllers so far, both hosts: tincan's icc_tx + icc_rx + arp_punted.
+ctl_messages() {
+    local i sum=0 n
+    for i in 1 2; do
+        n=$(timeout 5 ip netns exec "$(ns "$1" "h$i")" "$BIN/ipop-tincan" --rpc get_state \
+            --port "$TINCAN_PORT" 2>/dev/null | python3 -c '
+import json, sys
+c = json.load(sys.stdin).get("counters") or {}
+print(sum(c.get(k, 0) for k in ("icc_tx", "icc_rx", "arp_punted")))') || return 1
+        sum=$((sum + n))
+    done
+    echo "$sum"
+}
+
+# The first ping after flushing h1c1's neighbour cache: N_FIRST times, the median is recorded;
+# for ours also the messages that went through the controllers meanwhile, per ping.
 measure_first_ping() {
-    local round=$1 plane=$2 out k src rtts=() v
+    local round=$1 plane=$2 out k src rtts=() v m0="" m1="" msgs=""
     src=$(ns "$plane" "$SRC")
+    ! is_ours "$plane" || m0=$(ctl_messages "$plane") || m0=""
     for k in $(seq "$N_FIRST"); do
         out=$WORK/first-$round-$plane-$k.txt
         ip -n "$src" neigh flush dev eth0 2>/dev/null || true
@@ -590,7 +608,18 @@ import statistics, sys
 xs = [float(x) for x in sys.argv[1:] if x != "NA"]
 print("%.3f" % statistics.median(xs) if len(xs) == len(sys.argv[1:]) else "NA")' "${rtts[@]}")
     record "$round $plane first_ping_ms $v"
-    say "round $round ${LABEL[$plane]} first ping after neighbour flush: ${rtts[*]} ms (median $v)"
+    if is_ours "$plane"; then
+        m1=$(ctl_messages "$plane") || m1=""
+        if [ -n "$m0" ] && [ -n "$m1" ]; then
+            msgs=$(python3 -c 'import sys; print("%.2f" % ((int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3])))' "$m0" "$m1" "$N_FIRST")
+        else
+            msgs=NA
+        fi
+        record "$round $plane first_ping_ctl_msgs $msgs"
+    else
+        record "$round $plane first_ping_ctl_msgs n/a"
+    fi
+    say "round $round ${LABEL[$plane]} first ping after neighbour flush: ${rtts[*]} ms (median $v)${msgs:+, $msgs messages via the controllers per ping}"
 }
 
 # Starts a one-off iperf3 server in h2c1 (bounded by timeout, stopped by PID in any case) and

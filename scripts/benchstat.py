@@ -122,6 +122,7 @@ ROWS = [
     ("ping_avg_ms", "ping RTT avg, ms", 1, "%.3f"),
     ("ping_p99_ms", "ping RTT p99, ms", 1, "%.3f"),
     ("first_ping_ms", "first ping after neighbour flush, ms", 1, "%.3f"),
+    ("first_ping_ctl_msgs", "  messages via the controllers per first ping", 1, "%.1f"),
     ("cpu_vpn_s_per_gb", "CPU-s per GB, data-plane processes (both ends)", 1, "%.2f"),
     ("cpu_ctl_s_per_gb", "CPU-s per GB, controllers (both ends)", 1, "%.3f"),
     ("rss_peak_mb", "peak RSS of one data-plane process, MB", 1, "%.1f"),
