@@ -109,7 +109,8 @@ def cmd_strace(path):
 
 # --- the report ------------------------------------------------------------------------------
 
-# (metric, label, scale, format); "{mtu}" and "{alt}" are the container MTUs.
+# (metric, label, scale, format); "{mtu}" and "{alt}" are the container MTUs. The metrics in
+# NO_RATIO are diagnostics (counts near zero): their cells carry no ratio to VXLAN.
 ROWS = [
     ("tcp_1_bps", "TCP 1 stream, containers at MTU {mtu}, Gbit/s", 1e9, "%.2f"),
     ("tcp_4_bps", "TCP 4 streams (-P 4), Gbit/s", 1e9, "%.2f"),
@@ -130,6 +131,9 @@ ROWS = [
     ("tcp_1_retransmits", "TCP 1 stream retransmits", 1, "%.0f"),
     ("ping_loss_pct", "ping loss, %", 1, "%.1f"),
 ]
+
+
+NO_RATIO = {"tcp_1_retransmits", "ping_loss_pct", "first_ping_ctl_msgs"}
 
 
 def load(path):
@@ -178,7 +182,7 @@ def cmd_report(path):
             return "fail"
         s = fmt % (v / scale)
         r = ratio(m, p)
-        if r is not None and p != "vxlan":
+        if r is not None and p != "vxlan" and m not in NO_RATIO:
             s += " (%s×)" % ("%.2f" % r if r >= 0.01 or r == 0 else "%.3f" % r)
         return s
 
