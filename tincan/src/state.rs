@@ -48,6 +48,8 @@ fn peer_state(link: &Link, now: Millis) -> PeerState {
         fpr: link.fpr,
         handshakes: link.secure.as_ref().map(|s| s.handshakes_completed),
         last_rx_ms: l.last_rx.map(|t| now.saturating_sub(t)),
+        last_handshake_ms: link.last_handshake.map(|t| now.saturating_sub(t)),
+        age_ms: Some(now.saturating_sub(link.created)),
         tx_frames: l.counters.tx_frames,
         tx_bytes: l.counters.tx_bytes,
         rx_frames: l.counters.rx_frames,

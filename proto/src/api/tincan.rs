@@ -417,6 +417,12 @@ pub struct PeerState {
     pub handshakes: Option<u64>,
     /// Since the last datagram from the peer; null before the first.
     pub last_rx_ms: Option<Millis>,
+    /// Since the last completed handshake, either way; null before the first.
+    #[serde(default)]
+    pub last_handshake_ms: Option<Millis>,
+    /// Since the link was created (`create_link`).
+    #[serde(default)]
+    pub age_ms: Option<Millis>,
     #[serde(default)]
     pub tx_frames: u64,
     #[serde(default)]

@@ -411,7 +411,9 @@ impl LinkTable {
             None => return Err(LinkError(format!("too many links (max {MAX_LINKS})"))),
         };
         let local_idx = self.new_index(id);
-        self.links[id] = Some(Link::new(uid, endpoint, local_idx, fpr, sec, candidates));
+        let mut link = Link::new(uid, endpoint, local_idx, fpr, sec, candidates);
+        link.created = now;
+        self.links[id] = Some(link);
         self.by_uid.insert(uid, id);
         if let Some(k) = fpr {
             self.by_key.insert(k, id);

@@ -40,6 +40,10 @@ pub struct Link {
     pub route: Route,
     /// Round trip of our last completed handshake.
     pub rtt_ms: Option<Millis>,
+    /// When the last handshake completed, either way.
+    pub last_handshake: Option<Millis>,
+    /// When the link was created.
+    pub created: Millis,
     pub(super) hs_sent_at: Option<Millis>,
     pub(super) last_direct_probe: Millis,
 }
@@ -60,6 +64,8 @@ impl Link {
             candidates,
             route: Route::Direct,
             rtt_ms: None,
+            last_handshake: None,
+            created: 0,
             hs_sent_at: None,
             last_direct_probe: 0,
         }

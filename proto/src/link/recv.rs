@@ -188,6 +188,7 @@ impl LinkTable {
             return;
         };
         link.moved_to(from, route);
+        link.last_handshake = Some(now);
         let Some(ridx) = link
             .secure
             .as_ref()
