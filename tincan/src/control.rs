@@ -3,7 +3,7 @@
 //! controller is alive.
 
 use crate::dataplane::{Node, CONTROLLER_TIMEOUT_MS};
-use crate::keys;
+use ipop_tincan::keys;
 use log::{debug, info};
 use proto::api::tincan::{
     ConStat, CreateLink, EchoReply, Icc, LinkStatus, PuntFrame, SetLocalIp, SetNat,

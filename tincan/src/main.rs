@@ -5,11 +5,11 @@
 mod control;
 mod dataplane;
 mod hostaddr;
-mod keys;
 mod query;
 mod state;
 
 use clap::Parser;
+use ipop_tincan::keys;
 use std::process::ExitCode;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,3 @@
+//! What `ipop-tincan` shares with the operator's tool `ipopctl`: the key file.
+
+pub mod keys;
