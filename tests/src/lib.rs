@@ -459,6 +459,22 @@ fn lab_dir(prefix: &str) -> PathBuf {
     PathBuf::from(format!("/tmp/ipop-lab-{prefix}"))
 }
 
+/// A command's exit `code` and one line on stderr containing every `needle`, no panic: how a
+/// binary reports a user's mistake.
+pub fn assert_one_line_error(o: &Output, code: i32, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} missing from:\n{err}");
+    }
+}
+
 fn show(out: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}--- stderr\n{}",

@@ -27,17 +27,7 @@ fn stderr(o: &Output) -> String {
 
 /// Exit code 2, one line on stderr containing every `needle`, no panic.
 fn assert_one_line_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "{n:?} missing from:\n{err}");
-    }
+    ipop_lab_tests::assert_one_line_error(o, 2, needles);
 }
 
 #[test]
