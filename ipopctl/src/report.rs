@@ -386,6 +386,7 @@ pub(crate) mod tests {
             icc: true,
             controller_alive: true,
             link_port: Some(5900),
+            neigh_entries: 0,
             counters: Default::default(),
             peers,
             macs,

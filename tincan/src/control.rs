@@ -13,6 +13,7 @@ use proto::api::{self, ApiError, ErrorCode};
 use proto::id::{Millis, Uid};
 use proto::link::{LinkId, LocalConfig, SendError};
 use proto::nat::TurnServerConfig;
+use proto::neigh::responder::Responder;
 use proto::rpc::{self, Incoming};
 use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use proto::wire::link::DATA_HEADER_LEN;
@@ -31,6 +32,8 @@ pub struct Control {
     pub link_port: Option<u16>,
     /// Interfaces whose addresses are never candidates (network_ignore_list).
     pub ignore_ifs: Vec<String>,
+    /// The ARP bindings the controller programmed (`set_neigh`), answered in the data plane.
+    pub neigh: Responder,
 }
 
 impl Control {
@@ -69,6 +72,10 @@ impl Control {
             .is_some_and(|t| now.saturating_sub(t) < CONTROLLER_TIMEOUT_MS);
         (alive != self.alive).then(|| {
             self.alive = alive;
+            if !alive {
+                // Its successor programs its own bindings; until then ARP is flooded.
+                self.neigh.clear();
+            }
             alive
         })
     }
@@ -97,6 +104,10 @@ impl Node {
                 if let Err(e) = &result {
                     debug!("rpc {method} from {from}: {}", e.message);
                     self.counters.ctrl_bad_request += 1;
+                }
+                // The controller's heartbeat paces the reports of ARP answered here.
+                if Some(from) == self.control.cb() {
+                    self.report_neigh_answers();
                 }
                 id.map(|id| api::response(id, result))
             }
@@ -215,6 +226,10 @@ impl Node {
                     Err(SendError::NoLink) => Err(no_link(&s.uid)),
                     Err(_) => Err(link_not_up(&s.uid)),
                 }
+            }
+            TincanRequest::SetNeigh(n) => {
+                self.set_neigh(&n, now);
+                Ok(api::DONE)
             }
             TincanRequest::GetState(_) => {
                 Ok(serde_json::to_value(self.local_state(now)).expect("state serialises"))

@@ -305,6 +305,14 @@ impl Node {
             self.switch
                 .from_tap(&self.buf[FRAME_HEADROOM..end], self.control.alive(), now);
         match verdict {
+            TapVerdict::Punt
+                if crate::neigh::answer(
+                    &mut self.control,
+                    &self.switch,
+                    &self.tap,
+                    &self.buf[FRAME_HEADROOM..end],
+                    now,
+                ) => {}
             TapVerdict::Punt => {
                 self.counters.arp_punted += 1;
                 let frame = self.buf[FRAME_HEADROOM..end].to_vec();

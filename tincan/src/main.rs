@@ -5,6 +5,7 @@
 mod control;
 mod dataplane;
 mod hostaddr;
+mod neigh;
 mod query;
 mod state;
 

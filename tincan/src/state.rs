@@ -81,6 +81,7 @@ impl Node {
         let mut counters = Counters::new();
         add_counters(&mut counters, &self.counters);
         add_counters(&mut counters, self.core.counters());
+        add_counters(&mut counters, &self.control.neigh.counters);
         let sc = &self.switch.counters;
         counters.insert("mac_new".into(), sc.mac_new);
         counters.insert("mac_moves".into(), sc.mac_moved);
@@ -120,6 +121,7 @@ impl Node {
             icc: self.switch.punt_arp,
             controller_alive: self.control.alive(),
             link_port: self.control.link_port,
+            neigh_entries: self.control.neigh.len() as u64,
             counters,
             peers: self.core.links().map(|(_, l)| peer_state(l, now)).collect(),
             macs: self

@@ -8,6 +8,7 @@ use proto::api::tincan::{InjectFrame, LinkStatus, SendIcc, SetMac, TincanNotific
 use proto::icc::IccMsg;
 use proto::id::Uid;
 use proto::neigh::{NeighAction, Owner};
+use std::time::Instant;
 
 impl Controller {
     pub(super) fn on_notification(&mut self, n: TincanNotification) {
@@ -50,6 +51,34 @@ impl Controller {
                     sig.on_link_status(c.uid, online, now);
                 }
             }
+            TincanNotification::NeighAnswered(n) => {
+                for a in &n.answers {
+                    let actions = self.neigh.on_answered_by_tincan(a, now);
+                    self.apply(actions);
+                }
+            }
+        }
+        self.program_neigh();
+    }
+
+    /// Tells tincan what changed among the bindings it answers ARP from (`set_neigh`): the
+    /// peers' fresh entries, exactly those this table would answer with an injected reply.
+    pub(super) fn program_neigh(&mut self) {
+        let want = self.neigh.answerable(self.now_ms());
+        for call in self.programmed.update(want) {
+            self.counters.neigh_programmed += 1;
+            self.send_rpc(call);
+        }
+    }
+
+    /// Programs tincan's whole table again, replacing what it holds (it restarted, or holds
+    /// another number of bindings than it was sent).
+    pub(super) fn reprogram_neigh(&mut self) {
+        self.neigh_reprogrammed_at = Some(Instant::now());
+        let want = self.neigh.answerable(self.now_ms());
+        for call in self.programmed.resend(want) {
+            self.counters.neigh_programmed += 1;
+            self.send_rpc(call);
         }
     }
 

@@ -18,7 +18,7 @@ use proto::api::controller::{ControllerRequest, XmppState};
 use proto::api::tincan::{self as api, EchoReply, TincanNotification, TincanRequest, TurnServer};
 use proto::config::{Config, HostPort};
 use proto::id::{Candidate, Fingerprint, Millis, Uid};
-use proto::neigh::{NeighConfig, NeighTable};
+use proto::neigh::{NeighConfig, NeighTable, Programmed};
 use proto::rpc::{self, Id, Incoming};
 use proto::signal::Signalling;
 use serde::Serialize;
@@ -48,6 +48,10 @@ struct Counters {
     icc_received: u64,
     frames_injected: u64,
     macs_programmed: u64,
+    /// `set_neigh` calls sent to tincan.
+    neigh_programmed: u64,
+    /// tincan's ARP bindings programmed whole again because its count differed.
+    neigh_reprogrammed: u64,
     tincan_configured: u64,
     tincan_restarts_seen: u64,
     /// tincan's uid or "sec" no longer matched the config, so it was configured again.
@@ -73,6 +77,9 @@ pub struct Controller {
     sock: UdpSocket,
     tincan: SocketAddr,
     neigh: NeighTable,
+    /// What tincan's ARP responder was told to hold.
+    programmed: Programmed,
+    neigh_reprogrammed_at: Option<Instant>,
     start: Instant,
     next_id: u64,
     /// Requests in flight: id -> method, to log errors meaningfully.
@@ -179,6 +186,8 @@ impl Controller {
         Ok(Controller {
             tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
             neigh,
+            programmed: Programmed::default(),
+            neigh_reprogrammed_at: None,
             uid,
             peers,
             sock,
@@ -267,9 +276,11 @@ impl Controller {
             );
             self.tincan_silent_reported = true;
         }
-        self.send_rpc(api::GetState::default());
         let actions = self.neigh.tick(self.now_ms());
         self.apply(actions);
+        // Before the state query, so that its answer counts tincan's bindings after the change.
+        self.program_neigh();
+        self.send_rpc(api::GetState::default());
         let now = self.now_ms();
         if let Some(sig) = self.signal.as_mut() {
             let actions = sig.tick(now);

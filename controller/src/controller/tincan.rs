@@ -13,7 +13,10 @@ use proto::id::{Candidate, Fingerprint, Uid};
 use proto::signal::Signalling;
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// tincan's ARP bindings are programmed whole again at most this often when its count differs.
+const NEIGH_REPROGRAM_EVERY: Duration = Duration::from_secs(5);
 
 impl Controller {
     pub(super) async fn on_tincan_answer(&mut self, v: Value) {
@@ -92,6 +95,18 @@ impl Controller {
             self.configure_tincan();
             self.configured_boot = boot;
         }
+        // Bindings lost on the way (loopback datagrams are rarely dropped, but can be), or
+        // changed by another local process: program tincan's whole ARP table again, at most
+        // every few seconds.
+        if state.configured
+            && state.neigh_entries != self.programmed.len() as u64
+            && self
+                .neigh_reprogrammed_at
+                .is_none_or(|t| t.elapsed() >= NEIGH_REPROGRAM_EVERY)
+        {
+            self.counters.neigh_reprogrammed += 1;
+            self.reprogram_neigh();
+        }
         if self.cfg.bridge.is_some()
             && self.bridge_attached_boot != boot
             && self.attach_bridge().await
@@ -165,6 +180,9 @@ impl Controller {
         for (uid, (fpr, candidates)) in again {
             self.create_signalled_link(uid, fpr, candidates);
         }
+        // A restarted tincan has no ARP bindings; a restarted controller replaces the ones
+        // its predecessor programmed.
+        self.reprogram_neigh();
         info!("configured ipop-tincan ({n} links)");
     }
 

@@ -27,6 +27,7 @@ calls! {
         "set_mac" => SetMac(SetMac),
         "inject_frame" => InjectFrame(InjectFrame),
         "send_icc" => SendIcc(SendIcc),
+        "set_neigh" => SetNeigh(SetNeigh),
         "get_state" => GetState(GetState),
         "echo_request" => EchoRequest(EchoRequest),
     }
@@ -38,6 +39,7 @@ calls! {
         "punt_frame" => PuntFrame(PuntFrame),
         "icc" => Icc(Icc),
         "con_stat" => ConStat(ConStat),
+        "neigh_answered" => NeighAnswered(NeighAnswered),
     }
 }
 
@@ -253,6 +255,67 @@ pub struct SendIcc {
     pub msg: Value,
 }
 
+/// `set_neigh`: the IPv4 -> MAC bindings of hosts behind links that tincan answers ARP
+/// requests from the local bridge for (docs/architecture.md, "ARP replication"). `replace`
+/// empties the table first; then `remove`, then `add`. At most
+/// [`SetNeigh::MAX_ENTRIES`] bindings are held; each list is bounded the same.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SetNeigh {
+    #[serde(default, deserialize_with = "de::opt_flag")]
+    pub replace: Option<bool>,
+    #[serde(default, deserialize_with = "de::null_default")]
+    pub add: Vec<NeighBinding>,
+    #[serde(default, deserialize_with = "de::text_list")]
+    pub remove: Vec<Ipv4Addr>,
+}
+
+impl SetNeigh {
+    /// The most bindings tincan holds.
+    pub const MAX_ENTRIES: usize = 4_096;
+}
+
+impl Params for SetNeigh {
+    fn check(&self) -> Result<(), ApiError> {
+        for (name, len) in [("add", self.add.len()), ("remove", self.remove.len())] {
+            if len > Self::MAX_ENTRIES {
+                return Err(ApiError::param(
+                    name,
+                    format_args!("at most {} entries, got {len}", Self::MAX_ENTRIES),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One binding of `set_neigh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighBinding {
+    #[serde(deserialize_with = "de::text")]
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// `neigh_answered`: ARP requests tincan answered from its `set_neigh` table since the last
+/// report, so the controller refreshes and re-probes those entries as if it had answered.
+/// Batched: one report per control datagram from the controller at most, each answer once.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NeighAnswered {
+    #[serde(default, deserialize_with = "de::null_default")]
+    pub answers: Vec<NeighAnswer>,
+}
+
+/// One answer of `neigh_answered`: who asked (`requester_ip`, `requester_mac`, a host on the
+/// local bridge) for `ip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NeighAnswer {
+    #[serde(deserialize_with = "de::text")]
+    pub ip: Ipv4Addr,
+    #[serde(deserialize_with = "de::text")]
+    pub requester_ip: Ipv4Addr,
+    pub requester_mac: MacAddr,
+}
+
 /// `get_state`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GetState {
@@ -318,6 +381,7 @@ impl Params for GetState {}
 impl Params for EchoRequest {}
 impl Params for PuntFrame {}
 impl Params for Icc {}
+impl Params for NeighAnswered {}
 impl Params for ConStat {}
 
 /// The `get_state` result: `{"type": "local_state", ...}`. `_uid`, `_ip4` and `_fpr` are ""
@@ -367,6 +431,9 @@ pub struct LocalState {
     pub controller_alive: bool,
     /// Null until configured.
     pub link_port: Option<u16>,
+    /// Bindings in the `set_neigh` table.
+    #[serde(default)]
+    pub neigh_entries: u64,
     pub counters: Counters,
     pub peers: Vec<PeerState>,
     pub macs: Vec<MacEntry>,

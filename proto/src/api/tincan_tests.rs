@@ -84,6 +84,15 @@ fn every_request() -> Vec<TincanRequest> {
             msg: json!({"type": "arp_request", "ip": "10.0.3.7"}),
         }
         .into(),
+        SetNeigh {
+            replace: Some(true),
+            add: vec![NeighBinding {
+                ip: "10.0.3.21".parse().unwrap(),
+                mac: "02:00:00:00:00:15".parse().unwrap(),
+            }],
+            remove: vec!["10.0.3.22".parse().unwrap()],
+        }
+        .into(),
         GetState { stats: Some(true) }.into(),
         EchoRequest { msg: json!("hi") }.into(),
     ]
@@ -118,6 +127,14 @@ fn every_notification_round_trips_through_a_datagram() {
         ConStat {
             uid,
             data: LinkStatus::Online,
+        }
+        .into(),
+        NeighAnswered {
+            answers: vec![NeighAnswer {
+                ip: "10.0.3.21".parse().unwrap(),
+                requester_ip: "10.0.3.11".parse().unwrap(),
+                requester_mac: "02:00:00:00:00:0b".parse().unwrap(),
+            }],
         }
         .into(),
     ];
@@ -278,6 +295,21 @@ fn a_bad_param_is_named_with_what_was_expected() {
             "\"fpr\": expected a key fingerprint of 64 hex digits, got \"zz\"",
         ),
         (
+            "set_neigh",
+            json!({"add": [{"ip": "10.0.3.300", "mac": "02:00:00:00:00:01"}]}),
+            "\"add[0].ip\": expected an IPv4 address",
+        ),
+        (
+            "set_neigh",
+            json!({"remove": ["fe80::1"]}),
+            "\"remove\": item 0: expected an IPv4 address",
+        ),
+        (
+            "set_neigh",
+            json!({"remove": vec!["10.0.3.1"; SetNeigh::MAX_ENTRIES + 1]}),
+            "\"remove\": at most 4096 entries",
+        ),
+        (
             "set_mac",
             json!({"uid": UID, "mac": "01:02"}),
             "\"mac\": expected a MAC address aa:bb:cc:dd:ee:ff, got \"01:02\"",
@@ -349,6 +381,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         icc: true,
         controller_alive: false,
         link_port: None,
+        neigh_entries: 0,
         counters: Counters::new(),
         peers: Vec::new(),
         macs: Vec::new(),

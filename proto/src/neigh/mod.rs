@@ -32,8 +32,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 mod claims;
+mod program;
+pub mod responder;
 
 pub use claims::{PeerClaims, Refusal};
+pub use program::{Programmed, CHUNK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -122,6 +125,8 @@ impl Default for NeighConfig {
 pub struct NeighCounters {
     pub arp_punted: u64,
     pub answered_locally: u64,
+    /// Requests tincan answered from the bindings programmed into it (`neigh_answered`).
+    pub answered_by_tincan: u64,
     pub local_target: u64,
     pub icc_requests_sent: u64,
     pub icc_requests_suppressed: u64,

@@ -3,17 +3,17 @@
 
 use super::*;
 
-const ME: Uid = Uid([0x11; 20]);
-const PEER: Uid = Uid([0x22; 20]);
-const OTHER: Uid = Uid([0x33; 20]);
+pub(super) const ME: Uid = Uid([0x11; 20]);
+pub(super) const PEER: Uid = Uid([0x22; 20]);
+pub(super) const OTHER: Uid = Uid([0x33; 20]);
 
-fn ip(last: u8) -> Ipv4Addr {
+pub(super) fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 3, last)
 }
-fn mac(last: u8) -> MacAddr {
+pub(super) fn mac(last: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, last])
 }
-fn request(from: u8, target: u8) -> Vec<u8> {
+pub(super) fn request(from: u8, target: u8) -> Vec<u8> {
     ArpRepr {
         op: Operation::Request,
         sha: mac(from),
@@ -23,13 +23,13 @@ fn request(from: u8, target: u8) -> Vec<u8> {
     }
     .to_frame(MacAddr::BROADCAST, mac(from))
 }
-fn reply(from: u8, to: u8) -> Vec<u8> {
+pub(super) fn reply(from: u8, to: u8) -> Vec<u8> {
     arp_reply_frame(ip(from), mac(from), ip(to), mac(to))
 }
-fn table() -> NeighTable {
+pub(super) fn table() -> NeighTable {
     NeighTable::new(ME, NeighConfig::default())
 }
-fn icc_reply(target: u8, owner: Uid) -> IccMsg {
+pub(super) fn icc_reply(target: u8, owner: Uid) -> IccMsg {
     IccMsg::ArpReply {
         target_ip4: ip(target),
         mac: mac(target).to_string(),
