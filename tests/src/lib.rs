@@ -277,9 +277,64 @@ pub struct LabOptions {
     /// false: `up` does not wait for the links (`LAB_WAIT_LINKS=0`), for labs where some
     /// links must stay down.
     pub wait_links: bool,
-    /// More `LAB_*` variables for `scripts/lab.sh` (e.g. `LAB_ROGUE_HOSTS`, `LAB_REKEY`).
+    /// More variables for `scripts/lab.sh` (e.g. `LAB_ROGUE_HOSTS`, `LAB_REKEY`); the daemons
+    /// inherit them, so `IPOP_NO_OFFLOAD=1` here puts every tincan on the plain TAP path (as
+    /// does running the tests with `IPOP_NO_OFFLOAD=1` in their own environment).
     pub env: Vec<(String, String)>,
 }
+
+impl LabOptions {
+    /// Every tincan opens its TAP without the virtio-net header (`IPOP_NO_OFFLOAD=1`), or,
+    /// with `false`, with it whatever the tests' own environment says.
+    pub fn plain_tap(mut self, plain: bool) -> Self {
+        let v = if plain { "1" } else { "0" };
+        self.env.push(("IPOP_NO_OFFLOAD".into(), v.into()));
+        self
+    }
+}
+
+/// What a [`Lab::tcp_transfer`] sent and what arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// SHA-256 (hex) of the bytes sent.
+    pub sent_sha256: String,
+    /// SHA-256 (hex) and count of the bytes the receiver read until the sender closed.
+    pub received_sha256: String,
+    pub received_bytes: u64,
+}
+
+/// Receiver of [`Lab::tcp_transfer`]: accepts one connection, reads to EOF, prints
+/// "<sha256> <bytes>".
+const TCP_SINK: &str = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(20)
+c, _ = s.accept(); c.settimeout(20)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(h.hexdigest(), n)
+"#;
+
+/// Sender of [`Lab::tcp_transfer`]: connects (retrying while the receiver starts), sends
+/// `argv[3]` random bytes, prints their sha256.
+const TCP_SOURCE: &str = r#"
+import hashlib, os, socket, sys, time
+for _ in range(50):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20); break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("cannot connect")
+h, left = hashlib.sha256(), int(sys.argv[3])
+while left:
+    b = os.urandom(min(left, 1 << 20)); c.sendall(b); h.update(b); left -= len(b)
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+print(h.hexdigest())
+"#;
 
 impl Default for LabOptions {
     fn default() -> Self {
@@ -587,6 +642,53 @@ impl Lab {
             show(&out)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends `bytes` random bytes over TCP from container `from` to container `to` (port
+    /// 5201), each side bounded to 60 s, and returns the hashes of what was sent and received.
+    pub fn tcp_transfer(&self, from: &str, to: &str, bytes: u64) -> Transfer {
+        let (ip, port) = (ip4(to), "5201");
+        let sink = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(to),
+                "timeout",
+                "60",
+                "python3",
+                "-c",
+            ])
+            .args([TCP_SINK, &ip, port])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the TCP receiver in {to}: {e}"));
+        let bytes_arg = bytes.to_string();
+        let source = self.exec(
+            from,
+            &[
+                "timeout", "60", "python3", "-c", TCP_SOURCE, &ip, port, &bytes_arg,
+            ],
+        );
+        let sink = sink
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("TCP receiver in {to}: {e}"));
+        let sent = String::from_utf8_lossy(&source.stdout).trim().to_string();
+        let got = String::from_utf8_lossy(&sink.stdout).to_string();
+        let mut words = got.split_whitespace();
+        Transfer {
+            sent_sha256: if source.status.success() {
+                sent
+            } else {
+                format!("(sender failed: {})", show(&source))
+            },
+            received_sha256: words
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("(receiver failed: {})", show(&sink))),
+            received_bytes: words.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+        }
     }
 
     /// The MAC address of interface `dev` in the node's namespace (`eth0` of a container,

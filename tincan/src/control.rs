@@ -19,7 +19,6 @@ use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use proto::wire::link::DATA_HEADER_LEN;
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
-use tun::AbstractDevice;
 
 /// What the controller told tincan about itself, and whether it is still there.
 #[derive(Debug, Default)]
@@ -198,7 +197,7 @@ impl Node {
                         ));
                     }
                 }
-                match self.tap.dev.send(&f.frame) {
+                match self.tap.send(&f.frame) {
                     Ok(_) => {
                         self.counters.injected_frames += 1;
                         Ok(api::DONE)
@@ -287,7 +286,7 @@ impl Node {
             self.control.link_port = Some(p.link_port);
         }
         if let Some(mtu) = p.mtu.filter(|m| *m != self.tap.mtu) {
-            self.tap.dev.set_mtu(mtu).map_err(|e| {
+            self.tap.set_mtu(mtu).map_err(|e| {
                 ApiError::new(
                     ErrorCode::CannotSetMtu,
                     format!("cannot set TAP MTU {mtu}: {e}"),

@@ -2,8 +2,15 @@
 //! in one mio loop that sleeps until the link core's `poll_timeout()` (or its own MAC-aging and
 //! controller-liveness deadlines). Forwarding decisions come from `proto::switch`, everything
 //! about links from `proto::link::LinkTable`; this file reads, asks, writes and counts.
+//!
+//! I/O: the TAP is read one frame per `read` (with a virtio-net header when the kernel allows
+//! one, see `tap.rs`); sealed datagrams are queued in a [`TxBatch`] and sent at the end of each
+//! batch of frames (runs to one peer as UDP GSO sends, see `udp.rs`), and datagrams from links
+//! are received with `recvmmsg` and UDP GRO.
 
 use crate::control::Control;
+use crate::tap::{Offload, Tap};
+use crate::udp::{BatchSocket, RxBatch, TxBatch, UdpCounters};
 use log::{error, info, warn};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
@@ -12,18 +19,18 @@ use proto::id::Millis;
 use proto::link::{
     Encapsulated, LinkEvent, LinkId, LinkTable, Received, SendError, FRAME_HEADROOM,
 };
+use proto::offload::{Csum, VNET_HDR_LEN};
 use proto::switch::{DropReason, FloodReason, LinkVerdict, Switch, TapVerdict};
-use proto::wire::ethernet::{MacAddr, HEADER_LEN as ETH_HEADER};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use tun::AbstractDevice;
 
 const TAP: Token = Token(0);
 const LINK: Token = Token(1);
 const CTRL: Token = Token(2);
+/// The tag of datagrams that belong to no link (the link core's own transmits).
+const NO_LINK: LinkId = LinkId::MAX;
 
 /// Frames or datagrams handled per source per wake-up before the others get a turn.
 const BATCH: usize = 64;
@@ -34,6 +41,17 @@ const MAC_TTL_MS: Millis = 300_000;
 const MAC_EXPIRE_EVERY: Millis = 1_000;
 /// Largest datagram we accept or send: jumbo TAP MTU plus headers.
 pub const BUF_LEN: usize = 65_536;
+/// Where a frame read from the TAP starts in `Node::buf`: room before it for the link core's
+/// headroom and, before that, the virtio-net header.
+const FRAME_AT: usize = VNET_HDR_LEN + FRAME_HEADROOM;
+/// Where the plaintext the link core seals starts in `Node::buf`.
+const PLAIN_AT: usize = FRAME_AT - FRAME_HEADROOM;
+/// Receives per `recvmmsg`, each up to a full GRO receive of 64 KB.
+const RX_BATCH: usize = 32;
+/// `recvmmsg` calls per wake-up before the other sources get a turn.
+const RX_CALLS: usize = 4;
+/// Bytes of sealed datagrams queued before they are sent (the end of a batch sends them too).
+const TX_BATCH_BYTES: usize = 128 << 10;
 
 /// What the shell counts (the link core counts the rest): readable with `get_state`.
 #[derive(Debug, Default, Serialize)]
@@ -62,66 +80,37 @@ pub struct Counters {
     pub drop_refused_mac: u64,
     /// `inject_frame` refused: its source MAC is a host on the local bridge.
     pub inject_refused_local_source: u64,
-}
-
-/// The TAP device.
-pub struct Tap {
-    pub dev: tun::Device,
-    pub name: String,
-    pub mac: MacAddr,
-    pub mtu: u16,
-}
-
-impl Tap {
-    fn open(name: &str, mtu: u16) -> io::Result<Tap> {
-        let mut cfg = tun::Configuration::default();
-        cfg.tun_name(name).layer(tun::Layer::L2).mtu(mtu).up();
-        let dev = tun::create(&cfg).map_err(|e| {
-            io::Error::other(format!(
-                "cannot create TAP {name:?} (needs root and /dev/net/tun): {e}"
-            ))
-        })?;
-        dev.set_nonblock()?;
-        let name = dev.tun_name().unwrap_or_else(|_| name.to_string());
-        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(MacAddr::ZERO);
-        Ok(Tap {
-            dev,
-            name,
-            mac,
-            mtu,
-        })
-    }
-
-    /// Largest frame the TAP carries: its MTU plus the Ethernet header.
-    pub fn max_frame(&self) -> usize {
-        self.mtu as usize + ETH_HEADER
-    }
+    /// Frames from the TAP that still needed a checksum or segmentation (offloads the TAP
+    /// was not opened for).
+    pub drop_tap_offload: u64,
+    #[serde(flatten)]
+    pub udp: UdpCounters,
 }
 
 pub struct Node {
     poll: Poll,
     pub tap: Tap,
     pub ctrl: UdpSocket,
-    pub link_sock: Option<UdpSocket>,
+    pub link_sock: Option<BatchSocket>,
     pub core: LinkTable,
     pub switch: Switch<LinkId>,
     pub control: Control,
     pub counters: Counters,
     start: Instant,
-    /// Frames are read at `buf[FRAME_HEADROOM..]`, so the link core seals them in place.
+    /// Frames are read at `buf[FRAME_AT..]`, so the link core seals them in place.
     buf: Vec<u8>,
-    /// Sealed datagrams out, opened frames in.
+    /// Opened frames in.
     out: Vec<u8>,
+    /// Sealed datagrams out, sent at the end of a batch.
+    tx: TxBatch,
+    rx: RxBatch,
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
 }
 
 impl Node {
-    pub fn new(tap_name: &str, port: u16, mtu: u16) -> io::Result<Node> {
-        let tap = Tap::open(tap_name, mtu)?;
+    pub fn new(tap_name: &str, port: u16, mtu: u16, offload: Offload) -> io::Result<Node> {
+        let tap = Tap::open(tap_name, mtu, offload)?;
         let ctrl_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut ctrl = UdpSocket::bind(ctrl_addr).map_err(|e| {
             io::Error::other(format!(
@@ -130,13 +119,14 @@ impl Node {
         })?;
         let poll = Poll::new()?;
         poll.registry()
-            .register(&mut SourceFd(&tap.dev.as_raw_fd()), TAP, Interest::READABLE)?;
+            .register(&mut SourceFd(&tap.fd()), TAP, Interest::READABLE)?;
         poll.registry()
             .register(&mut ctrl, CTRL, Interest::READABLE)?;
         info!(
             "TAP {} up, mac {}, mtu {mtu}; control on {ctrl_addr}",
             tap.name, tap.mac
         );
+        info!("TAP path: {}", tap.offload.describe());
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -154,8 +144,10 @@ impl Node {
             control: Control::default(),
             counters: Counters::default(),
             start: Instant::now(),
-            buf: vec![0u8; BUF_LEN],
+            buf: vec![0u8; FRAME_AT + BUF_LEN],
             out: vec![0u8; BUF_LEN],
+            tx: TxBatch::new(TX_BATCH_BYTES, BUF_LEN),
+            rx: RxBatch::new(RX_BATCH, BUF_LEN),
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
         })
@@ -167,23 +159,17 @@ impl Node {
 
     /// Binds the link socket on `port` (all IPv4 addresses) and polls it.
     pub fn bind_link(&mut self, port: u16) -> io::Result<()> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        // Bursts from the TAP arrive faster than one wake-up drains them; deep buffers absorb
-        // them instead of dropping.
-        let _ = s.set_recv_buffer_size(4 << 20);
-        let _ = s.set_send_buffer_size(4 << 20);
-        s.set_nonblocking(true)?;
-        s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
-        let mut sock = UdpSocket::from_std(s.into());
-        if let Some(mut old) = self.link_sock.take() {
-            let _ = self.poll.registry().deregister(&mut old);
+        // Datagrams queued for the old socket go out on it.
+        self.flush_tx();
+        let mut sock = BatchSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
+        if let Some(old) = self.link_sock.take() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&old.fd()));
+            sock.inherit(&old);
         }
         self.poll
             .registry()
-            .register(&mut sock, LINK, Interest::READABLE)?;
+            .register(&mut SourceFd(&sock.fd()), LINK, Interest::READABLE)?;
         self.link_sock = Some(sock);
-        info!("links on UDP 0.0.0.0:{port}");
         Ok(())
     }
 
@@ -250,15 +236,16 @@ impl Node {
         }
     }
 
-    /// Sends what the link core queued and acts on its events.
+    /// Sends the queued datagrams and what the link core queued, and acts on its events.
     pub fn flush(&mut self) {
+        // After the data already queued, in order.
         while let Some(t) = self.core.poll_transmit() {
-            if let Some(sock) = self.link_sock.as_ref() {
-                if sock.send_to(&t.payload, t.to).is_err() {
-                    self.counters.link_tx_errors += 1;
-                }
+            if self.tx.full() {
+                self.flush_tx();
             }
+            self.tx.push(&t.payload, t.payload.len(), t.to, NO_LINK);
         }
+        self.flush_tx();
         while let Some(ev) = self.core.poll_event() {
             let (uid, up) = match ev {
                 LinkEvent::Up { uid, .. } => (uid, true),
@@ -272,15 +259,48 @@ impl Node {
         }
     }
 
+    /// Queues the datagrams the link core sealed for `link` at `tx.spare()[..len]`: `stride`
+    /// bytes each, the last possibly shorter, all to `to`.
+    fn queue_sealed(&mut self, len: usize, stride: usize, to: SocketAddr, link: LinkId) {
+        self.tx.commit(len, stride, to, link);
+        if self.tx.full() {
+            self.flush_tx();
+        }
+    }
+
+    /// Sends the queued datagrams (runs to one peer in one GSO send where the kernel can).
+    fn flush_tx(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let (core, counters) = (&mut self.core, &mut self.counters);
+        match self.link_sock.as_mut() {
+            Some(sock) => sock.send_batch(&self.tx, &mut counters.udp, |run| {
+                counters.link_tx_errors += 1;
+                if run.tag != NO_LINK {
+                    core.note_tx_error(run.tag);
+                }
+            }),
+            None => counters.link_tx_errors += self.tx.runs().len() as u64,
+        }
+        self.tx.clear();
+    }
+
     // ---- TAP -> links ----------------------------------------------------------------
 
-    /// Returns true if the TAP may hold more frames.
+    /// Returns true if the TAP may hold more frames. Sends what it sealed before returning.
     fn drain_tap(&mut self) -> bool {
+        let more = self.read_tap();
+        self.flush_tx();
+        more
+    }
+
+    fn read_tap(&mut self) -> bool {
         // One clock read per batch: a batch takes well under a millisecond.
         let now = self.now();
         for _ in 0..BATCH {
-            let n = match self.tap.dev.recv(&mut self.buf[FRAME_HEADROOM..]) {
-                Ok(n) => n,
+            let (n, meta) = match self.tap.recv(&mut self.buf, FRAME_AT) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -290,6 +310,10 @@ impl Node {
             };
             self.counters.tap_rx_frames += 1;
             self.counters.tap_rx_bytes += n as u64;
+            if meta.gso_type != 0 || meta.csum != Csum::Done {
+                self.counters.drop_tap_offload += 1;
+                continue;
+            }
             self.on_tap_frame(n, now);
         }
         true
@@ -300,10 +324,10 @@ impl Node {
             self.counters.drop_oversize += 1;
             return;
         }
-        let end = FRAME_HEADROOM + n;
-        let verdict =
-            self.switch
-                .from_tap(&self.buf[FRAME_HEADROOM..end], self.control.alive(), now);
+        let end = FRAME_AT + n;
+        let verdict = self
+            .switch
+            .from_tap(&self.buf[FRAME_AT..end], self.control.alive(), now);
         match verdict {
             TapVerdict::Punt
                 if crate::neigh::answer(
@@ -315,7 +339,7 @@ impl Node {
                 ) => {}
             TapVerdict::Punt => {
                 self.counters.arp_punted += 1;
-                let frame = self.buf[FRAME_HEADROOM..end].to_vec();
+                let frame = self.buf[FRAME_AT..end].to_vec();
                 self.punt_frame(&frame);
             }
             TapVerdict::Flood(reason) => {
@@ -345,23 +369,19 @@ impl Node {
         }
     }
 
-    /// Sends the frame at `buf[FRAME_HEADROOM..end]` on link `id`.
+    /// Seals the frame at `buf[FRAME_AT..end]` for link `id` and queues it.
     fn send_frame(&mut self, id: LinkId, end: usize, now: Millis) -> bool {
-        let Some(sock) = self.link_sock.as_ref() else {
+        if self.link_sock.is_none() {
             return false;
-        };
+        }
         match self
             .core
-            .encapsulate(now, id, &mut self.buf[..end], &mut self.out)
+            .encapsulate(now, id, &mut self.buf[PLAIN_AT..end], self.tx.spare())
         {
-            Ok(Encapsulated::Send { to, len }) => match sock.send_to(&self.out[..len], to) {
-                Ok(_) => true,
-                Err(_) => {
-                    self.counters.link_tx_errors += 1;
-                    self.core.note_tx_error(id);
-                    false
-                }
-            },
+            Ok(Encapsulated::Send { to, len }) => {
+                self.queue_sealed(len, len, to, id);
+                true
+            }
             Ok(Encapsulated::Queued) => true,
             Err(SendError::NoRelay) => {
                 self.counters.link_tx_errors += 1;
@@ -376,30 +396,45 @@ impl Node {
     fn drain_link(&mut self) -> bool {
         // One clock read per batch, as for the TAP.
         let now = self.now();
-        for _ in 0..BATCH {
-            let Some(sock) = self.link_sock.as_ref() else {
-                return false;
+        // Out of `self` while its datagrams are handled (they borrow it).
+        let mut rx = std::mem::replace(&mut self.rx, RxBatch::new(0, 0));
+        let mut more = false;
+        for _ in 0..RX_CALLS {
+            let Some(sock) = self.link_sock.as_mut() else {
+                break;
             };
-            let (n, from) = match sock.recv_from(&mut self.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            match sock.recv_batch(&mut rx, &mut self.counters.udp) {
+                Ok(n) => more = n == RX_BATCH,
                 // ICMP errors from an earlier send (peer down): not ours to act on here.
-                Err(_) => continue,
-            };
-            match self
-                .core
-                .handle_datagram(now, from, &self.buf[..n], &mut self.out)
-            {
-                Received::Frame { link, range } => self.deliver_frame(link, range, now),
-                Received::Icc { link, range } => {
-                    let msg = serde_json::from_slice(&self.out[range]);
-                    self.deliver_icc(link, msg);
+                Err(_) => more = true,
+            }
+            for i in 0..rx.len() {
+                let (from, datagrams) = rx.datagrams(i);
+                let Some(from) = from else { continue };
+                for d in datagrams {
+                    self.on_datagram(from, d, now);
                 }
-                Received::Nothing => {}
+            }
+            if !more {
+                break;
             }
         }
-        true
+        self.rx = rx;
+        more
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, datagram: &[u8], now: Millis) {
+        match self
+            .core
+            .handle_datagram(now, from, datagram, &mut self.out)
+        {
+            Received::Frame { link, range } => self.deliver_frame(link, range, now),
+            Received::Icc { link, range } => {
+                let msg = serde_json::from_slice(&self.out[range]);
+                self.deliver_icc(link, msg);
+            }
+            Received::Nothing => {}
+        }
     }
 
     /// A frame from link `id` at `out[range]`: learn its source, write it to the TAP.
@@ -426,7 +461,7 @@ impl Node {
             }
         }
         self.core.note_rx_frame(id, frame.len());
-        match self.tap.dev.send(frame) {
+        match self.tap.send(frame) {
             Ok(_) => {
                 self.counters.tap_tx_frames += 1;
                 self.counters.tap_tx_bytes += frame.len() as u64;

@@ -8,6 +8,8 @@ mod hostaddr;
 mod neigh;
 mod query;
 mod state;
+mod tap;
+mod udp;
 
 use clap::Parser;
 use ipop_tincan::keys;
@@ -41,6 +43,9 @@ struct Args {
     /// TAP MTU until the controller sets one
     #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u16).range(576..=9000))]
     mtu: u16,
+    /// Open the TAP without a virtio-net header (the plain path); also IPOP_NO_OFFLOAD=1
+    #[arg(long)]
+    no_offload: bool,
     /// Print the version and exit (-v as the original tincan took it)
     #[arg(short = 'V', long = "version", visible_short_alias = 'v')]
     version: bool,
@@ -90,7 +95,13 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let tap = args.tap.or(args.tap_pos).unwrap_or_else(|| "ipop".into());
-    match dataplane::Node::new(&tap, port, args.mtu).and_then(|mut n| n.run()) {
+    let plain = args.no_offload || std::env::var("IPOP_NO_OFFLOAD").is_ok_and(|v| v == "1");
+    let offload = if plain {
+        tap::Offload::Plain
+    } else {
+        tap::Offload::Vnet
+    };
+    match dataplane::Node::new(&tap, port, args.mtu, offload).and_then(|mut n| n.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ipop-tincan: {e}");
