@@ -4,7 +4,8 @@
 //! are `proto::neigh::responder`'s.
 
 use crate::control::Control;
-use crate::dataplane::{Node, Tap};
+use crate::dataplane::Node;
+use crate::tap::Tap;
 use proto::api::tincan::{NeighAnswered, SetNeigh, TincanNotification};
 use proto::id::Millis;
 use proto::link::LinkId;
@@ -23,7 +24,7 @@ pub fn answer(
         return false;
     };
     // A reply the TAP refused is not an answer: the controller gets the request instead.
-    if tap.dev.send(&reply).is_err() {
+    if tap.send(&reply).is_err() {
         return false;
     }
     control.neigh.answered(asked);
