@@ -12,6 +12,7 @@ use proto::id::Millis;
 use proto::link::{
     Encapsulated, LinkEvent, LinkId, LinkTable, Received, SendError, FRAME_HEADROOM,
 };
+use proto::offload::Csum;
 use proto::switch::{DropReason, FloodReason, LinkVerdict, Switch, TapVerdict};
 use proto::wire::ethernet::{MacAddr, HEADER_LEN as ETH_HEADER};
 use serde::Serialize;
@@ -174,6 +175,9 @@ impl Node {
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
         s.set_nonblocking(true)?;
+        // Never DF: datagrams cut for `link_mtu` still cross a smaller path (a tunnel, PPPoE)
+        // in IP fragments rather than vanish into a path-MTU black hole.
+        set_pmtudisc_dont(&s);
         s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
         let mut sock = UdpSocket::from_std(s.into());
         if let Some(mut old) = self.link_sock.take() {
@@ -342,18 +346,22 @@ impl Node {
         let Some(sock) = self.link_sock.as_ref() else {
             return false;
         };
+        // The TAP hands over frames with complete checksums.
         match self
             .core
-            .encapsulate(now, id, &mut self.buf[..end], &mut self.out)
+            .encapsulate(now, id, &mut self.buf[..end], Csum::Done, &mut self.out)
         {
-            Ok(Encapsulated::Send { to, len }) => match sock.send_to(&self.out[..len], to) {
-                Ok(_) => true,
-                Err(_) => {
+            // One datagram, or the link fragments of a frame too large for one.
+            Ok(Encapsulated::Send { to, len, stride }) => {
+                let sent = self.out[..len]
+                    .chunks(stride)
+                    .all(|d| sock.send_to(d, to).is_ok());
+                if !sent {
                     self.counters.link_tx_errors += 1;
                     self.core.note_tx_error(id);
-                    false
                 }
-            },
+                sent
+            }
             Ok(Encapsulated::Queued) => true,
             Err(SendError::NoRelay) => {
                 self.counters.link_tx_errors += 1;
@@ -383,7 +391,7 @@ impl Node {
                 .core
                 .handle_datagram(now, from, &self.buf[..n], &mut self.out)
             {
-                Received::Frame { link, range } => self.deliver_frame(link, range, now),
+                Received::Frame { link, range, .. } => self.deliver_frame(link, range, now),
                 Received::Icc { link, range } => {
                     let msg = serde_json::from_slice(&self.out[range]);
                     self.deliver_icc(link, msg);
@@ -462,6 +470,29 @@ impl Node {
         if self.ctrl.send_to(datagram, cb).is_err() {
             self.counters.punt_errors += 1;
         }
+    }
+}
+
+/// IP_MTU_DISCOVER = IP_PMTUDISC_DONT on the link socket: the kernel fragments datagrams larger
+/// than the path instead of refusing them. A failure only costs that fallback (logged).
+fn set_pmtudisc_dont(s: &socket2::Socket) {
+    use nix::libc;
+    let v: libc::c_int = libc::IP_PMTUDISC_DONT;
+    // SAFETY: a valid socket fd and a c_int option of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        warn!(
+            "link socket: IP_MTU_DISCOVER: {}: datagrams larger than the path are dropped",
+            io::Error::last_os_error()
+        );
     }
 }
 

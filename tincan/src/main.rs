@@ -38,7 +38,7 @@ struct Args {
     #[arg(long = "port", value_name = "PORT", conflicts_with = "port_pos")]
     port: Option<u16>,
     /// TAP MTU until the controller sets one
-    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u16).range(576..=9000))]
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
     mtu: u16,
     /// Print the version and exit (-v as the original tincan took it)
     #[arg(short = 'V', long = "version", visible_short_alias = 'v')]

@@ -112,6 +112,7 @@ impl Node {
             },
             tap: self.tap.name.clone(),
             mtu: self.tap.mtu,
+            link_mtu: self.core.link_mtu(),
             version: crate::VERSION.to_string(),
             boot_id: self.core.boot_id(),
             uptime_ms: now,

@@ -125,6 +125,10 @@ pub struct SetLocalIp {
     /// Absent: unchanged.
     #[serde(default, deserialize_with = "de::opt_int::<_, _, 576, 9000>")]
     pub mtu: Option<u16>,
+    /// The underlay's largest IP packet: link datagrams are at most this less 28 bytes, larger
+    /// frames cross in link fragments. Absent: unchanged (1500 until set).
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 576, 9000>")]
+    pub link_mtu: Option<u16>,
     #[serde(default = "yes", deserialize_with = "de::flag")]
     pub sec: bool,
     /// Absolute; required with `sec`. Loaded, or created with mode 0600.
@@ -354,6 +358,9 @@ pub struct LocalState {
     /// The TAP's name.
     pub tap: String,
     pub mtu: u16,
+    /// The underlay MTU links are cut for (`link_mtu`).
+    #[serde(default)]
+    pub link_mtu: u16,
     #[serde(default)]
     pub version: String,
     /// Random per start: a new one tells the controller tincan restarted.
