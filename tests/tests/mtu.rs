@@ -161,9 +161,12 @@ fn full_size_ping(lab: &Lab, from: &str, to: &str) {
 /// Fragments crossed (both tincans reassembled some) and no frame was too big.
 fn fragments_used(lab: &Lab) {
     for h in ["h1", "h2"] {
-        let c = &lab.tincan_state(h)["counters"];
+        let s = lab.tincan_state(h);
+        let c = &s["counters"];
         assert!(c["frag_reassembled"].as_u64() > Some(0), "{h}: {c}");
         assert_eq!(c["drop_oversize"].as_u64(), Some(0), "{h}: {c}");
+        let peer = &s["peers"][0];
+        assert!(peer["frag_reassembled"].as_u64() > Some(0), "{h}: {peer}");
     }
 }
 

@@ -452,6 +452,16 @@ pub struct PeerState {
     /// a host on our bridge, or one bound to another peer.
     #[serde(default)]
     pub refused_macs: u64,
+    /// Link fragments sent and received, messages put back together from them, and messages
+    /// or fragments dropped (expired, invalid, over budget).
+    #[serde(default)]
+    pub frag_tx: u64,
+    #[serde(default)]
+    pub frag_rx: u64,
+    #[serde(default)]
+    pub frag_reassembled: u64,
+    #[serde(default)]
+    pub frag_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
