@@ -30,6 +30,11 @@
 #                  where some links must not come up)
 #   LAB_WAIT       seconds `up` waits for every link to come online (default 20)
 #   LAB_KEEP_ON_FAIL 1: a failed `up` leaves the lab in place for inspection (default: torn down)
+#   LAB_MTU        the containers' MTU (default 1500, LXC's)
+#   LAB_TAP_MTU    "tap_mtu" in the configs (default: not written, the config default, 1500)
+#   LAB_LINK_MTU   "link_mtu" in the configs (default: not written, the config default, 1500)
+#   LAB_UNDERLAY_MTU  MTU of the underlay veths (u0 and its switch port; default 1500), e.g.
+#                  1400 for a path smaller than link_mtu
 #   RUST_LOG       passed to the daemons (default info)
 set -euo pipefail
 
@@ -53,6 +58,7 @@ REKEY=${LAB_REKEY:-}
 CIPHER=${LAB_CIPHER:-}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 WAIT=${LAB_WAIT:-20}
+LINK_MTU=${LAB_LINK_MTU:-}
 
 validate_env() {
     [[ $P =~ ^[A-Za-z0-9]{1,12}$ ]] ||
@@ -66,6 +72,11 @@ validate_env() {
     [[ -z $REKEY || $REKEY =~ ^[1-9][0-9]*$ ]] || die "LAB_REKEY: expected seconds, got '$REKEY'"
     [[ $CIPHER =~ ^[a-z0-9-]*$ ]] || die "LAB_CIPHER: expected a cipher name like aes-256-gcm, got '$CIPHER'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
+    local v
+    for v in LAB_MTU LAB_TAP_MTU LAB_LINK_MTU LAB_UNDERLAY_MTU; do
+        [[ -z ${!v:-} || ${!v} =~ ^[0-9]{3,4}$ ]] ||
+            die "$v: expected an MTU (e.g. 1500), got '${!v}'"
+    done
 }
 
 require_tools() {
@@ -87,8 +98,8 @@ build_topology() {
         new_host_ns "$i"
         # Underlay: u0 in the host, h<i> in the switch's br0.
         ip -n "$sw" link add "h$i" type veth peer name u0 netns "$h"
-        ip -n "$sw" link set "h$i" master br0 up
-        ip -n "$h" link set u0 mtu 1500 up
+        ip -n "$sw" link set "h$i" mtu "$UNDERLAY_MTU" master br0 up
+        ip -n "$h" link set u0 mtu "$UNDERLAY_MTU" up
         ip -n "$h" addr add "10.99.0.$i/24" dev u0
         add_lxc_host "$i"
     done
@@ -113,7 +124,7 @@ make_keys() {
 }
 
 write_configs() {
-    local i j peers sep icc sec fpr rekey="" cipher=""
+    local i j peers sep icc sec fpr rekey="" cipher="" mtus=""
     icc=$([ "$ICC" = 1 ] && echo true || echo false)
     # Keys need the binary; a lab without daemons may not have one.
     if [ "$SEC" = 1 ] && [ -x "$TINCAN_BIN" ]; then
@@ -123,6 +134,8 @@ write_configs() {
     fi
     [ -z "$REKEY" ] || rekey=$'\n'"  \"rekey_interval\": $REKEY,"
     [ -z "$CIPHER" ] || cipher=$'\n'"  \"cipher\": \"$CIPHER\","
+    [ -z "$TAP_MTU" ] || mtus+=$'\n'"  \"tap_mtu\": $TAP_MTU,"
+    [ -z "$LINK_MTU" ] || mtus+=$'\n'"  \"link_mtu\": $LINK_MTU,"
     for i in $(seq 1 "$HOSTS"); do
         mkdir -p "$DIR/h$i"
         sec=false
@@ -147,8 +160,7 @@ write_configs() {
   "icc": $icc,
   "icc_port": $ICC_PORT,
   "svpn_port": $TINCAN_PORT,
-  "link_port": $LINK_PORT,
-  "tap_mtu": $TAP_MTU,
+  "link_port": $LINK_PORT,$mtus
   "bridge": "lxcbr0",
   "sec": $sec,$rekey$cipher
   "key_file": "$DIR/h$i/ipop.key",

@@ -28,17 +28,22 @@ fi
 TINCAN_BIN=$BIN/ipop-tincan
 CONTROLLER_BIN=$BIN/gvpn-controller
 
-# Ports and sizes of the generated configs. The TAP MTU is 1400 because a link datagram carries
-# the whole inner Ethernet frame: 1500 (underlay) - 20 (IPv4) - 8 (UDP) - 16 (link header)
-# - 14 (inner Ethernet) = 1442 bytes of payload at most, rounded down to leave room for an
-# authentication tag. README.md, "Overlay MTU". (Some are used by the sourcing scripts only.)
+# Ports and sizes of the generated configs. Containers keep LXC's MTU, 1500 (LAB_MTU overrides
+# it); the TAP takes the config's "tap_mtu" (default 1500) unless LAB_TAP_MTU is set; frames
+# larger than one link datagram cross in link fragments. LAB_UNDERLAY_MTU is the MTU of the
+# underlay veths (default 1500; e.g. 1400 for a smaller path). README.md, "Overlay MTU". (Some
+# are used by the sourcing scripts only.)
 TINCAN_PORT=5800
 # shellcheck disable=SC2034
 ICC_PORT=30000
 # shellcheck disable=SC2034
 LINK_PORT=5900
 TAP=ipop
-TAP_MTU=1400
+CONTAINER_MTU=${LAB_MTU:-1500}
+# shellcheck disable=SC2034
+TAP_MTU=${LAB_TAP_MTU:-}
+# shellcheck disable=SC2034
+UNDERLAY_MTU=${LAB_UNDERLAY_MTU:-1500}
 
 # --- messages --------------------------------------------------------------------------------
 
@@ -244,11 +249,10 @@ add_lxc_host() {
     for c in 1 2; do
         cn=$P-h${i}c$c
         new_ns "h${i}c$c"
-        # Both ends at the overlay MTU: a bridge does not fragment, it drops a frame larger
-        # than the egress port's MTU, so a container at 1500 would lose its large packets
-        # silently on the way into the 1400-byte TAP.
-        ip -n "$h" link add "c$c" mtu "$TAP_MTU" type veth \
-            peer name eth0 mtu "$TAP_MTU" netns "$cn"
+        # Both ends at the containers' MTU: a bridge does not fragment, it drops a frame
+        # larger than the egress port's MTU (the TAP's, too).
+        ip -n "$h" link add "c$c" mtu "$CONTAINER_MTU" type veth \
+            peer name eth0 mtu "$CONTAINER_MTU" netns "$cn"
         ip -n "$h" link set "c$c" master lxcbr0 up
         ip -n "$cn" addr add "10.0.3.$i$c/24" dev eth0
         if [ -d /proc/sys/net/ipv6 ]; then

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use proto::wire::link::{
-    emit_header, LinkMessage, MessageType, DATA_HEADER_LEN, FLAG_REPLY_WANTED, HELLO_LEN,
+    emit_header, FragHeader, LinkMessage, MessageType, DATA_HEADER_LEN, FLAG_REPLY_WANTED,
+    FRAG_META_LEN, HELLO_LEN,
 };
 
 /// The input with the bits the parser does not read cleared: the rest of byte 1 and the two
@@ -51,6 +52,24 @@ fuzz_target!(|data: &[u8]| {
         } => {
             assert_eq!(data.len(), DATA_HEADER_LEN);
             check_header(data, MessageType::Keepalive, receiver_idx, counter);
+        }
+        LinkMessage::WithMeta {
+            msg_type,
+            receiver_idx,
+            counter,
+            body,
+        } => {
+            assert_eq!(body, &data[DATA_HEADER_LEN..]);
+            check_header(data, msg_type, receiver_idx, counter);
+            // A fragment header that reads re-emits to the same bytes.
+            if let Ok((h, _)) = FragHeader::parse(body) {
+                let mut meta = [0u8; FRAG_META_LEN];
+                h.emit(&mut meta).expect("sized");
+                assert_eq!(&meta[..], &body[..FRAG_META_LEN]);
+                if let Some(r) = h.piece() {
+                    assert!(r.start < r.end && r.end <= h.total as usize);
+                }
+            }
         }
     }
 });

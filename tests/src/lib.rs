@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 pub const TINCAN_PORT: u16 = 5800;
 /// Control port of `gvpn-controller` in the lab (`icc_port`).
 pub const CONTROLLER_PORT: u16 = 30000;
-/// The overlay MTU the lab gives the TAP and the containers' `eth0`.
-pub const OVERLAY_MTU: usize = 1400;
+/// The MTU of the lab's containers' `eth0` and of the TAP (LXC's and the config's default).
+pub const OVERLAY_MTU: usize = 1500;
 
 /// The two daemons that run in every host namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

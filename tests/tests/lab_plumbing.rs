@@ -1,7 +1,7 @@
 //! The lab itself, without the daemons: the namespaces, bridges, addresses and configs that
 //! `scripts/lab.sh up` builds, and that `down` leaves nothing behind.
 
-use ipop_lab_tests::{ip4, ip6, prefix, require_root, underlay_ip, Lab, LabOptions};
+use ipop_lab_tests::{ip4, ip6, prefix, require_root, underlay_ip, Lab, LabOptions, OVERLAY_MTU};
 
 #[test]
 fn lab_builds_the_topology_and_down_removes_it() {
@@ -30,9 +30,9 @@ fn lab_builds_the_topology_and_down_removes_it() {
         assert!(r.is_clean(), "{c1} -> {h}'s lxcbr0:\n{}", r.raw);
     }
 
-    // The containers' eth0 is at the overlay MTU, so nothing they send is too big for the TAP.
+    // The containers' eth0 is at the overlay MTU (LXC's 1500), as is the TAP.
     let mtu = lab.exec_ok("h2c1", &["cat", "/sys/class/net/eth0/mtu"]);
-    assert_eq!(mtu.trim(), "1400");
+    assert_eq!(mtu.trim(), OVERLAY_MTU.to_string());
 
     // Hosts reach each other over the underlay switch.
     let r = lab.ping("h1", &underlay_ip("h3"), 1, None);

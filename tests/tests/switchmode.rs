@@ -2,7 +2,7 @@
 //! checked the way a user would notice: pings arrive once, ARP is answered on the host, nothing
 //! is ICMP-redirected, daemons can be restarted under traffic.
 
-use ipop_lab_tests::{ip4, ip6, prefix, require_root, Daemon, Lab, PingOpts};
+use ipop_lab_tests::{ip4, ip6, prefix, require_root, Daemon, Lab, PingOpts, OVERLAY_MTU};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,9 +52,9 @@ fn every_container_reaches_every_remote_container_once_without_redirects() {
         let r = lab.ping6(from, &ip6(to), 2, None);
         assert!(r.is_clean(), "{from} -> {to} over IPv6:\n{}", r.raw);
     }
-    // A payload that fills the overlay MTU (1400 - 20 IPv4 - 8 ICMP), not fragmented.
+    // A payload that fills the overlay MTU (less 20 IPv4 and 8 ICMP), not fragmented.
     let full = PingOpts {
-        size: Some(1372),
+        size: Some(OVERLAY_MTU - 28),
         dont_fragment: true,
         ..PingOpts::new(3)
     };

@@ -16,7 +16,7 @@ use proto::nat::TurnServerConfig;
 use proto::neigh::responder::Responder;
 use proto::rpc::{self, Incoming};
 use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
-use proto::wire::link::DATA_HEADER_LEN;
+use proto::wire::link::MAX_INNER_LEN;
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -79,6 +79,9 @@ impl Control {
         })
     }
 }
+
+/// Largest ICC message (JSON bytes): what link fragments carry, less the inner type.
+const MAX_ICC_LEN: usize = MAX_INNER_LEN - 1;
 
 fn link_not_up(uid: &Uid) -> ApiError {
     ApiError::new(ErrorCode::LinkNotUp, format!("link to {uid} is not up"))
@@ -213,10 +216,13 @@ impl Node {
             }
             TincanRequest::SendIcc(s) => {
                 let payload = serde_json::to_vec(&s.msg).expect("JSON serialises");
-                if payload.len() + DATA_HEADER_LEN > self.tap.max_frame() {
+                if payload.len() > MAX_ICC_LEN {
                     return Err(ApiError::param(
                         "msg",
-                        format_args!("{} bytes, more than a link datagram carries", payload.len()),
+                        format_args!(
+                            "{} bytes, more than the {MAX_ICC_LEN} an ICC message may have",
+                            payload.len()
+                        ),
                     ));
                 }
                 let id = self.core.link_of(&s.uid).ok_or_else(|| no_link(&s.uid))?;
@@ -276,6 +282,12 @@ impl Node {
                 rekey_after: u64::from(p.rekey_after_secs) * 1000,
             })
             .map_err(|e| ApiError::new(ErrorCode::InvalidParams, e.0))?;
+        if let Some(mtu) = p.link_mtu.filter(|m| *m != self.core.link_mtu()) {
+            self.core
+                .set_link_mtu(mtu)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidParams, e.0))?;
+            info!("link datagrams cut for an underlay MTU of {mtu}");
+        }
         if self.control.link_port != Some(p.link_port) || self.link_sock.is_none() {
             self.bind_link(p.link_port).map_err(|e| {
                 ApiError::new(

@@ -374,12 +374,16 @@ impl Node {
         if self.link_sock.is_none() {
             return false;
         }
-        match self
-            .core
-            .encapsulate(now, id, &mut self.buf[PLAIN_AT..end], self.tx.spare())
-        {
-            Ok(Encapsulated::Send { to, len }) => {
-                self.queue_sealed(len, len, to, id);
+        match self.core.encapsulate(
+            now,
+            id,
+            &mut self.buf[PLAIN_AT..end],
+            Csum::Done,
+            self.tx.spare(),
+        ) {
+            // One datagram, or the equal-size link fragments of a frame too large for one.
+            Ok(Encapsulated::Send { to, len, stride }) => {
+                self.queue_sealed(len, stride, to, id);
                 true
             }
             Ok(Encapsulated::Queued) => true,
@@ -428,7 +432,7 @@ impl Node {
             .core
             .handle_datagram(now, from, datagram, &mut self.out)
         {
-            Received::Frame { link, range } => self.deliver_frame(link, range, now),
+            Received::Frame { link, range, .. } => self.deliver_frame(link, range, now),
             Received::Icc { link, range } => {
                 let msg = serde_json::from_slice(&self.out[range]);
                 self.deliver_icc(link, msg);

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long = "port", value_name = "PORT", conflicts_with = "port_pos")]
     port: Option<u16>,
     /// TAP MTU until the controller sets one
-    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u16).range(576..=9000))]
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
     mtu: u16,
     /// Open the TAP without a virtio-net header (the plain path); also IPOP_NO_OFFLOAD=1
     #[arg(long)]

@@ -24,6 +24,7 @@ fn add_counters(out: &mut Counters, s: &impl Serialize) {
 
 fn peer_state(link: &Link, now: Millis) -> PeerState {
     let l = &link.live;
+    let f = link.frag_counters();
     PeerState {
         uid: link.uid(),
         status: if link.is_up() {
@@ -60,6 +61,10 @@ fn peer_state(link: &Link, now: Millis) -> PeerState {
         ups: l.counters.ups,
         downs: l.counters.downs,
         refused_macs: l.counters.refused_macs,
+        frag_tx: f.frag_tx,
+        frag_rx: f.frag_rx,
+        frag_reassembled: f.frag_reassembled,
+        frag_dropped: f.frag_drop_expired + f.frag_drop_invalid + f.frag_drop_budget,
     }
 }
 
@@ -113,6 +118,7 @@ impl Node {
             },
             tap: self.tap.name.clone(),
             mtu: self.tap.mtu,
+            link_mtu: self.core.link_mtu(),
             version: crate::VERSION.to_string(),
             boot_id: self.core.boot_id(),
             uptime_ms: now,

@@ -243,6 +243,20 @@ impl BatchSocket {
             let _ = s.set_send_buffer_size(SOCK_BUF);
         }
         let gro = setsockopt(&s, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        // Never DF: datagrams cut for `link_mtu` still cross a smaller path (a tunnel, PPPoE) in
+        // IP fragments rather than vanish into a path-MTU black hole.
+        if addr.is_ipv4() {
+            if let Err(e) = setsockopt(
+                &s,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DONT,
+            ) {
+                log::warn!(
+                    "link socket: IP_MTU_DISCOVER: {e}: datagrams larger than the path are dropped"
+                );
+            }
+        }
         s.set_nonblocking(true)?;
         s.bind(&addr.into())?;
         info!(

@@ -138,6 +138,7 @@ impl Controller {
             icc: Some(cfg.icc),
             link_port: cfg.link_port,
             mtu: Some(cfg.tap_mtu),
+            link_mtu: Some(cfg.link_mtu),
             sec: cfg.sec,
             key_file: cfg.sec.then(|| self.key_file.clone()),
             rekey_after_secs: u32::try_from(cfg.rekey_interval).unwrap_or(u32::MAX),

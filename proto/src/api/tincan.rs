@@ -127,6 +127,10 @@ pub struct SetLocalIp {
     /// Absent: unchanged.
     #[serde(default, deserialize_with = "de::opt_int::<_, _, 576, 9000>")]
     pub mtu: Option<u16>,
+    /// The underlay's largest IP packet: link datagrams are at most this less 28 bytes, larger
+    /// frames cross in link fragments. Absent: unchanged (1500 until set).
+    #[serde(default, deserialize_with = "de::opt_int::<_, _, 576, 9000>")]
+    pub link_mtu: Option<u16>,
     #[serde(default = "yes", deserialize_with = "de::flag")]
     pub sec: bool,
     /// Absolute; required with `sec`. Loaded, or created with mode 0600.
@@ -418,6 +422,9 @@ pub struct LocalState {
     /// The TAP's name.
     pub tap: String,
     pub mtu: u16,
+    /// The underlay MTU links are cut for (`link_mtu`).
+    #[serde(default)]
+    pub link_mtu: u16,
     #[serde(default)]
     pub version: String,
     /// Random per start: a new one tells the controller tincan restarted.
@@ -512,6 +519,16 @@ pub struct PeerState {
     /// a host on our bridge, or one bound to another peer.
     #[serde(default)]
     pub refused_macs: u64,
+    /// Link fragments sent and received, messages put back together from them, and messages
+    /// or fragments dropped (expired, invalid, over budget).
+    #[serde(default)]
+    pub frag_tx: u64,
+    #[serde(default)]
+    pub frag_rx: u64,
+    #[serde(default)]
+    pub frag_reassembled: u64,
+    #[serde(default)]
+    pub frag_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

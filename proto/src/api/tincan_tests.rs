@@ -42,6 +42,7 @@ fn every_request() -> Vec<TincanRequest> {
             icc: Some(true),
             link_port: 5901,
             mtu: Some(1400),
+            link_mtu: Some(1500),
             sec: true,
             key_file: Some("/etc/ipop/ipop.key".into()),
             rekey_after_secs: 60,
@@ -177,6 +178,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(p.link_port, 5900);
     assert_eq!(p.rekey_after_secs, 120);
     assert_eq!((p.mtu, p.icc, p.switchmode), (None, None, None));
+    assert_eq!(p.link_mtu, None);
     // The original controller's 0/1 flags, and "" for "no key" in create_link.
     let r = request(
         "create_link",
@@ -253,6 +255,11 @@ fn a_bad_param_is_named_with_what_was_expected() {
             "set_local_ip",
             json!({"uid": UID, "ip4": "10.0.3.1", "mtu": 100, "sec": false}),
             "\"mtu\": expected an integer 576-9000, got 100",
+        ),
+        (
+            "set_local_ip",
+            json!({"uid": UID, "ip4": "10.0.3.1", "link_mtu": 9001, "sec": false}),
+            "\"link_mtu\": expected an integer 576-9000, got 9001",
         ),
         (
             "set_local_ip",
@@ -373,6 +380,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         nat: NatState::default(),
         tap: "ipop".into(),
         mtu: 1400,
+        link_mtu: 1500,
         version: "0.1.0".into(),
         boot_id: 7,
         uptime_ms: 5,

@@ -1,6 +1,6 @@
 //! The IPOP gvpn config: every key of the original `gvpn_controller.py` CONFIG under its original
 //! name and default, plus this project's additions (`peers`, `bridge`, `link_port`, `tap_mtu`,
-//! ...). This module owns the table of keys (one descriptor per key: name, type, default, check,
+//! `link_mtu`, ...). This module owns the table of keys (one descriptor per key: name, type, default, check,
 //! help), parsing and validation, the layering of `-c FILE` under `-s JSON`, and the identities
 //! derived from the config (uid, `gen_ip6`).
 //!
@@ -261,8 +261,12 @@ config_keys! {
     bridge: Option<String> = None, "bridge", opt_ifname(), Support::Supported;
     /// tincan's UDP port for links on the underlay.
     link_port: u16 = 5900, "link_port", int(1, 65535), Support::Supported;
-    /// MTU of the TAP: room for the link overhead on a 1500-byte underlay.
-    tap_mtu: u16 = 1400, "tap_mtu", int(576, 9000), Support::Supported;
+    /// MTU of the TAP: the containers' MTU (frames larger than one link datagram cross in
+    /// link fragments).
+    tap_mtu: u16 = 1500, "tap_mtu", int(576, 9000), Support::Supported;
+    /// Largest IP packet on the underlay between the hosts: a link datagram is at most this
+    /// less 28 bytes (IPv4 and UDP); larger frames cross in link fragments.
+    link_mtu: u16 = 1500, "link_mtu", int(576, 9000), Support::Supported;
     /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
     key_file: Option<PathBuf> = None, "key_file", opt_path(), Support::Supported;
     /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's

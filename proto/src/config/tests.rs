@@ -75,7 +75,8 @@ fn defaults_match_the_original_table() {
     assert!(c.peers.is_empty());
     assert_eq!(c.bridge, None);
     assert_eq!(c.link_port, 5900);
-    assert_eq!(c.tap_mtu, 1400);
+    assert_eq!(c.tap_mtu, 1500);
+    assert_eq!(c.link_mtu, 1500);
 }
 
 #[test]
@@ -133,6 +134,15 @@ fn integers_must_be_json_integers_in_range() {
     assert_eq!(
         parse_ok(r#"{"switchmode": 1, "tap_mtu": 9000}"#).0.tap_mtu,
         9000
+    );
+    assert!(error(r#"{"switchmode": 1, "link_mtu": 575}"#)
+        .contains(r#""link_mtu": expected an integer 576-9000"#));
+    assert!(error(r#"{"switchmode": 1, "link_mtu": 9001}"#).contains("576-9000"));
+    assert_eq!(
+        parse_ok(r#"{"switchmode": 1, "link_mtu": 1400}"#)
+            .0
+            .link_mtu,
+        1400
     );
 }
 
@@ -493,7 +503,7 @@ fn host_names_are_kept_for_the_caller_to_resolve() {
 #[test]
 fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
     let keys = Config::keys();
-    assert_eq!(keys.len(), 35);
+    assert_eq!(keys.len(), 36);
     for k in &keys {
         if k.name == "switchmode" {
             continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)

@@ -2,9 +2,11 @@
 //! way quinn-proto and snownet are. The caller owns the socket, the clock and the buffers:
 //!
 //! - [`LinkTable::handle_datagram`]`(now, from, datagram, out)` for every datagram on the link
-//!   socket: returns the frame or ICC message it carried (decrypted into `out`), or nothing;
-//! - [`LinkTable::encapsulate`]`(now, link, plaintext, out)` for every frame to send: the
-//!   datagram is written into `out` (no allocation on this path);
+//!   socket: returns the frame or ICC message it carried (decrypted into `out`, put back
+//!   together from link fragments if it came in pieces), or nothing;
+//! - [`LinkTable::encapsulate`]`(now, link, plaintext, csum, out)` for every frame to send:
+//!   the datagram is written into `out` (no allocation on this path), or the equal-size
+//!   datagrams of its fragments when it is too large for one (see [`frag`]);
 //! - [`LinkTable::handle_timeout`]`(now)` when [`LinkTable::poll_timeout`] says so;
 //! - then drain [`LinkTable::poll_transmit`] (handshakes, hellos, keepalives, ICC, STUN/TURN)
 //!   and [`LinkTable::poll_event`] (links up and down).
@@ -13,6 +15,7 @@
 //! budget and the NAT client; [`peer::Link`] holds one peer's liveness, sessions, candidates
 //! and path.
 
+pub mod frag;
 pub mod liveness;
 pub mod path;
 pub mod peer;
@@ -23,8 +26,11 @@ mod tests;
 
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
 use crate::nat::{Nat, TurnServerConfig};
+use crate::offload::Csum;
 use crate::ratelimit::RateLimiter;
 use crate::secure::StaticKey;
+use crate::wire::link::CSUM_META_LEN;
+use frag::{FragBudget, FragCounters};
 use log::{info, warn};
 use peer::Link;
 use serde::Serialize;
@@ -40,8 +46,19 @@ pub const MAX_LINKS: usize = 4_096;
 /// Candidates kept from one peer's offer (an offer with thousands would turn our handshakes
 /// into a reflection flood).
 pub const MAX_CANDIDATES: usize = 8;
-/// Space [`LinkTable::encapsulate`] needs in front of the frame in its `plaintext` buffer.
-pub const FRAME_HEADROOM: usize = 1;
+/// Space [`LinkTable::encapsulate`] needs in front of the frame in its `plaintext` buffer: the
+/// largest inner header of a whole frame (inner type and csum meta), so no frame is copied
+/// before sealing unless it has to be cut into fragments.
+pub const FRAME_HEADROOM: usize = 1 + CSUM_META_LEN;
+/// The underlay MTU assumed until configured: Ethernet's.
+pub const DEFAULT_LINK_MTU: u16 = 1500;
+/// Accepted underlay MTUs: IPv4's minimum to jumbo frames.
+pub const LINK_MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9000;
+/// IPv4 and UDP headers in front of every link datagram on the underlay.
+pub const UNDERLAY_OVERHEAD: usize = 28;
+/// Bytes a TURN Send indication adds around a datagram relayed through our TURN server
+/// (header, XOR-PEER-ADDRESS for IPv6, DATA with padding), rounded up.
+pub const RELAY_OVERHEAD: usize = 64;
 /// Handshakes per second from one source address, and its burst.
 const PER_SOURCE_RATE: (f64, f64) = (10.0, 20.0);
 /// Handshakes per second from all sources together.
@@ -78,6 +95,8 @@ pub enum Received {
     Frame {
         link: LinkId,
         range: std::ops::Range<usize>,
+        /// Whether the receiving kernel still has to finish the frame's TCP/UDP checksum.
+        csum: Csum,
     },
     /// An ICC message (JSON) from the controller behind `link`.
     Icc {
@@ -91,8 +110,13 @@ pub enum Received {
 /// Where [`LinkTable::encapsulate`] put the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encapsulated {
-    /// Send `out[..len]` to `to`.
-    Send { to: SocketAddr, len: usize },
+    /// Send `out[..len]` to `to`: datagrams of `stride` bytes each, the last one possibly
+    /// shorter (one datagram: `stride == len`), e.g. with one UDP GSO `sendmsg`.
+    Send {
+        to: SocketAddr,
+        len: usize,
+        stride: usize,
+    },
     /// Wrapped for our TURN relay and queued: drain [`LinkTable::poll_transmit`].
     Queued,
 }
@@ -108,6 +132,18 @@ pub enum SendError {
     /// The path goes through our TURN relay, which has no allocation or no permission for the
     /// peer yet: dropped (counted on the link as a send error).
     NoRelay,
+}
+
+fn check_link_mtu(mtu: u16) -> Result<(), LinkError> {
+    if LINK_MTU_RANGE.contains(&mtu) {
+        Ok(())
+    } else {
+        Err(LinkError(format!(
+            "\"link_mtu\": expected {}-{}, got {mtu}",
+            LINK_MTU_RANGE.start(),
+            LINK_MTU_RANGE.end()
+        )))
+    }
 }
 
 /// Why a control operation on the table was refused; the message names the parameter.
@@ -141,6 +177,9 @@ pub struct CoreCounters {
     pub handshakes_unconfirmed: u64,
     pub icc_tx: u64,
     pub icc_rx: u64,
+    /// Link fragments of every link, trimmed ones included.
+    #[serde(flatten)]
+    pub frag: FragCounters,
 }
 
 /// This node, as the controller configured it.
@@ -183,6 +222,12 @@ pub struct LinkTable {
     counters: CoreCounters,
     last_log: HashMap<&'static str, Millis>,
     scratch: Vec<u8>,
+    /// A fragment's plaintext while it is sealed.
+    frag_scratch: Vec<u8>,
+    /// The underlay MTU of links without one of their own.
+    link_mtu: u16,
+    /// Bytes of messages in progress over all links.
+    frag_budget: FragBudget,
 }
 
 impl LinkTable {
@@ -208,6 +253,58 @@ impl LinkTable {
             counters: CoreCounters::default(),
             last_log: HashMap::new(),
             scratch: Vec::with_capacity(2048),
+            frag_scratch: Vec::with_capacity(2048),
+            link_mtu: DEFAULT_LINK_MTU,
+            frag_budget: FragBudget::default(),
+        }
+    }
+
+    /// The largest IP packet on the underlay (`link_mtu`): a link datagram is at most this
+    /// less [`UNDERLAY_OVERHEAD`]; larger inner messages go in fragments.
+    pub fn set_link_mtu(&mut self, mtu: u16) -> Result<(), LinkError> {
+        check_link_mtu(mtu)?;
+        self.link_mtu = mtu;
+        Ok(())
+    }
+
+    pub fn link_mtu(&self) -> u16 {
+        self.link_mtu
+    }
+
+    /// An underlay MTU for one link (a path known to be smaller), or None for the table's.
+    pub fn set_link_mtu_of(&mut self, id: LinkId, mtu: Option<u16>) -> Result<(), LinkError> {
+        if let Some(m) = mtu {
+            check_link_mtu(m)?;
+        }
+        let Some(Some(link)) = self.links.get_mut(id) else {
+            return Err(LinkError(format!("no link {id}")));
+        };
+        link.link_mtu = mtu;
+        Ok(())
+    }
+
+    /// Bytes held by messages in progress over all links.
+    pub fn frag_bytes(&self) -> usize {
+        self.frag_budget.used()
+    }
+
+    /// Runs `f` on the reassembly state of link `id`, adding what it counted to the totals.
+    fn with_frag<R>(
+        &mut self,
+        id: LinkId,
+        f: impl FnOnce(&mut frag::Reassembly) -> R,
+    ) -> Option<R> {
+        let link = self.links.get_mut(id)?.as_mut()?;
+        let before = link.frag.counters;
+        let r = f(&mut link.frag);
+        self.counters.frag.add_since(&before, &link.frag.counters);
+        Some(r)
+    }
+
+    /// Drops messages in progress past their age limit on every link.
+    fn expire_frags(&mut self, now: Millis) {
+        for id in 0..self.links.len() {
+            self.with_frag(id, |r| r.expire(now));
         }
     }
 
@@ -288,6 +385,7 @@ impl LinkTable {
             for (id, link) in self.links.iter_mut().enumerate() {
                 let Some(link) = link else { continue };
                 link.secure = Link::secure_for(cfg.sec, link.fpr);
+                link.frag.clear();
                 if cfg.sec && link.fpr.is_none() {
                     warn!(
                         "link to {}: no pinned key (\"fpr\"), so no link while \"sec\" is true; \
@@ -413,6 +511,8 @@ impl LinkTable {
         let local_idx = self.new_index(id);
         let mut link = Link::new(uid, endpoint, local_idx, fpr, sec, candidates);
         link.created = now;
+        link.frag = frag::Reassembly::new(self.frag_budget.clone());
+        link.next_frag_id = self.next_random() as u32;
         self.links[id] = Some(link);
         self.by_uid.insert(uid, id);
         if let Some(k) = fpr {

@@ -2,6 +2,7 @@
 //! pinned key, the candidates it signalled and the path in use. This file decides, for one
 //! link at a time, what its timers want; the table carries it out.
 
+use super::frag::{FragBudget, FragCounters, Reassembly};
 use super::liveness::{
     LinkEvent as LiveEvent, LinkSession, LinkTimer, DEAD_AFTER, HELLO_INTERVAL, KEEPALIVE_INTERVAL,
 };
@@ -46,6 +47,12 @@ pub struct Link {
     pub created: Millis,
     pub(super) hs_sent_at: Option<Millis>,
     pub(super) last_direct_probe: Millis,
+    /// Messages from the peer in progress (link fragments).
+    pub(super) frag: Reassembly,
+    /// The id of our next fragmented message to the peer.
+    pub(super) next_frag_id: u32,
+    /// This link's underlay MTU, if not the table's.
+    pub(super) link_mtu: Option<u16>,
 }
 
 impl Link {
@@ -68,6 +75,9 @@ impl Link {
             created: 0,
             hs_sent_at: None,
             last_direct_probe: 0,
+            frag: Reassembly::new(FragBudget::default()),
+            next_frag_id: 0,
+            link_mtu: None,
         }
     }
 
@@ -78,6 +88,26 @@ impl Link {
         } else {
             None
         }
+    }
+
+    /// This link's fragment counters.
+    pub fn frag_counters(&self) -> &FragCounters {
+        &self.frag.counters
+    }
+
+    /// Bytes of the peer's messages in progress.
+    pub fn frag_bytes(&self) -> usize {
+        self.frag.bytes()
+    }
+
+    /// The peer's messages in progress.
+    pub fn frag_in_progress(&self) -> usize {
+        self.frag.in_progress()
+    }
+
+    /// This link's underlay MTU, if set apart from the table's.
+    pub fn link_mtu(&self) -> Option<u16> {
+        self.link_mtu
     }
 
     pub fn uid(&self) -> Uid {
@@ -144,6 +174,10 @@ impl Link {
             down: ev == Some(LiveEvent::Down),
             ..Due::default()
         };
+        if due.down {
+            // A peer that comes back may have restarted: its message ids start over.
+            self.frag.clear();
+        }
         match timer {
             // With "sec", retries follow the handshake's own backoff.
             LinkTimer::SendHello if self.secure.is_none() => due.hello = true,
@@ -187,6 +221,9 @@ impl Link {
         }
         if self.may_probe_direct() {
             next = next.min(self.last_direct_probe + DIRECT_PROBE_INTERVAL);
+        }
+        if let Some(t) = self.frag.next_expiry() {
+            next = next.min(t);
         }
         next
     }

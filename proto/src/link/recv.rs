@@ -4,12 +4,15 @@
 //! it). Every refusal is counted.
 
 use super::path::Route;
-use super::{LinkEvent, LinkId, LinkTable, Received};
+use super::{frag, LinkEvent, LinkId, LinkTable, Received};
 use crate::id::{Millis, Uid};
 use crate::nat::NatRecv;
+use crate::offload::Csum;
 use crate::secure::{self, SecureError, RESP_LEN};
-use crate::wire::link::{InitView, LinkMessage, MessageType, DATA_HEADER_LEN};
+use crate::wire::link::{parse_csum_meta, FragHeader, InitView, LinkMessage, MessageType};
+use crate::wire::link::{CSUM_META_LEN, DATA_HEADER_LEN, FRAG_META_LEN};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 impl LinkTable {
     /// A datagram from `from` on the link socket. A frame or ICC message it carried is
@@ -252,7 +255,7 @@ impl LinkTable {
         if link.live.on_rx(now).is_some() {
             self.link_up(id);
         }
-        self.deliver(id, MessageType::from_u8(opened.inner), 1..1 + opened.len)
+        self.deliver(now, id, opened.inner, 1..1 + opened.len, out)
     }
 
     fn on_plain(
@@ -301,6 +304,11 @@ impl LinkTable {
             LinkMessage::Data { receiver_idx, .. } => (receiver_idx, MessageType::Data),
             LinkMessage::Icc { receiver_idx, .. } => (receiver_idx, MessageType::Icc),
             LinkMessage::Keepalive { receiver_idx, .. } => (receiver_idx, MessageType::Keepalive),
+            LinkMessage::WithMeta {
+                msg_type,
+                receiver_idx,
+                ..
+            } => (receiver_idx, msg_type),
         };
         let Some(id) = self.link_for_index(receiver_idx) else {
             self.counters.drop_unknown_index += 1;
@@ -316,30 +324,90 @@ impl LinkTable {
             return Received::Nothing;
         }
         out[..payload.len()].copy_from_slice(payload);
-        self.deliver(id, Some(kind), 0..payload.len())
+        self.deliver(now, id, kind as u8, 0..payload.len(), out)
     }
 
-    /// Hands an authentic payload of link `id` to the caller.
+    /// Hands an authentic inner message of link `id` to the caller: its type `kind`, and the
+    /// rest (meta and payload) at `out[range]`. A fragment is kept until its message is whole.
     fn deliver(
         &mut self,
+        now: Millis,
         id: LinkId,
-        kind: Option<MessageType>,
-        range: std::ops::Range<usize>,
+        kind: u8,
+        range: Range<usize>,
+        out: &mut [u8],
     ) -> Received {
         let Some(Some(link)) = self.links.get_mut(id) else {
             return Received::Nothing;
         };
-        match kind {
+        match MessageType::from_u8(kind) {
             // Counted by the caller once the frame passed its own checks (note_rx_frame).
-            Some(MessageType::Data) => Received::Frame { link: id, range },
+            Some(MessageType::Data) => Received::Frame {
+                link: id,
+                range,
+                csum: Csum::Done,
+            },
+            Some(MessageType::DataPartial) => match parse_csum_meta(&out[range.clone()]) {
+                Ok((start, offset, _)) => Received::Frame {
+                    link: id,
+                    range: range.start + CSUM_META_LEN..range.end,
+                    csum: Csum::Partial { start, offset },
+                },
+                Err(_) => {
+                    self.counters.drop_bad_link_message += 1;
+                    Received::Nothing
+                }
+            },
             Some(MessageType::Icc) => {
                 link.live.counters.icc_rx += 1;
                 self.counters.icc_rx += 1;
                 Received::Icc { link: id, range }
             }
             Some(MessageType::Keepalive) => Received::Nothing,
+            Some(MessageType::Fragment) => self.on_fragment(now, id, range, out),
             _ => {
                 self.counters.drop_bad_link_message += 1;
+                Received::Nothing
+            }
+        }
+    }
+
+    /// A fragment from link `id` at `out[range]`: kept; when it completes its message, that
+    /// message (put together in `out`) is delivered.
+    fn on_fragment(
+        &mut self,
+        now: Millis,
+        id: LinkId,
+        range: Range<usize>,
+        out: &mut [u8],
+    ) -> Received {
+        let parsed = FragHeader::parse(&out[range.clone()]);
+        let Ok((h, _)) = parsed else {
+            self.with_frag(id, |f| {
+                f.counters.frag_rx += 1;
+                f.counters.frag_drop_invalid += 1;
+            });
+            return Received::Nothing;
+        };
+        // Over the shared budget: messages past their age on other links go first.
+        if self.frag_bytes() + h.total as usize > frag::TOTAL_BUDGET {
+            self.expire_frags(now);
+        }
+        let piece = range.start + FRAG_META_LEN..range.end;
+        let whole = self.with_frag(id, |f| match f.add(now, &h, &out[piece]) {
+            Ok(Some(i)) => f.take(i, out),
+            _ => None,
+        });
+        let Some(Some(n)) = whole else {
+            return Received::Nothing;
+        };
+        // The message inside: never a fragment or keepalive itself.
+        match MessageType::from_u8(out[0]) {
+            Some(MessageType::Data | MessageType::DataPartial | MessageType::Icc) => {
+                self.deliver(now, id, out[0], 1..n, out)
+            }
+            _ => {
+                self.with_frag(id, |f| f.counters.frag_drop_invalid += 1);
                 Received::Nothing
             }
         }

@@ -2,46 +2,84 @@
 //! hellos, handshakes and keepalives (queued), and the timers that call for them.
 
 use super::path::Route;
-use super::{Encapsulated, LinkEvent, LinkId, LinkTable, SendError, Transmit, FRAME_HEADROOM};
+use super::{frag, Encapsulated, LinkEvent, LinkId, LinkTable, SendError, Transmit};
+use super::{FRAME_HEADROOM, RELAY_OVERHEAD, UNDERLAY_OVERHEAD};
 use crate::id::{Candidate, Millis};
+use crate::offload::Csum;
 use crate::secure::INIT_LEN;
-use crate::wire::link::{emit_header, MessageType, DATA_HEADER_LEN, HELLO_LEN};
+use crate::wire::link::{emit_csum_meta, emit_header, FragHeader, MessageType};
+use crate::wire::link::{DATA_HEADER_LEN, FRAG_META_LEN, HELLO_LEN, TAG_LEN};
 use log::info;
 use std::net::SocketAddr;
 
+/// How an inner message goes out: `count` datagrams of `stride` bytes (the last one
+/// shorter or equal), `len` bytes in all, each with a piece of `size` bytes (a whole message:
+/// `count` 1).
+struct Layout {
+    count: usize,
+    size: usize,
+    stride: usize,
+    len: usize,
+}
+
 impl LinkTable {
-    /// Seals the frame at `plaintext[FRAME_HEADROOM..]` for `link` into `out`. The byte in
-    /// front of the frame is the caller's headroom: the inner type goes there, so the frame is
-    /// never copied before encryption. On a relayed path the datagram is queued instead.
+    /// Seals the frame at `plaintext[FRAME_HEADROOM..]` for `link` into `out`, with its
+    /// checksum state `csum`. The bytes in front of the frame are the caller's headroom: the
+    /// inner type (and the csum meta of a [`Csum::Partial`] frame) go there, so the frame is
+    /// not copied before encryption. A frame too large for one link datagram is cut into
+    /// fragments: `out` then holds their datagrams, `stride` bytes apart. On a relayed path
+    /// the datagrams are queued instead.
     pub fn encapsulate(
         &mut self,
         now: Millis,
         link: LinkId,
         plaintext: &mut [u8],
+        csum: Csum,
         out: &mut [u8],
     ) -> Result<Encapsulated, SendError> {
         if plaintext.len() <= FRAME_HEADROOM {
             return Err(SendError::TooLarge);
         }
-        plaintext[0] = MessageType::Data as u8;
-        self.seal(now, link, plaintext, out, true)
+        let frame_len = plaintext.len() - FRAME_HEADROOM;
+        let start = match csum {
+            Csum::Done => {
+                plaintext[FRAME_HEADROOM - 1] = MessageType::Data as u8;
+                FRAME_HEADROOM - 1
+            }
+            Csum::Partial { start, offset } => {
+                plaintext[0] = MessageType::DataPartial as u8;
+                emit_csum_meta(&mut plaintext[1..], start, offset)
+                    .map_err(|_| SendError::TooLarge)?;
+                0
+            }
+        };
+        let r = self.send_inner(now, link, &plaintext[start..], out)?;
+        let link = self.links[link].as_mut().expect("sent on it");
+        link.live.counters.tx_frames += 1;
+        link.live.counters.tx_bytes += frame_len as u64;
+        Ok(r)
     }
 
-    /// Sends `payload` (JSON) to the controller behind the link to `uid`.
+    /// Sends `payload` (JSON) to the controller behind the link to `uid`, in fragments if it
+    /// is larger than one link datagram.
     pub fn send_icc(&mut self, now: Millis, link: LinkId, payload: &[u8]) -> Result<(), SendError> {
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
         plain.push(MessageType::Icc as u8);
         plain.extend_from_slice(payload);
-        let mut out = vec![0u8; plain.len() + crate::secure::DATA_OVERHEAD + DATA_HEADER_LEN];
-        let r = self.seal(now, link, &plain, &mut out, false);
+        let r = self.layout(link, plain.len()).and_then(|l| {
+            let mut out = vec![0u8; l.len];
+            self.send_inner(now, link, &plain, &mut out)
+                .map(|e| (e, out))
+        });
         self.scratch = plain;
-        match r? {
-            Encapsulated::Send { to, len } => {
-                out.truncate(len);
-                self.transmits.push_back(Transmit { to, payload: out });
+        if let (Encapsulated::Send { to, len, stride }, out) = r? {
+            for d in out[..len].chunks(stride) {
+                self.transmits.push_back(Transmit {
+                    to,
+                    payload: d.to_vec(),
+                });
             }
-            Encapsulated::Queued => {}
         }
         self.counters.icc_tx += 1;
         if let Some(Some(l)) = self.links.get_mut(link) {
@@ -50,60 +88,158 @@ impl LinkTable {
         Ok(())
     }
 
-    /// `plaintext` = [inner type][payload]: sealed on encrypted links, or the plaintext header
-    /// in front of the payload otherwise, into `out`.
-    fn seal(
+    /// How an inner message of `inner_len` bytes goes out on link `id` now: in one datagram,
+    /// or in fragments when it would be larger than the link's largest datagram.
+    fn layout(&self, id: LinkId, inner_len: usize) -> Result<Layout, SendError> {
+        let Some(Some(link)) = self.links.get(id) else {
+            return Err(SendError::NoLink);
+        };
+        let mtu = link.link_mtu.unwrap_or(self.link_mtu) as usize;
+        let relay = if link.route == Route::ViaRelay {
+            RELAY_OVERHEAD
+        } else {
+            0
+        };
+        let max = mtu.saturating_sub(UNDERLAY_OVERHEAD + relay);
+        // Sealed: the header, the inner message, the tag. Plaintext: the header's type byte is
+        // the inner type.
+        let overhead = if link.secure.is_some() {
+            DATA_HEADER_LEN + TAG_LEN
+        } else {
+            DATA_HEADER_LEN - 1
+        };
+        let whole = overhead + inner_len;
+        if whole <= max {
+            return Ok(Layout {
+                count: 1,
+                size: inner_len,
+                stride: whole,
+                len: whole,
+            });
+        }
+        let head = overhead + 1 + FRAG_META_LEN;
+        let (count, size) =
+            frag::plan(inner_len, max.saturating_sub(head)).ok_or(SendError::TooLarge)?;
+        let last = inner_len - (count - 1) * size;
+        Ok(Layout {
+            count,
+            size,
+            stride: head + size,
+            len: (count - 1) * (head + size) + head + last,
+        })
+    }
+
+    /// `inner` = [inner type][meta][payload]: sealed (or behind the plaintext header) into
+    /// `out`, whole or in fragments, and sent or queued by the link's route.
+    fn send_inner(
         &mut self,
         now: Millis,
         id: LinkId,
-        plaintext: &[u8],
+        inner: &[u8],
         out: &mut [u8],
-        frame: bool,
     ) -> Result<Encapsulated, SendError> {
+        let l = self.layout(id, inner.len())?;
+        if out.len() < l.len {
+            return Err(SendError::TooLarge);
+        }
+        if l.count == 1 {
+            self.seal_one(now, id, inner, out)?;
+        } else {
+            self.seal_fragments(now, id, inner, &l, out)?;
+        }
+        let link = self.links[id].as_ref().expect("laid out");
+        let (to, route) = (link.endpoint(), link.route);
+        match route {
+            Route::Direct => Ok(Encapsulated::Send {
+                to,
+                len: l.len,
+                stride: l.stride,
+            }),
+            Route::ViaRelay => {
+                for d in out[..l.len].chunks(l.stride) {
+                    if !self.queue(to, Route::ViaRelay, d, now) {
+                        let link = self.links[id].as_mut().expect("laid out");
+                        link.live.counters.tx_errors += 1;
+                        return Err(SendError::NoRelay);
+                    }
+                }
+                Ok(Encapsulated::Queued)
+            }
+        }
+    }
+
+    /// Cuts `inner` into the pieces `l` says, each sealed as a fragment into `out`, `l.stride`
+    /// bytes apart.
+    fn seal_fragments(
+        &mut self,
+        now: Millis,
+        id: LinkId,
+        inner: &[u8],
+        l: &Layout,
+        out: &mut [u8],
+    ) -> Result<(), SendError> {
+        let link = self.links[id].as_mut().expect("laid out");
+        let frag_id = link.next_frag_id;
+        link.next_frag_id = link.next_frag_id.wrapping_add(1);
+        let mut piece = std::mem::take(&mut self.frag_scratch);
+        let mut r = Ok(());
+        for (i, chunk) in inner.chunks(l.size).enumerate() {
+            let h = FragHeader {
+                id: frag_id,
+                total: inner.len() as u32,
+                index: i as u8,
+                count: l.count as u8,
+            };
+            piece.clear();
+            piece.resize(1 + FRAG_META_LEN, 0);
+            piece[0] = MessageType::Fragment as u8;
+            h.emit(&mut piece[1..]).expect("sized");
+            piece.extend_from_slice(chunk);
+            r = self
+                .seal_one(now, id, &piece, &mut out[i * l.stride..])
+                .map(|_| ());
+            if r.is_err() {
+                break;
+            }
+        }
+        self.frag_scratch = piece;
+        r?;
+        self.with_frag(id, |f| f.counters.frag_tx += l.count as u64);
+        Ok(())
+    }
+
+    /// `inner` = [inner type][payload]: sealed on encrypted links, or the plaintext header
+    /// in front of the payload otherwise, into `out`; returns the datagram's length.
+    pub(super) fn seal_one(
+        &mut self,
+        now: Millis,
+        id: LinkId,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
         let Some(Some(link)) = self.links.get_mut(id) else {
             return Err(SendError::NoLink);
         };
         let (true, Some(ridx)) = (link.is_up(), link.live.remote_idx) else {
             return Err(SendError::NotUp);
         };
-        let payload_len = plaintext.len() - 1;
-        let len = if let Some(sec) = link.secure.as_mut() {
-            let n = sec.encrypt_prefixed(plaintext, out).map_err(|e| match e {
+        if let Some(sec) = link.secure.as_mut() {
+            let n = sec.encrypt_prefixed(inner, out).map_err(|e| match e {
                 crate::secure::SecureError::UnknownSession => SendError::NotUp,
                 _ => SendError::TooLarge,
             })?;
             link.live.last_tx = now;
-            n
+            Ok(n)
         } else {
-            let end = DATA_HEADER_LEN + payload_len;
+            let end = DATA_HEADER_LEN + inner.len() - 1;
             if out.len() < end {
                 return Err(SendError::TooLarge);
             }
-            out[DATA_HEADER_LEN..end].copy_from_slice(&plaintext[1..]);
-            let t = MessageType::from_u8(plaintext[0]).ok_or(SendError::TooLarge)?;
+            out[DATA_HEADER_LEN..end].copy_from_slice(&inner[1..]);
+            let t = MessageType::from_u8(inner[0]).ok_or(SendError::TooLarge)?;
             let counter = link.live.next_counter(now);
             emit_header(out, t, ridx, counter).map_err(|_| SendError::TooLarge)?;
-            end
-        };
-        if frame {
-            link.live.counters.tx_frames += 1;
-            link.live.counters.tx_bytes += payload_len as u64;
-        }
-        let (to, route) = (link.endpoint(), link.route);
-        match route {
-            Route::Direct => Ok(Encapsulated::Send { to, len }),
-            Route::ViaRelay => {
-                if self.queue(to, Route::ViaRelay, &out[..len], now) {
-                    return Ok(Encapsulated::Queued);
-                }
-                let link = self.links[id].as_mut().expect("checked above");
-                link.live.counters.tx_errors += 1;
-                if frame {
-                    link.live.counters.tx_frames -= 1;
-                    link.live.counters.tx_bytes -= payload_len as u64;
-                }
-                Err(SendError::NoRelay)
-            }
+            Ok(end)
         }
     }
 
@@ -243,7 +379,7 @@ impl LinkTable {
         }
         let plain = [MessageType::Keepalive as u8];
         let mut out = [0u8; DATA_HEADER_LEN + crate::secure::DATA_OVERHEAD];
-        if let Ok(Encapsulated::Send { to, len }) = self.seal(now, id, &plain, &mut out, false) {
+        if let Ok(Encapsulated::Send { to, len, .. }) = self.send_inner(now, id, &plain, &mut out) {
             self.transmits.push_back(Transmit {
                 to,
                 payload: out[..len].to_vec(),
@@ -265,6 +401,7 @@ impl LinkTable {
     fn link_timeouts(&mut self, now: Millis) {
         let rekey_after = self.local.as_ref().map_or(120_000, |l| l.rekey_after);
         let sec = self.sec();
+        self.expire_frags(now);
         for id in 0..self.links.len() {
             let Some(link) = self.links[id].as_mut() else {
                 continue;

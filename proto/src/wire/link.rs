@@ -1,5 +1,5 @@
 //! Messages between tincans over UDP: one message per datagram, a type byte first. This module
-//! owns the layout of all seven; `secure` owns only the cryptography inside types 5-7.
+//! owns the layout of all nine; `secure` owns only the cryptography inside types 5-7.
 //!
 //! Every message starts with a 4-byte preamble `[type][flags][0][0]`. After it (integers
 //! little-endian):
@@ -13,11 +13,29 @@
 //! | 5    | init        | sender_idx u32, Noise IK message 1 (payload: uid 20 B, time u64)   |
 //! | 6    | resp        | sender_idx u32, receiver_idx u32, Noise IK message 2 (no payload)  |
 //! | 7    | sealed      | receiver_idx u32, counter u64, AEAD(inner type u8, payload)        |
+//! | 8    | data, csum  | receiver_idx u32, counter u64, csum start u16, offset u16, frame   |
+//! | 9    | fragment    | receiver_idx u32, counter u64, id u32, total u32, index u8, count u8, |
+//! |      |             | piece                                                              |
 //!
-//! Types 1-4 are the plaintext links (`"sec": false`); 5-7 the encrypted ones, whose sealed
-//! payload starts with an inner type (2, 3 or 4). `receiver_idx` is the index the receiving
-//! tincan gave the session, so the receive path finds the link without hashing addresses and
-//! keeps working when a NAT rebinds the sender's port. The counter is per session and
+//! Types 1-4, 8 and 9 are the plaintext links (`"sec": false`); 5-7 the encrypted ones, whose
+//! sealed payload starts with an inner type (2, 3, 4, 8 or 9). An *inner message* is
+//! `[inner type][inner meta][payload]`: on a plaintext link the type is the message's first
+//! byte and the rest follows the counted header; on an encrypted link all of it is sealed.
+//!
+//! - Type 8 is an Ethernet frame whose TCP/UDP checksum is still to be finished
+//!   ([`crate::offload::Csum::Partial`]): `start` (from the Ethernet header) and `offset` (from
+//!   `start`) of the checksum field, so the receiving kernel finishes it.
+//! - Type 9 is one piece of an inner message too large for one link datagram. The message
+//!   (`total` bytes, its own inner type first: 2, 3 or 8) is cut into `count` (2-255) pieces of
+//!   `ceil(total / count)` bytes, the last one shorter or equal; piece `index` holds bytes
+//!   `index * size ..` of it. `id` names the message among the sender's messages on that link.
+//!   Each piece is sealed (or sent) as a message of its own, with its own counter, so the
+//!   replay window and authentication work per piece; the receiver puts them back together
+//!   (bounded state: `crate::link::frag`).
+//!
+//! `receiver_idx` is the index the receiving tincan gave the session, so the receive path
+//! finds the link without hashing addresses and keeps working when a NAT rebinds the sender's
+//! port. The counter is per session and
 //! direction; on sealed messages it is the AEAD nonce, checked by the replay window.
 
 use super::{Result, WireError};
@@ -34,6 +52,10 @@ pub enum MessageType {
     Init = 5,
     Resp = 6,
     Sealed = 7,
+    /// A frame with its checksum still to finish (csum start and offset in front of it).
+    DataPartial = 8,
+    /// One piece of a larger inner message.
+    Fragment = 9,
 }
 
 impl MessageType {
@@ -46,6 +68,8 @@ impl MessageType {
             5 => MessageType::Init,
             6 => MessageType::Resp,
             7 => MessageType::Sealed,
+            8 => MessageType::DataPartial,
+            9 => MessageType::Fragment,
             _ => return None,
         })
     }
@@ -67,7 +91,11 @@ impl MessageType {
     pub fn has_counter_header(self) -> bool {
         matches!(
             self,
-            MessageType::Data | MessageType::Icc | MessageType::Keepalive
+            MessageType::Data
+                | MessageType::Icc
+                | MessageType::Keepalive
+                | MessageType::DataPartial
+                | MessageType::Fragment
         )
     }
 }
@@ -128,6 +156,94 @@ pub const INIT_LEN: usize = field::init::NOISE + 32 + 48 + INIT_PAYLOAD_LEN + TA
 pub const RESP_LEN: usize = field::resp::NOISE + 32 + TAG_LEN;
 /// All bytes a sealed message adds to its payload: header, inner type, tag.
 pub const SEALED_OVERHEAD: usize = DATA_HEADER_LEN + 1 + TAG_LEN;
+/// The meta of a type-8 inner message: csum start u16, csum offset u16.
+pub const CSUM_META_LEN: usize = 4;
+/// The meta of a fragment: id u32, total u32, index u8, count u8.
+pub const FRAG_META_LEN: usize = 10;
+/// Largest inner message (type, meta and payload) that fragments carry: a 64 KiB frame with
+/// its inner header and an 802.1Q tag, with room to spare.
+pub const MAX_INNER_LEN: usize = 65_600;
+
+/// Writes the csum meta of a type-8 message (`buf` holds at least [`CSUM_META_LEN`] bytes).
+pub fn emit_csum_meta(buf: &mut [u8], start: u16, offset: u16) -> Result<()> {
+    if buf.len() < CSUM_META_LEN {
+        return Err(WireError::Truncated);
+    }
+    buf[0..2].copy_from_slice(&start.to_le_bytes());
+    buf[2..4].copy_from_slice(&offset.to_le_bytes());
+    Ok(())
+}
+
+/// Reads the csum meta of a type-8 message body: `(start, offset, frame)`. The checksum field
+/// (2 bytes at `start + offset`) must lie inside the frame.
+pub fn parse_csum_meta(b: &[u8]) -> Result<(u16, u16, &[u8])> {
+    if b.len() < CSUM_META_LEN {
+        return Err(WireError::Truncated);
+    }
+    let start = u16::from_le_bytes([b[0], b[1]]);
+    let offset = u16::from_le_bytes([b[2], b[3]]);
+    let frame = &b[CSUM_META_LEN..];
+    if start as usize + offset as usize + 2 > frame.len() {
+        return Err(WireError::Malformed);
+    }
+    Ok((start, offset, frame))
+}
+
+/// The meta of a fragment (inner type 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragHeader {
+    pub id: u32,
+    /// Length of the whole inner message.
+    pub total: u32,
+    pub index: u8,
+    pub count: u8,
+}
+
+impl FragHeader {
+    /// Reads the header of a fragment body; returns it and the piece.
+    pub fn parse(b: &[u8]) -> Result<(FragHeader, &[u8])> {
+        if b.len() < FRAG_META_LEN {
+            return Err(WireError::Truncated);
+        }
+        let h = FragHeader {
+            id: u32_at(b, 0..4),
+            total: u32_at(b, 4..8),
+            index: b[8],
+            count: b[9],
+        };
+        Ok((h, &b[FRAG_META_LEN..]))
+    }
+
+    pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
+        if buf.len() < FRAG_META_LEN {
+            return Err(WireError::Truncated);
+        }
+        buf[0..4].copy_from_slice(&self.id.to_le_bytes());
+        buf[4..8].copy_from_slice(&self.total.to_le_bytes());
+        buf[8] = self.index;
+        buf[9] = self.count;
+        Ok(())
+    }
+
+    /// The bytes of the inner message this piece holds, or None if the header is inconsistent
+    /// (fewer than 2 pieces, index out of range, total out of range, an empty last piece).
+    pub fn piece(&self) -> Option<core::ops::Range<usize>> {
+        let (total, count, index) = (
+            self.total as usize,
+            self.count as usize,
+            self.index as usize,
+        );
+        if count < 2 || index >= count || total < count || total > MAX_INNER_LEN {
+            return None;
+        }
+        let size = total.div_ceil(count);
+        if (count - 1) * size >= total {
+            return None;
+        }
+        let start = index * size;
+        Some(start..(start + size).min(total))
+    }
+}
 
 fn u32_at(b: &[u8], f: field::Field) -> u32 {
     u32::from_le_bytes(b[f].try_into().expect("4-byte field"))
@@ -170,6 +286,13 @@ pub enum LinkMessage<'a> {
         receiver_idx: u32,
         counter: u64,
     },
+    /// Type 8 or 9: a body that starts with inner meta (see the module's table).
+    WithMeta {
+        msg_type: MessageType,
+        receiver_idx: u32,
+        counter: u64,
+        body: &'a [u8],
+    },
 }
 
 impl<'a> LinkMessage<'a> {
@@ -194,6 +317,15 @@ impl<'a> LinkMessage<'a> {
                     receiver_uid: uid(field::hello::RECEIVER_UID),
                     boot_id: u64_at(b, field::hello::BOOT_ID),
                 }))
+            }
+            Some(t @ (MessageType::DataPartial | MessageType::Fragment)) => {
+                let h = CountedHeader::parse(b)?;
+                Ok(LinkMessage::WithMeta {
+                    msg_type: t,
+                    receiver_idx: h.receiver_idx,
+                    counter: h.counter,
+                    body: &b[DATA_HEADER_LEN..],
+                })
             }
             Some(t @ (MessageType::Data | MessageType::Icc | MessageType::Keepalive)) => {
                 let h = CountedHeader::parse(b)?;
@@ -477,7 +609,7 @@ mod tests {
             WireError::Truncated
         );
         assert_eq!(
-            LinkMessage::parse(&[9; 40]).unwrap_err(),
+            LinkMessage::parse(&[10; 40]).unwrap_err(),
             WireError::Malformed
         );
         assert_eq!(
@@ -544,6 +676,6 @@ mod tests {
         assert_eq!(SealedView::parse(&sealed), Err(WireError::Malformed));
         assert_eq!(MessageType::of(&[7]), Some(MessageType::Sealed));
         assert!(MessageType::Sealed.is_secure() && !MessageType::Data.is_secure());
-        assert_eq!(MessageType::of(&[8]), None);
+        assert_eq!(MessageType::of(&[10]), None);
     }
 }

@@ -3,10 +3,11 @@
 //! memory. Files: handshake acceptance and rate limits (`accept`), key confirmation and
 //! replayed inits (`confirm`), session indices (`index`), handshake and liveness timers
 //! (`timers`), candidates and paths (`paths`), two cores end to end (`pair`), a link through
-//! our own TURN relay (`turn`).
+//! our own TURN relay (`turn`), frames and ICC messages in link fragments (`frag`).
 
 mod accept;
 mod confirm;
+mod frag;
 mod index;
 mod pair;
 mod paths;
@@ -16,6 +17,7 @@ mod turn;
 use super::{Encapsulated, FRAME_HEADROOM};
 use super::{LinkEvent, LinkId, LinkTable, LocalConfig, Received, SendError, Transmit};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
+use crate::offload::Csum;
 use crate::secure::StaticKey;
 use crate::wire::link::MessageType;
 use std::net::SocketAddr;
@@ -94,25 +96,48 @@ impl Node {
     }
 
     fn recv(&mut self, now: Millis, from: SocketAddr, datagram: &[u8]) -> Got {
-        let mut out = vec![0u8; 2048];
+        self.recv_csum(now, from, datagram).0
+    }
+
+    /// Like [`recv`](Self::recv), with the checksum state of a frame.
+    fn recv_csum(&mut self, now: Millis, from: SocketAddr, datagram: &[u8]) -> (Got, Csum) {
+        let mut out = vec![0u8; 70_000];
         match self.t.handle_datagram(now, from, datagram, &mut out) {
-            Received::Frame { link, range } => Got::Frame(link, out[range].to_vec()),
-            Received::Icc { link, range } => Got::Icc(link, out[range].to_vec()),
-            Received::Nothing => Got::Nothing,
+            Received::Frame { link, range, csum } => (Got::Frame(link, out[range].to_vec()), csum),
+            Received::Icc { link, range } => (Got::Icc(link, out[range].to_vec()), Csum::Done),
+            Received::Nothing => (Got::Nothing, Csum::Done),
         }
     }
 
     /// Encapsulates `frame` for `link`: the datagram to send.
     fn frame(&mut self, now: Millis, link: LinkId, frame: &[u8]) -> Result<Transmit, SendError> {
+        let mut d = self.datagrams(now, link, frame, Csum::Done)?;
+        assert_eq!(d.len(), 1, "a small frame in one datagram");
+        Ok(d.remove(0))
+    }
+
+    /// Encapsulates `frame` for `link` with `csum`: the datagrams to send (more than one for
+    /// a frame in fragments), checking that they are `stride` bytes apart.
+    fn datagrams(
+        &mut self,
+        now: Millis,
+        link: LinkId,
+        frame: &[u8],
+        csum: Csum,
+    ) -> Result<Vec<Transmit>, SendError> {
         let mut plain = vec![0u8; FRAME_HEADROOM + frame.len()];
         plain[FRAME_HEADROOM..].copy_from_slice(frame);
-        let mut out = vec![0u8; 2048];
-        match self.t.encapsulate(now, link, &mut plain, &mut out)? {
-            Encapsulated::Send { to, len } => Ok(Transmit {
-                to,
-                payload: out[..len].to_vec(),
-            }),
-            Encapsulated::Queued => Ok(self.t.poll_transmit().expect("queued")),
+        let mut out = vec![0u8; 70_000];
+        match self.t.encapsulate(now, link, &mut plain, csum, &mut out)? {
+            Encapsulated::Send { to, len, stride } => {
+                assert!(stride > 0 && stride <= len);
+                let d = out[..len].chunks(stride).map(|d| Transmit {
+                    to,
+                    payload: d.to_vec(),
+                });
+                Ok(d.collect())
+            }
+            Encapsulated::Queued => Ok(std::iter::from_fn(|| self.t.poll_transmit()).collect()),
         }
     }
 

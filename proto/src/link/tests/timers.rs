@@ -106,7 +106,7 @@ fn keepalives_after_1_s_idle_and_a_silent_peer_goes_down_after_4_s() {
         let again = a.transmits();
         assert!(again.iter().all(|t| t.to == p.b.addr) && !again.is_empty());
         assert_eq!(
-            a.t.encapsulate(4100, p.ab, &mut [0, 1], &mut [0; 64]),
+            a.t.encapsulate(4100, p.ab, &mut [0; 8], Csum::Done, &mut [0; 64]),
             Err(SendError::NotUp)
         );
         // B answers again: the link comes back.

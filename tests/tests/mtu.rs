@@ -1,0 +1,230 @@
+//! MTU 1500 just works: containers at LXC's MTU (1500) on both hosts, the config's defaults
+//! (TAP MTU 1500, `link_mtu` 1500), so full-size frames are larger than one link datagram and
+//! cross in link fragments. Checked as a user would: bulk TCP arrives intact both ways,
+//! full-size pings with DF set and full-size UDP datagrams are delivered, IPv6 too; and the
+//! same over an underlay whose MTU is only 1400 (the link socket lets IP fragment).
+
+use ipop_lab_tests::{ip4, ip6, prefix, require_root, Lab, LabOptions, PingOpts, OVERLAY_MTU};
+use std::process::{Command, Stdio};
+
+/// Bytes of each bulk transfer.
+const BULK: usize = 50 << 20;
+
+/// Accepts one TCP connection on port argv[1] and prints the bytes received and their sha256.
+const TCP_RECEIVER: &str = r#"
+import hashlib, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(1)
+s.settimeout(20)
+c, _ = s.accept()
+c.settimeout(20)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 20)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+c.close()
+print(n, h.hexdigest())
+"#;
+
+/// Sends argv[4] pseudo-random bytes (seed argv[3]) to argv[1]:argv[2] over TCP, then prints
+/// their length and sha256.
+const TCP_SENDER: &str = r#"
+import hashlib, random, socket, sys, time
+data = random.Random(int(sys.argv[3])).randbytes(int(sys.argv[4]))
+for _ in range(100):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+        break
+    except OSError:
+        time.sleep(0.1)
+s.settimeout(20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(len(data), hashlib.sha256(data).hexdigest())
+"#;
+
+/// Receives UDP datagrams on port argv[1] until 2 s of silence; prints how many arrived whole
+/// (1472 bytes, the content the sender gives datagram i).
+const UDP_RECEIVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(10)
+good = set()
+try:
+    while True:
+        b, _ = s.recvfrom(65536)
+        s.settimeout(2)
+        i = int.from_bytes(b[:4], "big")
+        if len(b) == 1472 and b == i.to_bytes(4, "big") + bytes([i % 251]) * 1468:
+            good.add(i)
+except socket.timeout:
+    pass
+print(len(good))
+"#;
+
+/// Sends argv[3] datagrams of 1472 bytes (the most an IPv4 datagram at MTU 1500 carries
+/// unfragmented) to argv[1]:argv[2], with DF set, 2 ms apart.
+const UDP_SENDER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO: never fragment
+time.sleep(0.5)
+for i in range(int(sys.argv[3])):
+    s.sendto(i.to_bytes(4, "big") + bytes([i % 251]) * 1468, (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.002)
+"#;
+
+/// A lab of two hosts with the config's MTU defaults, its underlay veths at `underlay_mtu`.
+fn lab(tag: &str, underlay_mtu: u32) -> Lab {
+    let opts = LabOptions {
+        hosts: 2,
+        env: vec![("LAB_UNDERLAY_MTU".into(), underlay_mtu.to_string())],
+        ..LabOptions::default()
+    };
+    let lab = Lab::up_with(&prefix(tag), opts);
+    for node in ["h1c1", "h2c1"] {
+        let mtu = lab.exec_ok(node, &["cat", "/sys/class/net/eth0/mtu"]);
+        assert_eq!(mtu.trim(), OVERLAY_MTU.to_string(), "{node}'s eth0");
+    }
+    let u0 = lab.exec_ok("h1", &["cat", "/sys/class/net/u0/mtu"]);
+    assert_eq!(u0.trim(), underlay_mtu.to_string());
+    let s = lab.tincan_state("h1");
+    assert_eq!(
+        (s["mtu"].as_u64(), s["link_mtu"].as_u64()),
+        (Some(1500), Some(1500))
+    );
+    lab
+}
+
+/// Starts `script` with `args` in `node`, bounded by `secs`; its stdout is piped.
+fn spawn(lab: &Lab, node: &str, secs: u32, script: &str, args: &[&str]) -> std::process::Child {
+    Command::new("timeout")
+        .args([&secs.to_string(), "ip", "netns", "exec", &lab.ns(node)])
+        .args(["python3", "-c", script])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("timeout ip netns exec python3")
+}
+
+fn output(child: std::process::Child, what: &str) -> String {
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// BULK bytes over TCP from `from` to `to` arrive intact: same length, same sha256.
+fn bulk_tcp(lab: &Lab, from: &str, to: &str, seed: u32) {
+    let port = "5201";
+    let rx = spawn(lab, to, 40, TCP_RECEIVER, &[port]);
+    let tx = spawn(
+        lab,
+        from,
+        40,
+        TCP_SENDER,
+        &[&ip4(to), port, &seed.to_string(), &BULK.to_string()],
+    );
+    let sent = output(tx, &format!("TCP sender {from} -> {to}"));
+    let received = output(rx, &format!("TCP receiver {to}"));
+    assert!(sent.starts_with(&format!("{BULK} ")), "{sent}");
+    assert_eq!(received, sent, "{from} -> {to}: received differs from sent");
+}
+
+fn full_size_ping(lab: &Lab, from: &str, to: &str) {
+    let opts = PingOpts {
+        size: Some(OVERLAY_MTU - 28),
+        dont_fragment: true,
+        ..PingOpts::new(3)
+    };
+    let r = lab.ping_with(from, &ip4(to), &opts);
+    assert!(
+        r.is_clean(),
+        "ping -s 1472 -M do {from} -> {to}:\n{}",
+        r.raw
+    );
+}
+
+/// Fragments crossed (both tincans reassembled some) and no frame was too big.
+fn fragments_used(lab: &Lab) {
+    for h in ["h1", "h2"] {
+        let s = lab.tincan_state(h);
+        let c = &s["counters"];
+        assert!(c["frag_reassembled"].as_u64() > Some(0), "{h}: {c}");
+        assert_eq!(c["drop_oversize"].as_u64(), Some(0), "{h}: {c}");
+        let peer = &s["peers"][0];
+        assert!(peer["frag_reassembled"].as_u64() > Some(0), "{h}: {peer}");
+    }
+}
+
+#[test]
+fn containers_at_mtu_1500_over_a_1500_underlay() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab("mtu1500", 1500);
+    full_size_ping(&lab, "h1c1", "h2c1");
+    full_size_ping(&lab, "h2c2", "h1c2");
+    // IPv6 at 1500: 1452 bytes of ICMPv6 payload fill it (40 IPv6, 8 ICMPv6).
+    let opts = PingOpts {
+        size: Some(OVERLAY_MTU - 48),
+        dont_fragment: true,
+        ipv6: true,
+        ..PingOpts::new(3)
+    };
+    let r = lab.ping_with("h1c1", &ip6("h2c1"), &opts);
+    assert!(r.is_clean(), "ping -6 -s 1452 -M do:\n{}", r.raw);
+    // Full-size UDP datagrams, DF set.
+    let rx = spawn(&lab, "h2c1", 30, UDP_RECEIVER, &["5301"]);
+    let tx = spawn(&lab, "h1c1", 30, UDP_SENDER, &[&ip4("h2c1"), "5301", "200"]);
+    output(tx, "UDP sender");
+    let got: usize = output(rx, "UDP receiver").parse().expect("a count");
+    assert!(
+        got >= 190,
+        "{got} of 200 1472-byte UDP datagrams arrived whole"
+    );
+    bulk_tcp(&lab, "h1c1", "h2c1", 1);
+    bulk_tcp(&lab, "h2c2", "h1c2", 2);
+    fragments_used(&lab);
+}
+
+#[test]
+fn containers_at_mtu_1500_over_a_1400_underlay() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab("mtu1400", 1400);
+    full_size_ping(&lab, "h1c1", "h2c1");
+    bulk_tcp(&lab, "h1c1", "h2c1", 3);
+    bulk_tcp(&lab, "h2c1", "h1c1", 4);
+    fragments_used(&lab);
+    // A frame that fits one link datagram of link_mtu (1500) but not the 1400-byte path: the
+    // datagram crosses the underlay in IP fragments (the link socket never sets DF).
+    let before = lab.snmp_counter("h2", "Ip", "ReasmOKs");
+    let opts = PingOpts {
+        size: Some(1380),
+        dont_fragment: true,
+        ..PingOpts::new(3)
+    };
+    let r = lab.ping_with("h1c1", &ip4("h2c1"), &opts);
+    assert!(r.is_clean(), "ping -s 1380 -M do:\n{}", r.raw);
+    let after = lab.snmp_counter("h2", "Ip", "ReasmOKs");
+    assert!(
+        after >= before + 3,
+        "h2 reassembled {} IP packets",
+        after - before
+    );
+}
