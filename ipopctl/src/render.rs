@@ -237,7 +237,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("node 10.0.3.1  uid "), "{text}");
         assert!(
-            lines[1].contains("tap ipop 02:5e:00:00:00:01 mtu 1400, bridge lxcbr0"),
+            lines[1].contains("tap ipop 02:5e:00:00:00:01 mtu 1500, bridge lxcbr0"),
             "{text}"
         );
         assert!(lines[2].contains("controller alive"), "{text}");

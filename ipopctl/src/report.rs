@@ -354,6 +354,10 @@ pub(crate) mod tests {
             ups: u64::from(online),
             downs: 0,
             refused_macs: 0,
+            frag_tx: 0,
+            frag_rx: 0,
+            frag_reassembled: 0,
+            frag_dropped: 0,
         }
     }
 
@@ -377,7 +381,8 @@ pub(crate) mod tests {
             candidates: vec![],
             nat: NatState::default(),
             tap: "ipop".into(),
-            mtu: 1400,
+            mtu: 1500,
+            link_mtu: 1500,
             version: "0.1.0".into(),
             boot_id: 7,
             uptime_ms: 200_000,
