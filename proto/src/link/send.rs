@@ -88,9 +88,17 @@ impl LinkTable {
         Ok(())
     }
 
-    /// How an inner message of `inner_len` bytes goes out on link `id` now: in one datagram,
-    /// or in fragments when it would be larger than the link's largest datagram.
-    fn layout(&self, id: LinkId, inner_len: usize) -> Result<Layout, SendError> {
+    /// The largest frame with a [`Csum::Partial`] state that crosses link `id` in one datagram
+    /// now (what TCP super-frames are cut to); 0 for no link.
+    pub fn max_whole_frame(&self, id: LinkId) -> usize {
+        // The inner message is the frame behind the whole headroom (type byte and csum meta).
+        self.limits(id)
+            .map(|(max, overhead)| max.saturating_sub(overhead + FRAME_HEADROOM))
+            .unwrap_or(0)
+    }
+
+    /// The largest datagram on link `id` now, and what a datagram adds to its inner message.
+    fn limits(&self, id: LinkId) -> Result<(usize, usize), SendError> {
         let Some(Some(link)) = self.links.get(id) else {
             return Err(SendError::NoLink);
         };
@@ -108,6 +116,13 @@ impl LinkTable {
         } else {
             DATA_HEADER_LEN - 1
         };
+        Ok((max, overhead))
+    }
+
+    /// How an inner message of `inner_len` bytes goes out on link `id` now: in one datagram,
+    /// or in fragments when it would be larger than the link's largest datagram.
+    fn layout(&self, id: LinkId, inner_len: usize) -> Result<Layout, SendError> {
+        let (max, overhead) = self.limits(id)?;
         let whole = overhead + inner_len;
         if whole <= max {
             return Ok(Layout {
