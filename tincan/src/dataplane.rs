@@ -9,9 +9,9 @@
 //! are received with `recvmmsg` and UDP GRO.
 
 use crate::control::Control;
-use crate::tap::{Offload, Tap};
+use crate::tap::{FrameMeta, Offload, Tap};
 use crate::udp::{BatchSocket, RxBatch, TxBatch, UdpCounters};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -19,7 +19,7 @@ use proto::id::Millis;
 use proto::link::{
     Encapsulated, LinkEvent, LinkId, LinkTable, Received, SendError, FRAME_HEADROOM,
 };
-use proto::offload::{Csum, VNET_HDR_LEN};
+use proto::offload::{self, Coalescer, Csum, VnetHdr, VNET_HDR_LEN};
 use proto::switch::{DropReason, FloodReason, LinkVerdict, Switch, TapVerdict};
 use serde::Serialize;
 use std::io;
@@ -61,6 +61,11 @@ pub struct Counters {
     pub tap_tx_frames: u64,
     pub tap_tx_bytes: u64,
     pub tap_write_errors: u64,
+    /// TCP super-frames (TSO) read from the TAP, and the segments they were cut into.
+    pub tap_rx_super_frames: u64,
+    pub tap_segments_cut: u64,
+    /// Coalesced TCP super-frames written to the TAP.
+    pub tap_tx_super_frames: u64,
     pub link_tx_errors: u64,
     pub flooded_frames: u64,
     pub unknown_unicast: u64,
@@ -104,13 +109,17 @@ pub struct Node {
     /// Sealed datagrams out, sent at the end of a batch.
     tx: TxBatch,
     rx: RxBatch,
+    /// Segments of a TCP super-frame read from the TAP, cut one at a time for the link core.
+    seg: Vec<u8>,
+    /// Segments from links merged back into super-frames for the TAP (virtio-net path).
+    coalescer: Coalescer,
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
 }
 
 impl Node {
     pub fn new(tap_name: &str, port: u16, mtu: u16, offload: Offload) -> io::Result<Node> {
-        let tap = Tap::open(tap_name, mtu, offload)?;
+        let mut tap = Tap::open(tap_name, mtu, offload)?;
         let ctrl_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut ctrl = UdpSocket::bind(ctrl_addr).map_err(|e| {
             io::Error::other(format!(
@@ -126,7 +135,23 @@ impl Node {
             "TAP {} up, mac {}, mtu {mtu}; control on {ctrl_addr}",
             tap.name, tap.mac
         );
-        info!("TAP path: {}", tap.offload.describe());
+        let tso = tap.offload == Offload::Vnet
+            && match tap.enable_tso() {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!("TAP {}: no TSO ({e}): frames are read one by one", tap.name);
+                    false
+                }
+            };
+        info!(
+            "TAP path: {}{}",
+            tap.offload.describe(),
+            if tso {
+                ", TSO and checksum offload"
+            } else {
+                ""
+            }
+        );
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -148,6 +173,8 @@ impl Node {
             out: vec![0u8; BUF_LEN],
             tx: TxBatch::new(TX_BATCH_BYTES, BUF_LEN),
             rx: RxBatch::new(RX_BATCH, BUF_LEN),
+            seg: vec![0u8; BUF_LEN],
+            coalescer: Coalescer::new(),
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
         })
@@ -270,20 +297,12 @@ impl Node {
 
     /// Sends the queued datagrams (runs to one peer in one GSO send where the kernel can).
     fn flush_tx(&mut self) {
-        if self.tx.is_empty() {
-            return;
-        }
-        let (core, counters) = (&mut self.core, &mut self.counters);
-        match self.link_sock.as_mut() {
-            Some(sock) => sock.send_batch(&self.tx, &mut counters.udp, |run| {
-                counters.link_tx_errors += 1;
-                if run.tag != NO_LINK {
-                    core.note_tx_error(run.tag);
-                }
-            }),
-            None => counters.link_tx_errors += self.tx.runs().len() as u64,
-        }
-        self.tx.clear();
+        flush_batch(
+            &mut self.tx,
+            self.link_sock.as_mut(),
+            &mut self.core,
+            &mut self.counters,
+        );
     }
 
     // ---- TAP -> links ----------------------------------------------------------------
@@ -310,17 +329,17 @@ impl Node {
             };
             self.counters.tap_rx_frames += 1;
             self.counters.tap_rx_bytes += n as u64;
-            if meta.gso_type != 0 || meta.csum != Csum::Done {
-                self.counters.drop_tap_offload += 1;
-                continue;
+            if meta.gso_type != 0 {
+                self.counters.tap_rx_super_frames += 1;
             }
-            self.on_tap_frame(n, now);
+            self.on_tap_frame(n, meta, now);
         }
         true
     }
 
-    fn on_tap_frame(&mut self, n: usize, now: Millis) {
-        if n > self.tap.max_frame() {
+    fn on_tap_frame(&mut self, n: usize, meta: FrameMeta, now: Millis) {
+        // A TCP super-frame (TSO) is larger than the MTU; it is cut to fit each link.
+        if meta.gso_type == 0 && n > self.tap.max_frame() {
             self.counters.drop_oversize += 1;
             return;
         }
@@ -334,7 +353,7 @@ impl Node {
                     &mut self.control,
                     &self.switch,
                     &self.tap,
-                    &self.buf[FRAME_HEADROOM..end],
+                    &self.buf[FRAME_AT..end],
                     now,
                 ) => {}
             TapVerdict::Punt => {
@@ -352,7 +371,7 @@ impl Node {
                 let mut sent = 0;
                 // By slot, so that flooding allocates nothing; empty slots refuse the frame.
                 for id in 0..self.core.slots() {
-                    if self.send_frame(id, end, now) {
+                    if self.send_frame(id, end, meta, now) {
                         sent += 1;
                     }
                 }
@@ -361,7 +380,7 @@ impl Node {
                 }
             }
             TapVerdict::Unicast(id) => {
-                if !self.send_frame(id, end, now) {
+                if !self.send_frame(id, end, meta, now) {
                     self.counters.drop_link_down += 1;
                 }
             }
@@ -369,16 +388,20 @@ impl Node {
         }
     }
 
-    /// Seals the frame at `buf[FRAME_AT..end]` for link `id` and queues it.
-    fn send_frame(&mut self, id: LinkId, end: usize, now: Millis) -> bool {
+    /// Seals the frame at `buf[FRAME_AT..end]` for link `id` and queues it; a TCP super-frame
+    /// is cut into segments that each fit one link datagram first.
+    fn send_frame(&mut self, id: LinkId, end: usize, meta: FrameMeta, now: Millis) -> bool {
         if self.link_sock.is_none() {
             return false;
+        }
+        if meta.gso_type != 0 {
+            return self.send_super_frame(id, end, now);
         }
         match self.core.encapsulate(
             now,
             id,
             &mut self.buf[PLAIN_AT..end],
-            Csum::Done,
+            meta.csum,
             self.tx.spare(),
         ) {
             // One datagram, or the equal-size link fragments of a frame too large for one.
@@ -392,6 +415,62 @@ impl Node {
                 false
             }
             Err(_) => false,
+        }
+    }
+
+    /// Cuts the TCP super-frame at `buf[FRAME_AT..end]` into segments of at most the link's
+    /// largest whole frame, each sealed and queued with its checksum left to the far kernel.
+    fn send_super_frame(&mut self, id: LinkId, end: usize, now: Millis) -> bool {
+        if !self.core.link(id).is_some_and(|l| l.is_up()) {
+            return false;
+        }
+        let max = self.core.max_whole_frame(id);
+        let Node {
+            core,
+            tx,
+            link_sock,
+            counters,
+            buf,
+            seg,
+            ..
+        } = self;
+        let Ok(hdr) = VnetHdr::parse(&buf[FRAME_AT - VNET_HDR_LEN..FRAME_AT]) else {
+            counters.drop_tap_offload += 1;
+            return false;
+        };
+        let mut sent = true;
+        let split = offload::split(
+            &hdr,
+            &buf[FRAME_AT..end],
+            max,
+            seg,
+            FRAME_HEADROOM,
+            |plain, csum| match core.encapsulate(now, id, plain, csum, tx.spare()) {
+                Ok(Encapsulated::Send { to, len, stride }) => {
+                    tx.commit(len, stride, to, id);
+                    if tx.full() {
+                        flush_batch(tx, link_sock.as_mut(), core, counters);
+                    }
+                }
+                Ok(Encapsulated::Queued) => {}
+                Err(e) => {
+                    if e == SendError::NoRelay {
+                        counters.link_tx_errors += 1;
+                    }
+                    sent = false;
+                }
+            },
+        );
+        match split {
+            Ok(n) => {
+                counters.tap_segments_cut += n as u64;
+                sent
+            }
+            Err(e) => {
+                counters.drop_tap_offload += 1;
+                debug!("TAP super-frame not cut: {e}");
+                false
+            }
         }
     }
 
@@ -424,6 +503,7 @@ impl Node {
             }
         }
         self.rx = rx;
+        self.flush_coalescer();
         more
     }
 
@@ -432,7 +512,7 @@ impl Node {
             .core
             .handle_datagram(now, from, datagram, &mut self.out)
         {
-            Received::Frame { link, range, .. } => self.deliver_frame(link, range, now),
+            Received::Frame { link, range, csum } => self.deliver_frame(link, range, csum, now),
             Received::Icc { link, range } => {
                 let msg = serde_json::from_slice(&self.out[range]);
                 self.deliver_icc(link, msg);
@@ -442,8 +522,14 @@ impl Node {
     }
 
     /// A frame from link `id` at `out[range]`: learn its source, write it to the TAP.
-    fn deliver_frame(&mut self, id: LinkId, range: std::ops::Range<usize>, now: Millis) {
-        let frame = &self.out[range];
+    fn deliver_frame(
+        &mut self,
+        id: LinkId,
+        range: std::ops::Range<usize>,
+        csum: Csum,
+        now: Millis,
+    ) {
+        let frame = &self.out[range.clone()];
         if frame.len() > self.tap.max_frame() {
             self.counters.drop_oversize += 1;
             return;
@@ -465,13 +551,33 @@ impl Node {
             }
         }
         self.core.note_rx_frame(id, frame.len());
+        let len = frame.len() as u64;
+        let (tap, counters) = (&self.tap, &mut self.counters);
+        if tap.offload == Offload::Vnet {
+            // Runs of one TCP flow go to the TAP as one super-frame at the end of the batch.
+            self.coalescer
+                .push(frame, csum, |b| write_tap(tap, counters, b));
+            counters.tap_tx_bytes += len;
+            return;
+        }
+        let frame = &mut self.out[range];
+        if offload::finish_checksum(frame, csum).is_err() {
+            self.counters.drop_tap_offload += 1;
+            return;
+        }
         match self.tap.send(frame) {
             Ok(_) => {
                 self.counters.tap_tx_frames += 1;
-                self.counters.tap_tx_bytes += frame.len() as u64;
+                self.counters.tap_tx_bytes += len;
             }
             Err(_) => self.counters.tap_write_errors += 1,
         }
+    }
+
+    /// Writes what the coalescer still holds to the TAP.
+    fn flush_coalescer(&mut self) {
+        let (tap, counters) = (&self.tap, &mut self.counters);
+        self.coalescer.flush(|b| write_tap(tap, counters, b));
     }
 
     // ---- control socket --------------------------------------------------------------
@@ -509,6 +615,41 @@ impl Node {
         if self.ctrl.send_to(datagram, cb).is_err() {
             self.counters.punt_errors += 1;
         }
+    }
+}
+
+/// Sends the datagrams queued in `tx` (runs to one peer in one GSO send where the kernel can).
+fn flush_batch(
+    tx: &mut TxBatch,
+    sock: Option<&mut BatchSocket>,
+    core: &mut LinkTable,
+    counters: &mut Counters,
+) {
+    if tx.is_empty() {
+        return;
+    }
+    match sock {
+        Some(sock) => sock.send_batch(tx, &mut counters.udp, |run| {
+            counters.link_tx_errors += 1;
+            if run.tag != NO_LINK {
+                core.note_tx_error(run.tag);
+            }
+        }),
+        None => counters.link_tx_errors += tx.runs().len() as u64,
+    }
+    tx.clear();
+}
+
+/// Writes `[virtio-net header][frame]` from the coalescer to the TAP, counting it.
+fn write_tap(tap: &Tap, counters: &mut Counters, hdr_and_frame: &[u8]) {
+    match tap.send_raw(hdr_and_frame) {
+        Ok(_) => {
+            counters.tap_tx_frames += 1;
+            if hdr_and_frame.get(1).is_some_and(|g| *g != 0) {
+                counters.tap_tx_super_frames += 1;
+            }
+        }
+        Err(_) => counters.tap_write_errors += 1,
     }
 }
 

@@ -138,7 +138,6 @@ impl Tap {
 
     /// Lets the kernel hand over checksum-offloaded and TSO (IPv4, IPv6) frames, and take them
     /// back. Only with a virtio-net header.
-    #[allow(dead_code)] // until the data plane splits and coalesces with `proto::offload`
     pub fn enable_tso(&mut self) -> io::Result<()> {
         if self.offload != Offload::Vnet {
             return Err(io::Error::other("TSO needs the virtio-net header"));
@@ -168,6 +167,26 @@ impl Tap {
                 Ok((n - VNET_HDR_LEN, FrameMeta::parse(h)))
             }
         }
+    }
+
+    /// Writes `[virtio-net header][frame]` as it is (a coalesced super-frame, or a frame whose
+    /// checksum the kernel finishes). Only with a virtio-net header.
+    pub fn send_raw(&self, hdr_and_frame: &[u8]) -> io::Result<usize> {
+        if self.offload != Offload::Vnet {
+            return Err(io::Error::other("no virtio-net header on this TAP"));
+        }
+        // SAFETY: writes at most hdr_and_frame.len() bytes from a live buffer.
+        let n = unsafe {
+            libc::write(
+                self.fd(),
+                hdr_and_frame.as_ptr().cast(),
+                hdr_and_frame.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// Writes one complete frame (checksums done, no segmentation).

@@ -290,7 +290,11 @@ fn a_segment_of_max_whole_frame_bytes_crosses_in_one_datagram() {
         // Sealed at link_mtu 1500: 1472 less header, type, csum meta and tag.
         assert_eq!(max, 1472 - DATA_HEADER_LEN - if sec { 16 + 5 } else { 4 });
         assert_eq!(cut(&mut p, &frame(max, 5), partial).len(), 1, "sec {sec}");
-        assert_eq!(cut(&mut p, &frame(max + 1, 5), partial).len(), 2, "sec {sec}");
+        assert_eq!(
+            cut(&mut p, &frame(max + 1, 5), partial).len(),
+            2,
+            "sec {sec}"
+        );
         assert_eq!(p.a.t.max_whole_frame(99), 0);
     }
 }
