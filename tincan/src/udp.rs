@@ -215,6 +215,9 @@ pub struct BatchSocket {
     sock: Socket,
     /// False once the kernel refused a GSO send.
     gso: bool,
+    /// Largest datagram sent with GSO: lowered when the kernel says a GSO segment is larger
+    /// than the underlay device allows (`EMSGSIZE`: an underlay MTU below `link_mtu`).
+    gso_max_stride: usize,
 }
 
 impl BatchSocket {
@@ -265,12 +268,17 @@ impl BatchSocket {
             s.send_buffer_size().unwrap_or(0) >> 10,
             if gro { "on" } else { "off" }
         );
-        Ok(BatchSocket { sock: s, gso: true })
+        Ok(BatchSocket {
+            sock: s,
+            gso: true,
+            gso_max_stride: GSO_MAX_STRIDE,
+        })
     }
 
     /// Keeps what `old` learned (whether GSO works) across a rebind.
     pub fn inherit(&mut self, old: &BatchSocket) {
         self.gso = old.gso;
+        self.gso_max_stride = old.gso_max_stride;
     }
 
     pub fn fd(&self) -> RawFd {
@@ -295,7 +303,7 @@ impl BatchSocket {
         let mut msgs: Vec<(usize, Range<usize>, Option<u16>)> = Vec::with_capacity(runs.len());
         for (i, run) in runs.iter().enumerate() {
             let r = run.start..run.start + run.len;
-            if self.gso && run.segments() > 1 && run.stride <= GSO_MAX_STRIDE {
+            if self.gso && run.segments() > 1 && run.stride <= self.gso_max_stride {
                 msgs.push((i, r, Some(run.stride as u16)));
             } else {
                 msgs.extend(
@@ -369,16 +377,32 @@ impl BatchSocket {
                     }
                     self.gso = false;
                     c.udp_gso_fallbacks += 1;
-                    let bytes = batch.bytes(run);
-                    for s in gro_segments(run.len, run.stride) {
-                        if self.send_to(&bytes[s], run.to).is_err() {
-                            failed(run);
-                        }
+                    self.send_one_by_one(batch, run, &mut failed);
+                }
+                // A GSO segment larger than the underlay device's MTU: the path is smaller than
+                // `link_mtu`. Datagrams this size go out one by one from now on (the kernel
+                // fragments them, as IP_PMTUDISC_DONT asks).
+                Some(libc::EMSGSIZE) if gso.is_some() => {
+                    if run.stride <= self.gso_max_stride {
+                        warn!("the underlay is smaller than link_mtu ({e}): {}-byte datagrams go out in IP fragments; set \"link_mtu\" to the underlay's MTU", run.stride);
+                        self.gso_max_stride = run.stride - 1;
                     }
+                    c.udp_gso_fallbacks += 1;
+                    self.send_one_by_one(batch, run, &mut failed);
                 }
                 _ => failed(run),
             }
             k += 1;
+        }
+    }
+
+    /// Sends the datagrams of `run` one per message.
+    fn send_one_by_one(&self, batch: &TxBatch, run: &Run, failed: &mut impl FnMut(&Run)) {
+        let bytes = batch.bytes(run);
+        for s in gro_segments(run.len, run.stride) {
+            if self.send_to(&bytes[s], run.to).is_err() {
+                failed(run);
+            }
         }
     }
 
