@@ -194,7 +194,7 @@ pub struct CipherOffer {
 impl CipherOffer {
     /// The offer of a node configured with `setting` whose CPU does (or not) run AES-GCM in
     /// hardware.
-    pub fn new(setting: CipherSetting, aes_hardware: bool) -> CipherOffer {
+    pub const fn new(setting: CipherSetting, aes_hardware: bool) -> CipherOffer {
         let ciphers = match setting {
             CipherSetting::Auto => CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305,
             CipherSetting::Aes256Gcm => CIPHER_AES_256_GCM,
@@ -226,6 +226,18 @@ impl CipherOffer {
         CipherOffer {
             ciphers: b & (CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305),
             aes_hardware: b & OFFER_AES_HARDWARE != 0,
+        }
+    }
+
+    /// The setting that makes this offer (an offer of nothing reads as `Auto`).
+    pub fn setting(self) -> CipherSetting {
+        match (
+            self.offers(Cipher::Aes256Gcm),
+            self.offers(Cipher::ChaCha20Poly1305),
+        ) {
+            (true, false) => CipherSetting::Aes256Gcm,
+            (false, true) => CipherSetting::ChaCha20Poly1305,
+            _ => CipherSetting::Auto,
         }
     }
 

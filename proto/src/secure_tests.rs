@@ -456,7 +456,9 @@ fn the_header_is_authenticated() {
 #[test]
 fn offers_and_settings_read_back() {
     for name in CipherSetting::NAMES {
-        assert_eq!(CipherSetting::parse(name).unwrap().name(), name);
+        let setting = CipherSetting::parse(name).unwrap();
+        assert_eq!(setting.name(), name);
+        assert_eq!(CipherOffer::new(setting, false).setting(), setting);
     }
     assert_eq!(CipherSetting::parse("aes"), None);
     for b in 0..=255u8 {

@@ -676,3 +676,24 @@ mod key_tests {
         );
     }
 }
+
+#[test]
+fn cipher_restricts_the_offer() {
+    assert_eq!(
+        parse_ok(r#"{"switchmode": 1}"#).0.cipher,
+        CipherSetting::Auto
+    );
+    for (text, setting) in [
+        ("auto", CipherSetting::Auto),
+        ("aes-256-gcm", CipherSetting::Aes256Gcm),
+        ("chacha20-poly1305", CipherSetting::ChaCha20Poly1305),
+    ] {
+        let c = parse_ok(&format!(r#"{{"switchmode": 1, "cipher": "{text}"}}"#)).0;
+        assert_eq!(c.cipher, setting);
+    }
+    let e = error(r#"{"switchmode": 1, "cipher": "aes"}"#);
+    assert!(
+        e.contains(r#""cipher": expected one of "auto", "aes-256-gcm", "chacha20-poly1305""#),
+        "{e}"
+    );
+}
