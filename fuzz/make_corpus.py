@@ -122,8 +122,8 @@ put("config", "switchmode0.json", '{"ip4": "10.0.3.1", "switchmode": 0}')
 # Raw messages of the right types and lengths (no valid MAC: the fuzzer works towards it).
 IDX_A = 0x0a0a0001
 IDX_B = 0x0b0b0002
-put("secure_receive", "raw_init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(124))
-put("secure_receive", "raw_resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, IDX_A) + bytes(48))
+put("secure_receive", "raw_init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(125))
+put("secure_receive", "raw_resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, IDX_A) + bytes(49))
 put("secure_receive", "raw_data", struct.pack("<BBBBIQ", 7, 0, 0, 0, IDX_B, 0) + bytes(17 + 42))
 # Mutation modes: [mode][len delta i8][(pos u16 le, xor u8)...].
 put("secure_receive", "init_intact", b"\xa0\x00")
@@ -136,6 +136,13 @@ put("secure_receive", "resp_short", b"\xa1\xff")
 put("secure_receive", "data_intact", b"\xa2\x02" + bytes([len(ARP_REQ)]) + ARP_REQ + b"\x00")
 put("secure_receive", "data_counter", b"\xa2\x03\x02{}\x00" + struct.pack("<HB", 8, 1))
 put("secure_receive", "data_tag", b"\xa2\x04\x00\x00" + struct.pack("<HB", 0xffff, 1))
+# The offer (last byte of the init's encrypted payload) and the choice: a flipped bit fails.
+put("secure_receive", "init_offer", b"\xa0\x00" + struct.pack("<HB", 133 - 17, 0x01))
+put("secure_receive", "resp_choice", b"\xa1\x00" + struct.pack("<HB", 61 - 17, 0x03))
+# 0xb1/0xb2: the same on a ChaCha20-Poly1305 session.
+put("secure_receive", "resp_intact_chacha", b"\xb1\x00")
+put("secure_receive", "data_intact_chacha", b"\xb2\x02" + bytes([len(ARP_REQ)]) + ARP_REQ + b"\x00")
+put("secure_receive", "data_header_chacha", b"\xb2\x03\x02{}\x00" + struct.pack("<HB", 2, 1))
 
 
 # --- neigh --------------------------------------------------------------------------------

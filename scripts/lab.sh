@@ -26,6 +26,7 @@
 #   LAB_REKEY      "rekey_interval" in seconds (default: the config default, 120)
 #   LAB_CIPHER     "cipher" of every host's config (e.g. aes-256-gcm, chacha20-poly1305, auto;
 #                  default: none written, the config default applies)
+#   LAB_CIPHERS    "cipher" per host, e.g. "h2=chacha20-poly1305" on top of LAB_CIPHER
 #   LAB_WAIT_LINKS 0: `up` waits for the daemons and the bridge only, not for links (for labs
 #                  where some links must not come up)
 #   LAB_WAIT       seconds `up` waits for every link to come online (default 20)
@@ -56,6 +57,7 @@ PLAIN_HOSTS=${LAB_PLAIN_HOSTS:-}
 ROGUE_HOSTS=${LAB_ROGUE_HOSTS:-}
 REKEY=${LAB_REKEY:-}
 CIPHER=${LAB_CIPHER:-}
+CIPHERS=${LAB_CIPHERS:-}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 WAIT=${LAB_WAIT:-20}
 LINK_MTU=${LAB_LINK_MTU:-}
@@ -71,6 +73,8 @@ validate_env() {
     [[ $ROGUE_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_ROGUE_HOSTS: expected host names like 'h3', got '$ROGUE_HOSTS'"
     [[ -z $REKEY || $REKEY =~ ^[1-9][0-9]*$ ]] || die "LAB_REKEY: expected seconds, got '$REKEY'"
     [[ $CIPHER =~ ^[a-z0-9-]*$ ]] || die "LAB_CIPHER: expected a cipher name like aes-256-gcm, got '$CIPHER'"
+    local c='h[123]=(auto|aes-256-gcm|chacha20-poly1305)'
+    [[ $CIPHERS =~ ^($c( $c)*)?$ ]] || die "LAB_CIPHERS: expected entries like 'h2=chacha20-poly1305', got '$CIPHERS'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
     local v
     for v in LAB_MTU LAB_TAP_MTU LAB_LINK_MTU LAB_UNDERLAY_MTU; do
@@ -124,7 +128,7 @@ make_keys() {
 }
 
 write_configs() {
-    local i j peers sep icc sec fpr rekey="" cipher="" mtus=""
+    local i j peers sep icc sec fpr rekey="" cipher="" mtus="" host_cipher entry
     icc=$([ "$ICC" = 1 ] && echo true || echo false)
     # Keys need the binary; a lab without daemons may not have one.
     if [ "$SEC" = 1 ] && [ -x "$TINCAN_BIN" ]; then
@@ -142,6 +146,10 @@ write_configs() {
         if [ "$SEC" = 1 ] && [ -f "$DIR/h$i/fpr" ] && ! in_list "h$i" "$PLAIN_HOSTS"; then
             sec=true
         fi
+        host_cipher=$cipher
+        for entry in $CIPHERS; do
+            [ "${entry%%=*}" != "h$i" ] || host_cipher=$'\n'"  \"cipher\": \"${entry#*=}\","
+        done
         peers=""
         sep=""
         for j in $(seq 1 "$HOSTS"); do
@@ -162,7 +170,7 @@ write_configs() {
   "svpn_port": $TINCAN_PORT,
   "link_port": $LINK_PORT,$mtus
   "bridge": "lxcbr0",
-  "sec": $sec,$rekey$cipher
+  "sec": $sec,$rekey$host_cipher
   "key_file": "$DIR/h$i/ipop.key",
   "tincan_logging": 1,
   "controller_logging": "INFO",

@@ -53,6 +53,7 @@ fn node(
         uid,
         sec: key.is_some(),
         key: key.cloned(),
+        cipher: Default::default(),
         rekey_after: REKEY,
     })
     .expect("configured");

@@ -10,17 +10,23 @@
 //! Then, if the first byte selects it, the rest of the input mutates a valid message (a length
 //! change, then `(position u16 le, xor u8)` triples):
 //!
-//! - `0xA0`: an init; `read_init` fails or returns the sender's real key, uid and time;
+//! - `0xA0`: an init; `read_init` fails or returns the sender's real key, uid, time and cipher
+//!   offer (a changed offer byte never gets through: no downgrade);
 //! - `0xA1`: a response; `on_response` fails, or nothing authenticated changed and the session
-//!   it installs talks to the responder's;
-//! - `0xA2`: a data message (type and payload from the input); `decrypt` fails or returns the
-//!   original plaintext, and only unauthenticated bytes may have changed.
+//!   it installs talks to the responder's, on the cipher the responder chose;
+//! - `0xA2`: a data message (type and payload from the input); `decrypt` and `decrypt_in_place`
+//!   fail or return the original plaintext, and no byte may have changed (the header is the
+//!   AEAD's associated data).
+//!
+//! With `0xB1` and `0xB2` in place of `0xA1` and `0xA2`, the same on a session whose responder
+//! chose ChaCha20-Poly1305 (AES-256-GCM otherwise), so both ciphers are fuzzed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use proto::id::Uid;
 use proto::secure::{
-    data_receiver_idx, read_init, resp_receiver_idx, SecureLink, StaticKey, INIT_LEN, RESP_LEN,
+    data_receiver_idx, read_init, resp_receiver_idx, Cipher, CipherOffer, CipherSetting,
+    SecureLink, StaticKey, INIT_LEN, RESP_LEN,
 };
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -44,10 +50,21 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// A's link to B with an init sent, and that init.
+/// Both ciphers, AES-256-GCM preferred (as on a CPU with AES in hardware).
+const BOTH: CipherOffer = CipherOffer::new(CipherSetting::Auto, true);
+
+/// The offer that makes a session use `cipher`.
+fn offer(cipher: Cipher) -> CipherOffer {
+    match cipher {
+        Cipher::Aes256Gcm => BOTH,
+        Cipher::ChaCha20Poly1305 => CipherOffer::new(CipherSetting::ChaCha20Poly1305, true),
+    }
+}
+
+/// A's link to B (A offering both ciphers) with an init sent, and that init.
 fn start() -> (SecureLink, Vec<u8>) {
     let k = keys();
-    let mut a = SecureLink::new(k.b.fingerprint());
+    let mut a = SecureLink::with_offer(k.b.fingerprint(), BOTH);
     let mut init = vec![0u8; INIT_LEN];
     let n = a
         .start_handshake(&k.a, &UID_A, IDX_A, INIT_TIME, NOW, &mut init)
@@ -56,12 +73,12 @@ fn start() -> (SecureLink, Vec<u8>) {
     (a, init)
 }
 
-/// A (initiator, still pending), B (responder, its session awaiting A's confirmation) and B's
-/// response.
-fn half_open() -> (SecureLink, SecureLink, Vec<u8>) {
+/// A (initiator, still pending), B (responder offering what makes it choose `cipher`, its
+/// session awaiting A's confirmation) and B's response.
+fn half_open(cipher: Cipher) -> (SecureLink, SecureLink, Vec<u8>) {
     let k = keys();
     let (a, init) = start();
-    let mut b = SecureLink::new(k.a.fingerprint());
+    let mut b = SecureLink::with_offer(k.a.fingerprint(), offer(cipher));
     let got = read_init(&k.b, &init).expect("valid init");
     let mut resp = vec![0u8; RESP_LEN];
     let n = b.accept(got, IDX_B, NOW, &mut resp).expect("accept");
@@ -69,16 +86,26 @@ fn half_open() -> (SecureLink, SecureLink, Vec<u8>) {
     (a, b, resp)
 }
 
-fn established() -> (SecureLink, SecureLink) {
-    let (mut a, b, resp) = half_open();
+fn established(cipher: Cipher) -> (SecureLink, SecureLink) {
+    let (mut a, b, resp) = half_open(cipher);
     a.on_response(&resp, NOW).expect("valid response");
+    assert_eq!(a.cipher(), Some(cipher));
     (a, b)
 }
 
 thread_local! {
-    /// One session for all inputs: its state changes only when a message decrypts, which a
-    /// raw input cannot make happen without the keys.
-    static PAIR: RefCell<(SecureLink, SecureLink)> = RefCell::new(established());
+    /// One session per cipher for all inputs: its state changes only when a message decrypts,
+    /// which a raw input cannot make happen without the keys.
+    static PAIRS: [RefCell<(SecureLink, SecureLink)>; 2] =
+        Cipher::ALL.map(|c| RefCell::new(established(c)));
+}
+
+/// The established session on the cipher `selector` picks.
+fn with_pair<R>(selector: u8, f: impl FnOnce(&mut SecureLink, &mut SecureLink) -> R) -> R {
+    PAIRS.with(|p| {
+        let (a, b) = &mut *p[usize::from(selector & 1)].borrow_mut();
+        f(a, b)
+    })
 }
 
 fn mutate(orig: &[u8], ctl: &[u8]) -> Vec<u8> {
@@ -144,12 +171,18 @@ fn raw(data: &[u8]) {
         let mut idle = SecureLink::new(k.b.fingerprint());
         assert!(idle.on_response(data, NOW).is_err());
     }
-    PAIR.with(|p| {
-        let (a, b) = &mut *p.borrow_mut();
-        let mut out = vec![0u8; data.len()];
-        assert!(a.decrypt(data, &mut out).is_err(), "forged data accepted");
-        assert!(b.decrypt(data, &mut out).is_err(), "forged data accepted");
-    });
+    for selector in 0..2 {
+        with_pair(selector, |a, b| {
+            let mut out = vec![0u8; data.len()];
+            assert!(a.decrypt(data, &mut out).is_err(), "forged data accepted");
+            assert!(b.decrypt(data, &mut out).is_err(), "forged data accepted");
+            let mut inplace = data.to_vec();
+            assert!(
+                b.decrypt_in_place(&mut inplace).is_err(),
+                "forged data accepted"
+            );
+        });
+    }
 }
 
 fn mutated_init(ctl: &[u8]) {
@@ -166,11 +199,13 @@ fn mutated_init(ctl: &[u8]) {
         assert_eq!(got.peer_static, k.a.fingerprint());
         assert_eq!(got.peer_uid, UID_A);
         assert_eq!(got.time, INIT_TIME);
+        assert_eq!(got.offer, BOTH);
     }
 }
 
-fn mutated_resp(ctl: &[u8]) {
-    let (mut a, mut b, resp) = half_open();
+fn mutated_resp(selector: u8, ctl: &[u8]) {
+    let cipher = Cipher::ALL[usize::from(selector & 1)];
+    let (mut a, mut b, resp) = half_open(cipher);
     let m = mutate(&resp, ctl);
     if a.on_response(&m, NOW).is_err() {
         assert!(!a.has_session());
@@ -181,19 +216,19 @@ fn mutated_resp(ctl: &[u8]) {
         "response accepted with authenticated bytes changed"
     );
     assert!(a.has_session());
+    assert_eq!(a.cipher(), Some(cipher));
     if m[4..8] == resp[4..8] {
         roundtrip(&mut a, &mut b, 2, b"after a mutated response");
         roundtrip(&mut b, &mut a, 3, b"both ways");
     }
 }
 
-fn mutated_data(rest: &[u8]) {
+fn mutated_data(selector: u8, rest: &[u8]) {
     let (inner, rest) = rest.split_first().unwrap_or((&2, &[]));
     let (&n, rest) = rest.split_first().unwrap_or((&0, &[]));
     let n = (n as usize).min(rest.len());
     let (payload, ctl) = rest.split_at(n);
-    PAIR.with(|p| {
-        let (a, b) = &mut *p.borrow_mut();
+    with_pair(selector, |a, b| {
         let mut scratch = Vec::new();
         let mut msg = vec![0u8; payload.len() + proto::secure::DATA_OVERHEAD];
         let len = a
@@ -201,23 +236,35 @@ fn mutated_data(rest: &[u8]) {
             .expect("encrypt");
         msg.truncate(len);
         let m = mutate(&msg, ctl);
-        let mut out = vec![0u8; m.len().max(1)];
-        if let Ok(o) = b.decrypt(&m, &mut out) {
-            assert!(
-                same_except(&msg, &m, 1..4),
-                "data accepted with authenticated bytes changed"
-            );
-            assert_eq!((o.inner, &out[1..1 + o.len]), (*inner, payload));
+        // Half the inputs open in place, half into another buffer.
+        if ctl.len() % 2 == 0 {
+            let mut out = vec![0u8; m.len().max(1)];
+            if let Ok(o) = b.decrypt(&m, &mut out) {
+                assert_eq!(m, msg, "data accepted with bytes changed");
+                assert_eq!((o.inner, &out[1..1 + o.len]), (*inner, payload));
+            }
+        } else {
+            let mut inplace = m.clone();
+            if let Ok(o) = b.decrypt_in_place(&mut inplace) {
+                assert_eq!(m, msg, "data accepted with bytes changed");
+                let plain = &inplace[proto::wire::link::DATA_HEADER_LEN..];
+                assert_eq!((o.inner, &plain[1..1 + o.len]), (*inner, payload));
+            }
         }
     });
 }
 
 fuzz_target!(|data: &[u8]| {
     raw(data);
-    match data.split_first() {
-        Some((0xA0, rest)) => mutated_init(rest),
-        Some((0xA1, rest)) => mutated_resp(rest),
-        Some((0xA2, rest)) => mutated_data(rest),
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    // The high nibble picks the cipher: 0xA AES-256-GCM, 0xB ChaCha20-Poly1305.
+    let selector = u8::from(first >> 4 == 0xB);
+    match first {
+        0xA0 => mutated_init(rest),
+        0xA1 | 0xB1 => mutated_resp(selector, rest),
+        0xA2 | 0xB2 => mutated_data(selector, rest),
         _ => {}
     }
 });

@@ -1,11 +1,19 @@
 //! Authenticated, encrypted links: Noise IK (X25519, ChaCha20-Poly1305, BLAKE2s) through the
-//! `snow` crate, sans-IO. Each node has a static key; a peer is pinned by the fingerprint of
-//! its static public key. The initiator knows the responder's key in advance (IK), so one
-//! round trip sets up a session with forward secrecy (ephemeral keys on both sides).
+//! `snow` crate for the handshake, sans-IO. Each node has a static key; a peer is pinned by the
+//! fingerprint of its static public key. The initiator knows the responder's key in advance
+//! (IK), so one round trip sets up a session with forward secrecy (ephemeral keys on both
+//! sides).
+//!
+//! Data messages are sealed and opened in place with `ring`, under the two keys the handshake
+//! splits into (one per direction), with the cipher negotiated inside the handshake: the
+//! initiator's init offers a set ([`CipherOffer`]), the responder's response names the one
+//! chosen ([`CipherOffer::choose`]): AES-256-GCM when both CPUs run it in hardware, otherwise
+//! ChaCha20-Poly1305, within what both offer. Both are Noise payloads, bound into the
+//! handshake hash, so nobody on the path can change the choice.
 //!
 //! This module is the cryptography only; the layout of the init, response and sealed messages
 //! is in [`crate::wire::link`]. The sealed message's counter is the AEAD nonce, checked against
-//! a sliding replay window after decryption succeeds. The init's time (sender's wall clock, ms)
+//! a sliding replay window after decryption succeeds; its header is the associated data. The init's time (sender's wall clock, ms)
 //! must grow per peer, so a captured init replayed later cannot reset a session. Inner types
 //! reuse the plaintext link types: data, ICC, keepalive.
 //!
@@ -21,10 +29,13 @@
 use crate::id::{Fingerprint, Millis, Uid};
 use crate::replay::ReplayWindow;
 use crate::wire::link::{
-    CountedHeader, InitView, MessageType, RespView, SealedView, DATA_HEADER_LEN, INIT_PAYLOAD_LEN,
-    TAG_LEN, UID_LEN,
+    init_payload, CountedHeader, InitView, MessageType, RespView, SealedView, CIPHER_AES_256_GCM,
+    CIPHER_CHACHA20_POLY1305, DATA_HEADER_LEN, INIT_PAYLOAD_LEN, OFFER_AES_HARDWARE, PROLOGUE,
+    RESP_PAYLOAD_LEN, TAG_LEN,
 };
-use snow::{HandshakeState, StatelessTransportState};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use serde::{Deserialize, Serialize};
+use snow::HandshakeState;
 
 pub use crate::wire::link::{INIT_LEN, RESP_LEN, SEALED_OVERHEAD as DATA_OVERHEAD};
 
@@ -53,6 +64,9 @@ pub enum SecureError {
     UnknownSession,
     /// An init from a static key that is not pinned for any link.
     UnknownPeer,
+    /// The peers offer no cipher in common (each one's `"cipher"` key), or a response chose
+    /// one we did not offer.
+    NoCommonCipher,
 }
 
 impl std::fmt::Display for SecureError {
@@ -63,6 +77,7 @@ impl std::fmt::Display for SecureError {
             SecureError::Replay => "replayed",
             SecureError::UnknownSession => "unknown session",
             SecureError::UnknownPeer => "key not pinned",
+            SecureError::NoCommonCipher => "no cipher in common",
         })
     }
 }
@@ -74,6 +89,258 @@ const fn noise_len(len: usize, header: usize) -> usize {
 
 fn params() -> snow::params::NoiseParams {
     NOISE_PARAMS.parse().expect("valid Noise parameters")
+}
+
+/// The AEAD of a session's data messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Cipher {
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl Cipher {
+    pub const ALL: [Cipher; 2] = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305];
+
+    /// As the config and `get_state` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cipher::Aes256Gcm => "aes-256-gcm",
+            Cipher::ChaCha20Poly1305 => "chacha20-poly1305",
+        }
+    }
+
+    /// Its bit in an offer and a choice (see [`crate::wire::link`]).
+    fn bit(self) -> u8 {
+        match self {
+            Cipher::Aes256Gcm => CIPHER_AES_256_GCM,
+            Cipher::ChaCha20Poly1305 => CIPHER_CHACHA20_POLY1305,
+        }
+    }
+
+    fn algorithm(self) -> &'static aead::Algorithm {
+        match self {
+            Cipher::Aes256Gcm => &aead::AES_256_GCM,
+            Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        }
+    }
+}
+
+impl std::fmt::Display for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the `"cipher"` config key says: offer both (the default) or only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum CipherSetting {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl CipherSetting {
+    pub const NAMES: [&'static str; 3] = ["auto", "aes-256-gcm", "chacha20-poly1305"];
+
+    pub fn parse(s: &str) -> Option<CipherSetting> {
+        Some(match s {
+            "auto" => CipherSetting::Auto,
+            "aes-256-gcm" => CipherSetting::Aes256Gcm,
+            "chacha20-poly1305" => CipherSetting::ChaCha20Poly1305,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CipherSetting::Auto => "auto",
+            CipherSetting::Aes256Gcm => Cipher::Aes256Gcm.name(),
+            CipherSetting::ChaCha20Poly1305 => Cipher::ChaCha20Poly1305.name(),
+        }
+    }
+}
+
+/// Whether this CPU runs AES-256-GCM in hardware (AES and carry-less multiply instructions).
+pub fn aes_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The ciphers a node offers in its handshakes, and whether AES-256-GCM is fast on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CipherOffer {
+    /// Cipher bits.
+    ciphers: u8,
+    aes_hardware: bool,
+}
+
+impl CipherOffer {
+    /// The offer of a node configured with `setting` whose CPU does (or not) run AES-GCM in
+    /// hardware.
+    pub const fn new(setting: CipherSetting, aes_hardware: bool) -> CipherOffer {
+        let ciphers = match setting {
+            CipherSetting::Auto => CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305,
+            CipherSetting::Aes256Gcm => CIPHER_AES_256_GCM,
+            CipherSetting::ChaCha20Poly1305 => CIPHER_CHACHA20_POLY1305,
+        };
+        CipherOffer {
+            ciphers,
+            aes_hardware,
+        }
+    }
+
+    /// The offer of this node with `setting`, on this CPU.
+    pub fn here(setting: CipherSetting) -> CipherOffer {
+        CipherOffer::new(setting, aes_hardware())
+    }
+
+    /// The offer byte of an init.
+    pub fn to_byte(self) -> u8 {
+        self.ciphers
+            | if self.aes_hardware {
+                OFFER_AES_HARDWARE
+            } else {
+                0
+            }
+    }
+
+    /// An init's offer byte; unknown cipher bits (a later version's) are ignored.
+    pub fn from_byte(b: u8) -> CipherOffer {
+        CipherOffer {
+            ciphers: b & (CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305),
+            aes_hardware: b & OFFER_AES_HARDWARE != 0,
+        }
+    }
+
+    /// The setting that makes this offer (an offer of nothing reads as `Auto`).
+    pub fn setting(self) -> CipherSetting {
+        match (
+            self.offers(Cipher::Aes256Gcm),
+            self.offers(Cipher::ChaCha20Poly1305),
+        ) {
+            (true, false) => CipherSetting::Aes256Gcm,
+            (false, true) => CipherSetting::ChaCha20Poly1305,
+            _ => CipherSetting::Auto,
+        }
+    }
+
+    pub fn offers(self, c: Cipher) -> bool {
+        self.ciphers & c.bit() != 0
+    }
+
+    /// The responder's choice between its offer (`self`) and the initiator's: a cipher both
+    /// offer; AES-256-GCM only if it is the only one in common or both CPUs run it in hardware
+    /// (ChaCha20-Poly1305 is faster in software). None: nothing in common.
+    pub fn choose(self, initiator: CipherOffer) -> Option<Cipher> {
+        let both = |c: Cipher| self.offers(c) && initiator.offers(c);
+        match (both(Cipher::Aes256Gcm), both(Cipher::ChaCha20Poly1305)) {
+            (true, true) if self.aes_hardware && initiator.aes_hardware => Some(Cipher::Aes256Gcm),
+            (_, true) => Some(Cipher::ChaCha20Poly1305),
+            (true, false) => Some(Cipher::Aes256Gcm),
+            (false, false) => None,
+        }
+    }
+
+    /// The cipher a response's choice byte names, if it is one cipher we offered.
+    fn accepts(self, choice: u8) -> Option<Cipher> {
+        Cipher::ALL
+            .into_iter()
+            .find(|c| c.bit() == choice && self.offers(*c))
+    }
+}
+
+impl Default for CipherOffer {
+    /// `"cipher": "auto"` on this CPU.
+    fn default() -> CipherOffer {
+        CipherOffer::here(CipherSetting::Auto)
+    }
+}
+
+impl std::fmt::Display for CipherOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Cipher::ALL
+            .into_iter()
+            .filter(|c| self.offers(*c))
+            .map(Cipher::name)
+            .collect();
+        if names.is_empty() {
+            f.write_str("nothing")?;
+        } else {
+            f.write_str(&names.join(", "))?;
+        }
+        if self.offers(Cipher::Aes256Gcm) && self.aes_hardware {
+            f.write_str(" (AES in hardware)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A session's keys, one per direction, for its cipher.
+struct SessionKeys {
+    cipher: Cipher,
+    tx: LessSafeKey,
+    rx: LessSafeKey,
+}
+
+impl SessionKeys {
+    /// From a finished handshake: Noise's split gives the initiator's sending key first.
+    fn split(hs: &mut HandshakeState, cipher: Cipher, initiator: bool) -> SessionKeys {
+        let (mut k1, mut k2) = hs.dangerously_get_raw_split();
+        let key = |k: &[u8; KEY_LEN]| {
+            LessSafeKey::new(
+                UnboundKey::new(cipher.algorithm(), k).expect("32-byte keys fit both ciphers"),
+            )
+        };
+        let (tx, rx) = if initiator {
+            (key(&k1), key(&k2))
+        } else {
+            (key(&k2), key(&k1))
+        };
+        k1.fill(0);
+        k2.fill(0);
+        SessionKeys { cipher, tx, rx }
+    }
+}
+
+/// A sealed message's nonce: 4 zero bytes, then the counter (little-endian).
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; aead::NONCE_LEN];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// A Noise IK handshake state with this format's parameters and prologue.
+fn handshake(
+    key: &StaticKey,
+    remote: Option<&Fingerprint>,
+    prologue: &[u8],
+) -> Result<HandshakeState, SecureError> {
+    let b = snow::Builder::new(params())
+        .prologue(prologue)
+        .and_then(|b| b.local_private_key(key.private()))
+        .map_err(|_| SecureError::Malformed)?;
+    match remote {
+        Some(r) => b.remote_public_key(&r.0).and_then(|b| b.build_initiator()),
+        None => b.build_responder(),
+    }
+    .map_err(|_| SecureError::Malformed)
 }
 
 /// A node's static X25519 key pair.
@@ -125,7 +392,7 @@ impl StaticKey {
 struct Session {
     local_idx: u32,
     remote_idx: u32,
-    transport: StatelessTransportState,
+    keys: SessionKeys,
     created: Millis,
     tx_counter: u64,
     replay: ReplayWindow,
@@ -143,6 +410,8 @@ pub struct InitReceived {
     pub peer_static: Fingerprint,
     pub peer_uid: Uid,
     pub time: u64,
+    /// The ciphers the initiator offers.
+    pub offer: CipherOffer,
     sender_idx: u32,
     hs: HandshakeState,
 }
@@ -150,11 +419,16 @@ pub struct InitReceived {
 /// Reads a handshake init addressed to `key`. The caller then finds the link pinned to
 /// `peer_static` and calls [`SecureLink::accept`].
 pub fn read_init(key: &StaticKey, msg: &[u8]) -> Result<InitReceived, SecureError> {
+    read_init_with(key, msg, PROLOGUE)
+}
+
+fn read_init_with(
+    key: &StaticKey,
+    msg: &[u8],
+    prologue: &[u8],
+) -> Result<InitReceived, SecureError> {
     let init = InitView::parse(msg).map_err(|_| SecureError::Malformed)?;
-    let mut hs = snow::Builder::new(params())
-        .local_private_key(key.private())
-        .and_then(|b| b.build_responder())
-        .map_err(|_| SecureError::Malformed)?;
+    let mut hs = handshake(key, None, prologue)?;
     let mut payload = [0u8; 64];
     let n = hs
         .read_message(init.noise, &mut payload)
@@ -166,24 +440,22 @@ pub fn read_init(key: &StaticKey, msg: &[u8]) -> Result<InitReceived, SecureErro
         .get_remote_static()
         .and_then(|s| s.try_into().ok())
         .ok_or(SecureError::Malformed)?;
-    let peer_uid = Uid(payload[..UID_LEN].try_into().expect("20 bytes"));
-    let time = u64::from_le_bytes(
-        payload[UID_LEN..INIT_PAYLOAD_LEN]
-            .try_into()
-            .expect("8 bytes"),
-    );
+    let peer_uid = Uid(payload[init_payload::UID].try_into().expect("20 bytes"));
+    let time = u64::from_le_bytes(payload[init_payload::TIME].try_into().expect("8 bytes"));
     Ok(InitReceived {
         peer_static: Fingerprint(peer_static),
         peer_uid,
         time,
+        offer: CipherOffer::from_byte(payload[init_payload::OFFER]),
         sender_idx: init.sender_idx,
         hs,
     })
 }
 
 /// A data message that decrypted: its inner type, the payload length (the payload is
-/// `out[1..1 + len]`), and whether it confirmed the responder's new session (the link is up
-/// on it from now on, and the sender is where the handshake's initiator is).
+/// `out[1..1 + len]` after [`SecureLink::decrypt`], `msg[DATA_HEADER_LEN + 1..][..len]` after
+/// [`SecureLink::decrypt_in_place`]), and whether it confirmed the responder's new session
+/// (the link is up on it from now on, and the sender is where the handshake's initiator is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
     pub inner: u8,
@@ -205,6 +477,10 @@ pub fn resp_receiver_idx(msg: &[u8]) -> Option<u32> {
 /// The encrypted side of one link.
 pub struct SecureLink {
     pub peer_static: Fingerprint,
+    /// The ciphers this side offers (as initiator) and chooses from (as responder).
+    offer: CipherOffer,
+    /// [`PROLOGUE`]; another one only in tests, to play a peer of another version.
+    prologue: &'static [u8],
     pending: Option<Pending>,
     /// Confirmed sessions, oldest first; the last one sends.
     sessions: Vec<Session>,
@@ -223,12 +499,21 @@ pub struct SecureLink {
     /// Responder sessions dropped unconfirmed (replaced by a newer init, or expired): a lost
     /// confirmation, or a replayed init.
     pub unconfirmed_dropped: u64,
+    /// Handshakes refused for want of a cipher both sides offer.
+    pub no_common_cipher: u64,
 }
 
 impl SecureLink {
+    /// A link offering what `"cipher": "auto"` offers on this CPU.
     pub fn new(peer_static: Fingerprint) -> SecureLink {
+        SecureLink::with_offer(peer_static, CipherOffer::default())
+    }
+
+    pub fn with_offer(peer_static: Fingerprint, offer: CipherOffer) -> SecureLink {
         SecureLink {
             peer_static,
+            offer,
+            prologue: PROLOGUE,
             pending: None,
             sessions: Vec::new(),
             unconfirmed: None,
@@ -239,7 +524,17 @@ impl SecureLink {
             replays: 0,
             auth_failures: 0,
             unconfirmed_dropped: 0,
+            no_common_cipher: 0,
         }
+    }
+
+    pub fn offer(&self) -> CipherOffer {
+        self.offer
+    }
+
+    /// The cipher of the session this side sends on, if any.
+    pub fn cipher(&self) -> Option<Cipher> {
+        self.sessions.last().map(|s| s.keys.cipher)
     }
 
     /// Whether a confirmed session exists to send on.
@@ -338,14 +633,11 @@ impl SecureLink {
     ) -> Result<usize, SecureError> {
         let noise_out =
             InitView::emit_header(out, local_idx).map_err(|_| SecureError::Malformed)?;
-        let mut hs = snow::Builder::new(params())
-            .local_private_key(key.private())
-            .and_then(|b| b.remote_public_key(&self.peer_static.0))
-            .and_then(|b| b.build_initiator())
-            .map_err(|_| SecureError::Malformed)?;
+        let mut hs = handshake(key, Some(&self.peer_static), self.prologue)?;
         let mut payload = [0u8; INIT_PAYLOAD_LEN];
-        payload[..UID_LEN].copy_from_slice(local_uid.as_bytes());
-        payload[UID_LEN..].copy_from_slice(&time.to_le_bytes());
+        payload[init_payload::UID].copy_from_slice(local_uid.as_bytes());
+        payload[init_payload::TIME].copy_from_slice(&time.to_le_bytes());
+        payload[init_payload::OFFER] = self.offer.to_byte();
         let n = hs
             .write_message(&payload, noise_out)
             .map_err(|_| SecureError::Malformed)?;
@@ -362,10 +654,12 @@ impl SecureLink {
         Ok(INIT_LEN)
     }
 
-    /// Answers an init that [`read_init`] attributed to this link's pinned key: writes the
-    /// response into `out` (at least [`RESP_LEN`] bytes) and keeps the new session
-    /// unconfirmed, replacing an earlier unconfirmed one. Sending stays on the current session
-    /// (if any) until the initiator's first message on the new one ([`decrypt`](Self::decrypt)).
+    /// Answers an init that [`read_init`] attributed to this link's pinned key: chooses the
+    /// cipher ([`CipherOffer::choose`]), writes the response into `out` (at least [`RESP_LEN`]
+    /// bytes) and keeps the new session unconfirmed, replacing an earlier unconfirmed one.
+    /// Sending stays on the current session (if any) until the initiator's first message on
+    /// the new one ([`decrypt`](Self::decrypt)). Without a cipher in common: no response,
+    /// [`SecureError::NoCommonCipher`].
     pub fn accept(
         &mut self,
         mut init: InitReceived,
@@ -380,24 +674,25 @@ impl SecureLink {
             self.replays += 1;
             return Err(SecureError::Replay);
         }
+        let Some(cipher) = self.offer.choose(init.offer) else {
+            self.no_common_cipher += 1;
+            return Err(SecureError::NoCommonCipher);
+        };
         let noise_out = RespView::emit_header(out, local_idx, init.sender_idx)
             .map_err(|_| SecureError::Malformed)?;
         let n = init
             .hs
-            .write_message(&[], noise_out)
+            .write_message(&[cipher.bit()], noise_out)
             .map_err(|_| SecureError::Malformed)?;
-        if n != noise_len(RESP_LEN, 12) {
+        if n != noise_len(RESP_LEN, 12) || !init.hs.is_handshake_finished() {
             return Err(SecureError::Malformed);
         }
-        let transport = init
-            .hs
-            .into_stateless_transport_mode()
-            .map_err(|_| SecureError::Malformed)?;
+        let keys = SessionKeys::split(&mut init.hs, cipher, false);
         self.last_peer_init_time = init.time;
         let replaced = self.unconfirmed.replace(Session {
             local_idx,
             remote_idx: init.sender_idx,
-            transport,
+            keys,
             created: now,
             tx_counter: 0,
             replay: ReplayWindow::new(),
@@ -409,7 +704,8 @@ impl SecureLink {
         Ok(RESP_LEN)
     }
 
-    /// A response to our pending init. Returns Ok once the session is installed.
+    /// A response to our pending init. Returns Ok once the session is installed, on the
+    /// cipher the responder chose (one we offered, or the handshake fails).
     pub fn on_response(&mut self, msg: &[u8], now: Millis) -> Result<(), SecureError> {
         let Ok(resp) = RespView::parse(msg) else {
             return Err(SecureError::Malformed);
@@ -423,19 +719,28 @@ impl SecureLink {
         };
         let sender_idx = resp.sender_idx;
         let mut payload = [0u8; 16];
-        if p.hs.read_message(resp.noise, &mut payload).is_err() {
-            self.auth_failures += 1;
-            return Err(SecureError::Auth);
+        let n = match p.hs.read_message(resp.noise, &mut payload) {
+            Ok(n) => n,
+            Err(_) => {
+                self.auth_failures += 1;
+                return Err(SecureError::Auth);
+            }
+        };
+        let mut p = self.pending.take().expect("checked");
+        if n != RESP_PAYLOAD_LEN || !p.hs.is_handshake_finished() {
+            return Err(SecureError::Malformed);
         }
-        let p = self.pending.take().expect("checked");
-        let transport =
-            p.hs.into_stateless_transport_mode()
-                .map_err(|_| SecureError::Malformed)?;
-        let _ = p.sent_at;
+        // Authentic, so the responder chose this; one we did not offer is its mistake (or a
+        // peer that ignores its config), and the handshake fails rather than falls back.
+        let Some(cipher) = self.offer.accepts(payload[0]) else {
+            self.no_common_cipher += 1;
+            return Err(SecureError::NoCommonCipher);
+        };
+        let keys = SessionKeys::split(&mut p.hs, cipher, true);
         self.install(Session {
             local_idx: p.local_idx,
             remote_idx: sender_idx,
-            transport,
+            keys,
             created: now,
             tx_counter: 0,
             replay: ReplayWindow::new(),
@@ -481,17 +786,31 @@ impl SecureLink {
     }
 
     /// Like [`encrypt`](Self::encrypt) for a plaintext that already starts with its inner
-    /// type byte: the forwarding path reads frames right behind that byte, so nothing is
-    /// copied before encryption.
+    /// type byte: the forwarding path reads frames right behind that byte. The plaintext is
+    /// copied once, into `out` behind the header, and sealed there.
     pub fn encrypt_prefixed(
         &mut self,
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SecureError> {
+        let len = plaintext.len();
+        let Some(body) = out.get_mut(DATA_HEADER_LEN..DATA_HEADER_LEN + len) else {
+            return Err(SecureError::Malformed);
+        };
+        body.copy_from_slice(plaintext);
+        self.encrypt_in_place(out, len)
+    }
+
+    /// Seals the plaintext (inner type byte first) that the caller placed at
+    /// `buf[DATA_HEADER_LEN..][..len]` where it is: writes the header in front and the tag
+    /// behind it; returns the message length (`len + DATA_HEADER_LEN + TAG_LEN`, at most
+    /// `buf.len()`).
+    pub fn encrypt_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SecureError> {
         let Some(s) = self.sessions.last_mut() else {
             return Err(SecureError::UnknownSession);
         };
-        if plaintext.is_empty() || out.len() < plaintext.len() + DATA_HEADER_LEN + TAG_LEN {
+        let total = DATA_HEADER_LEN + len + TAG_LEN;
+        if len == 0 || buf.len() < total {
             return Err(SecureError::Malformed);
         }
         let counter = s.tx_counter;
@@ -501,45 +820,73 @@ impl SecureLink {
             receiver_idx: s.remote_idx,
             counter,
         }
-        .emit(out)
+        .emit(buf)
         .map_err(|_| SecureError::Malformed)?;
-        let n = s
-            .transport
-            .write_message(counter, plaintext, &mut out[DATA_HEADER_LEN..])
+        let (header, body) = buf[..total].split_at_mut(DATA_HEADER_LEN);
+        let (plain, tag_out) = body.split_at_mut(len);
+        let tag = s
+            .keys
+            .tx
+            .seal_in_place_separate_tag(nonce(counter), Aad::from(&*header), plain)
             .map_err(|_| SecureError::Malformed)?;
-        Ok(DATA_HEADER_LEN + n)
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(total)
     }
 
-    /// Decrypts a data message into `out`. The first one that arrives on the unconfirmed
-    /// session confirms it: it becomes the current session, the one this side sends on.
+    /// Decrypts a data message into `out` (at least `msg.len() - DATA_HEADER_LEN` bytes: the
+    /// ciphertext is copied there once and opened in place). The first one that arrives on the
+    /// unconfirmed session confirms it: it becomes the current session, the one this side
+    /// sends on.
     pub fn decrypt(&mut self, msg: &[u8], out: &mut [u8]) -> Result<Opened, SecureError> {
         let Ok(sealed) = SealedView::parse(msg) else {
             return Err(SecureError::Malformed);
         };
+        let Some(body) = out.get_mut(..sealed.ciphertext.len()) else {
+            return Err(SecureError::Malformed);
+        };
+        body.copy_from_slice(sealed.ciphertext);
+        self.open(&msg[..DATA_HEADER_LEN], body)
+    }
+
+    /// Like [`decrypt`](Self::decrypt), opening the message where it is: the plaintext (inner
+    /// type first) is then at `msg[DATA_HEADER_LEN..]`.
+    pub fn decrypt_in_place(&mut self, msg: &mut [u8]) -> Result<Opened, SecureError> {
+        if SealedView::parse(msg).is_err() {
+            return Err(SecureError::Malformed);
+        }
+        let (header, body) = msg.split_at_mut(DATA_HEADER_LEN);
+        self.open(header, body)
+    }
+
+    /// Opens `body` (ciphertext and tag) in place, `header` (a valid sealed header) being the
+    /// associated data; the plaintext is then at the front of `body`.
+    fn open(&mut self, header: &[u8], body: &mut [u8]) -> Result<Opened, SecureError> {
+        let h = CountedHeader::parse(header).map_err(|_| SecureError::Malformed)?;
         let on_unconfirmed = self
             .unconfirmed
             .as_ref()
-            .is_some_and(|s| s.local_idx == sealed.receiver_idx);
+            .is_some_and(|s| s.local_idx == h.receiver_idx);
         let session = if on_unconfirmed {
             self.unconfirmed.as_mut()
         } else {
             self.sessions
                 .iter_mut()
-                .find(|s| s.local_idx == sealed.receiver_idx)
+                .find(|s| s.local_idx == h.receiver_idx)
         };
         let Some(s) = session else {
             return Err(SecureError::UnknownSession);
         };
-        let counter = sealed.counter;
+        let counter = h.counter;
         if !s.replay.check(counter) {
             self.replays += 1;
             return Err(SecureError::Replay);
         }
-        if out.len() < msg.len() - DATA_HEADER_LEN {
-            return Err(SecureError::Malformed);
-        }
-        let n = match s.transport.read_message(counter, sealed.ciphertext, out) {
-            Ok(n) => n,
+        let n = match s
+            .keys
+            .rx
+            .open_in_place(nonce(counter), Aad::from(header), body)
+        {
+            Ok(plain) => plain.len(),
             Err(_) => {
                 self.auth_failures += 1;
                 return Err(SecureError::Auth);
@@ -554,7 +901,7 @@ impl SecureLink {
             self.install(s);
         }
         Ok(Opened {
-            inner: out[0],
+            inner: body[0],
             len: n - 1,
             confirmed: on_unconfirmed,
         })

@@ -1,7 +1,8 @@
 //! Secure links against the outside world: only pinned keys get a link, replayed and tampered
 //! datagrams are dropped and counted, garbage does not disturb traffic, a `sec` mismatch
-//! gives no link and says so on both sides, rekeying under load breaks nothing, and an init
-//! replayed after restarts moves no endpoint.
+//! gives no link and says so on both sides, so does a cipher offer with nothing in common, a
+//! host offering only ChaCha20-Poly1305 links with it, rekeying under load breaks nothing, and
+//! an init replayed after restarts moves no endpoint.
 
 use ipop_lab_tests::{
     ip4, prefix, require_root, require_tools, wait_until, Daemon, Lab, LabOptions, PingOpts,
@@ -219,9 +220,9 @@ fn a_replayed_init_after_restarts_moves_no_endpoint_and_breaks_no_traffic() {
         return;
     }
     let lab = lab("rinit", 2, true, &[]);
-    // A handshake init (type 5, 132 bytes) from h1's link socket.
+    // A handshake init (type 5, 133 bytes) from h1's link socket.
     let sniff = sniffer(
-        r#"src == "10.99.0.1" and len(payload) == 132 and payload[0] == 5"#,
+        r#"src == "10.99.0.1" and len(payload) == 133 and payload[0] == 5"#,
         20,
     );
     let captured = std::thread::scope(|s| {
@@ -315,9 +316,9 @@ n = 0
 for i in range(600):                       # random bytes, random sizes
     s.sendto(os.urandom(random.randint(0, 1500)), dst); n += 1
 for i in range(300):                       # truncated handshakes
-    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(random.randint(0, 130)), dst); n += 1
-for i in range(300):                       # full-size (132-byte) handshakes, not authentic
-    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(128), dst); n += 1
+    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(random.randint(0, 128)), dst); n += 1
+for i in range(300):                       # full-size (133-byte) handshakes, not authentic
+    s.sendto(bytes([5, 0, 0, 0]) + os.urandom(129), dst); n += 1
 for i in range(150):                       # data messages for sessions that do not exist
     s.sendto(bytes([7, 0, 0, 0]) + os.urandom(60), dst); n += 1
 for i in range(50):                        # oversize: fragmented on the underlay
@@ -375,31 +376,40 @@ print(n)
     );
 }
 
+/// h1 and h2 of `lab` log `lines` (h1's, h2's) within 8 s, count `drops`, and have no link.
+fn no_link_and_both_say(lab: &Lab, lines: [&str; 2], drops: &str) {
+    let hosts = ["h1", "h2"];
+    assert!(
+        wait_until(Duration::from_secs(8), || {
+            hosts
+                .iter()
+                .zip(lines)
+                .all(|(h, line)| log(lab, h, Daemon::Tincan).contains(line))
+        }),
+        "both sides should say why there is no link:\nh1:\n{}\nh2:\n{}",
+        lab.log_tail("h1", Daemon::Tincan),
+        lab.log_tail("h2", Daemon::Tincan)
+    );
+    for h in hosts {
+        assert_eq!(lab.links_online(h), 0, "{h} has a link");
+        assert!(counter(&lab.tincan_state(h), drops) > 0, "{h}: no {drops}");
+    }
+}
+
 #[test]
 fn a_sec_mismatch_gives_no_link_and_a_log_line_on_both_sides() {
     if !require_root() {
         return;
     }
     let lab = lab("mism", 2, false, &[("LAB_PLAIN_HOSTS", "h2")]);
-    assert!(
-        wait_until(Duration::from_secs(8), || {
-            let l1 = log(&lab, "h1", Daemon::Tincan);
-            let l2 = log(&lab, "h2", Daemon::Tincan);
-            l1.contains("but \"sec\" is true here: no link")
-                && l2.contains("but \"sec\" is false here: no link")
-        }),
-        "both sides should say why there is no link:\nh1:\n{}\nh2:\n{}",
-        lab.log_tail("h1", Daemon::Tincan),
-        lab.log_tail("h2", Daemon::Tincan)
+    no_link_and_both_say(
+        &lab,
+        [
+            "but \"sec\" is true here: no link",
+            "but \"sec\" is false here: no link",
+        ],
+        "drop_sec_mismatch",
     );
-    for h in ["h1", "h2"] {
-        assert_eq!(
-            lab.links_online(h),
-            0,
-            "{h} has a link despite the mismatch"
-        );
-        assert!(counter(&lab.tincan_state(h), "drop_sec_mismatch") > 0);
-    }
     assert!(log(&lab, "h2", Daemon::Tincan).contains("PLAINTEXT"));
     let r = lab.ping_with(
         "h1c1",
@@ -410,6 +420,75 @@ fn a_sec_mismatch_gives_no_link_and_a_log_line_on_both_sides() {
         },
     );
     assert_eq!(r.received, 0, "{}", r.raw);
+}
+
+/// Whether this CPU runs AES-GCM in hardware, as tincan decides it (x86: AES-NI and PCLMULQDQ).
+fn aes_hardware() -> bool {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    has("aes") && has("pclmulqdq")
+}
+
+#[test]
+fn a_host_offering_only_chacha20_poly1305_links_with_it() {
+    if !require_root() {
+        return;
+    }
+    // h2 offers ChaCha20-Poly1305 only; h1 and h3 the default, both ciphers.
+    let lab = lab("ciph", 3, true, &[("LAB_CIPHERS", "h2=chacha20-poly1305")]);
+    let states: Vec<Value> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|h| lab.tincan_state(h))
+        .collect();
+    let uid = |i: usize| states[i]["_uid"].as_str().unwrap().to_string();
+    let cipher = |from: usize, to: usize| peer(&states[from], &uid(to))["cipher"].clone();
+    assert_eq!(states[1]["cipher"], "chacha20-poly1305");
+    assert_eq!(states[0]["cipher"], "auto");
+    for (a, b) in [(0, 1), (1, 0), (2, 1), (1, 2)] {
+        assert_eq!(
+            cipher(a, b),
+            "chacha20-poly1305",
+            "h{} -> h{}:\n{}",
+            a + 1,
+            b + 1,
+            lab.status()
+        );
+    }
+    // Two default hosts: AES-256-GCM where the CPU runs it in hardware (both are this CPU).
+    let auto = if aes_hardware() {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    };
+    assert_eq!((cipher(0, 2), cipher(2, 0)), (auto.into(), auto.into()));
+    for (from, to) in [
+        ("h1c1", "h2c1"),
+        ("h2c2", "h1c2"),
+        ("h3c1", "h2c2"),
+        ("h1c2", "h3c1"),
+    ] {
+        let r = lab.ping(from, &ip4(to), 3, None);
+        assert!(r.is_clean(), "{from} -> {to}: {}", r.raw);
+    }
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(counter(&lab.tincan_state(h), "drop_no_common_cipher"), 0);
+    }
+}
+
+#[test]
+fn hosts_without_a_common_cipher_get_no_link_and_say_why() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab(
+        "nociph",
+        2,
+        false,
+        &[("LAB_CIPHERS", "h1=aes-256-gcm h2=chacha20-poly1305")],
+    );
+    let why = "no cipher in common, refused";
+    no_link_and_both_say(&lab, [why, why], "drop_no_common_cipher");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use proto::link::{LinkId, LocalConfig, SendError};
 use proto::nat::TurnServerConfig;
 use proto::neigh::responder::Responder;
 use proto::rpc::{self, Incoming};
+use proto::secure::CipherOffer;
 use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use proto::wire::link::MAX_INNER_LEN;
 use serde_json::Value;
@@ -279,6 +280,7 @@ impl Node {
                 uid: p.uid,
                 sec: p.sec,
                 key: if p.sec { key } else { None },
+                cipher: CipherOffer::here(p.cipher),
                 rekey_after: u64::from(p.rekey_after_secs) * 1000,
             })
             .map_err(|e| ApiError::new(ErrorCode::InvalidParams, e.0))?;

@@ -9,6 +9,7 @@ use proto::api::tincan::{
 use proto::id::{Candidate, Millis};
 use proto::link::peer::Link;
 use proto::link::PathKind;
+use proto::secure::CipherSetting;
 use serde::Serialize;
 
 /// Adds every integer field of `s` (a counters struct) to `out`.
@@ -48,6 +49,7 @@ fn peer_state(link: &Link, now: Millis) -> PeerState {
         candidates: link.candidates.clone(),
         fpr: link.fpr,
         handshakes: link.secure.as_ref().map(|s| s.handshakes_completed),
+        cipher: link.secure.as_ref().and_then(|s| s.cipher()),
         last_rx_ms: l.last_rx.map(|t| now.saturating_sub(t)),
         last_handshake_ms: link.last_handshake.map(|t| now.saturating_sub(t)),
         age_ms: Some(now.saturating_sub(link.created)),
@@ -102,6 +104,7 @@ impl Node {
             mac: self.tap.mac,
             sec: self.core.sec(),
             rekey_after_secs: local.map_or(120, |l| l.rekey_after / 1000),
+            cipher: local.map_or(CipherSetting::Auto, |l| l.cipher.setting()),
             candidates: self.candidates(),
             nat: NatState {
                 srflx: nat.srflx(),

@@ -142,6 +142,7 @@ impl Controller {
             sec: cfg.sec,
             key_file: cfg.sec.then(|| self.key_file.clone()),
             rekey_after_secs: u32::try_from(cfg.rekey_interval).unwrap_or(u32::MAX),
+            cipher: cfg.cipher,
         };
         let mode = SetSwitchmode {
             switchmode: cfg.switchmode,

@@ -7,6 +7,7 @@
 
 use super::{calls, de, ApiError, Params};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
+use crate::secure::{Cipher, CipherSetting};
 use crate::wire::ethernet::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -141,6 +142,9 @@ pub struct SetLocalIp {
         deserialize_with = "de::int::<_, _, 1, 86_400>"
     )]
     pub rekey_after_secs: u32,
+    /// The ciphers encrypted links offer in their handshakes.
+    #[serde(default)]
+    pub cipher: CipherSetting,
 }
 
 impl SetLocalIp {
@@ -417,6 +421,9 @@ pub struct LocalState {
     pub mac: MacAddr,
     pub sec: bool,
     pub rekey_after_secs: u64,
+    /// What `set_local_ip` said links offer.
+    #[serde(default)]
+    pub cipher: CipherSetting,
     pub candidates: Vec<Candidate>,
     pub nat: NatState,
     /// The TAP's name.
@@ -489,6 +496,9 @@ pub struct PeerState {
     pub fpr: Option<Fingerprint>,
     /// Completed handshakes; null without encryption.
     pub handshakes: Option<u64>,
+    /// The cipher of the session the link sends on; null without encryption or session.
+    #[serde(default)]
+    pub cipher: Option<Cipher>,
     /// Since the last datagram from the peer; null before the first.
     pub last_rx_ms: Option<Millis>,
     /// Since the last completed handshake, either way; null before the first.

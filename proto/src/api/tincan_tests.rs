@@ -46,6 +46,7 @@ fn every_request() -> Vec<TincanRequest> {
             sec: true,
             key_file: Some("/etc/ipop/ipop.key".into()),
             rekey_after_secs: 60,
+            cipher: crate::secure::CipherSetting::ChaCha20Poly1305,
         }
         .into(),
         SetNat {
@@ -376,6 +377,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         mac: MacAddr([2, 0, 0, 0, 0, 1]),
         sec: true,
         rekey_after_secs: 120,
+        cipher: Default::default(),
         candidates: Vec::new(),
         nat: NatState::default(),
         tap: "ipop".into(),

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 pub use crate::hostport::HostPort;
 use crate::id::{Fingerprint, Uid};
+pub use crate::secure::CipherSetting;
 
 macro_rules! ip6_prefix {
     () => {
@@ -274,6 +275,10 @@ config_keys! {
     xmpp_ca: Option<PathBuf> = None, "xmpp_ca", opt_path(), Support::Supported;
     /// Seconds after which an encrypted link runs a new handshake.
     rekey_interval: u64 = 120, "rekey_interval", seconds(1, 86400), Support::Supported;
+    /// The ciphers encrypted links offer: "auto" (both: AES-256-GCM where both CPUs run it in
+    /// hardware, ChaCha20-Poly1305 otherwise), "aes-256-gcm" or "chacha20-poly1305" (only that
+    /// one: no link with a peer that offers only the other).
+    cipher: CipherSetting = CipherSetting::Auto, "cipher", cipher(), Support::Supported;
 }
 
 /// Original keys this project has no field for (svpn, multihop, statistics, router mode,

@@ -48,6 +48,16 @@ pub(super) fn log_level() -> Reader<LogLevel> {
     Reader::new(LOG_LEVELS, |v| LogLevel::parse(v.as_str()?))
 }
 
+pub(super) fn cipher() -> Reader<CipherSetting> {
+    let names: Vec<String> = CipherSetting::NAMES
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    Reader::new(format!("one of {}", names.join(", ")), |v| {
+        CipherSetting::parse(v.as_str()?)
+    })
+}
+
 pub(super) fn opt_path() -> Reader<Option<PathBuf>> {
     Reader::new("a non-empty path string or null", |v| match v {
         Value::Null => Some(None),

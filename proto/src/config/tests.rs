@@ -503,7 +503,7 @@ fn host_names_are_kept_for_the_caller_to_resolve() {
 #[test]
 fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
     let keys = Config::keys();
-    assert_eq!(keys.len(), 36);
+    assert_eq!(keys.len(), 37);
     for k in &keys {
         if k.name == "switchmode" {
             continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)
@@ -675,4 +675,25 @@ mod key_tests {
             (5, Some(PathBuf::from("/etc/ipop/k")))
         );
     }
+}
+
+#[test]
+fn cipher_restricts_the_offer() {
+    assert_eq!(
+        parse_ok(r#"{"switchmode": 1}"#).0.cipher,
+        CipherSetting::Auto
+    );
+    for (text, setting) in [
+        ("auto", CipherSetting::Auto),
+        ("aes-256-gcm", CipherSetting::Aes256Gcm),
+        ("chacha20-poly1305", CipherSetting::ChaCha20Poly1305),
+    ] {
+        let c = parse_ok(&format!(r#"{{"switchmode": 1, "cipher": "{text}"}}"#)).0;
+        assert_eq!(c.cipher, setting);
+    }
+    let e = error(r#"{"switchmode": 1, "cipher": "aes"}"#);
+    assert!(
+        e.contains(r#""cipher": expected one of "auto", "aes-256-gcm", "chacha20-poly1305""#),
+        "{e}"
+    );
 }

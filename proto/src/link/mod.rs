@@ -28,7 +28,7 @@ use crate::id::{Candidate, Fingerprint, Millis, Uid};
 use crate::nat::{Nat, TurnServerConfig};
 use crate::offload::Csum;
 use crate::ratelimit::RateLimiter;
-use crate::secure::StaticKey;
+use crate::secure::{CipherOffer, StaticKey};
 use crate::wire::link::CSUM_META_LEN;
 use frag::{FragBudget, FragCounters};
 use log::{info, warn};
@@ -167,6 +167,8 @@ pub struct CoreCounters {
     pub drop_not_configured: u64,
     pub drop_replay: u64,
     pub drop_auth: u64,
+    /// Handshakes refused because the peers offer no cipher in common (`"cipher"`).
+    pub drop_no_common_cipher: u64,
     pub drop_sec_mismatch: u64,
     pub drop_unknown_key: u64,
     pub drop_handshake_rate: u64,
@@ -189,6 +191,8 @@ pub struct LocalConfig {
     pub sec: bool,
     /// The static key; required with `sec`.
     pub key: Option<StaticKey>,
+    /// The ciphers offered in handshakes (`"cipher"`).
+    pub cipher: CipherOffer,
     /// Session lifetime before a new handshake.
     pub rekey_after: Millis,
 }
@@ -197,7 +201,8 @@ pub struct LocalConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconfigured {
     pub uid_changed: bool,
-    /// `sec` or the key changed: every session is void and links start over.
+    /// `sec`, the key or the cipher offer changed: every session is void and links start
+    /// over.
     pub security_changed: bool,
 }
 
@@ -320,6 +325,15 @@ impl LinkTable {
         self.local.as_ref().is_none_or(|l| l.sec)
     }
 
+    /// With `sec`, the ciphers a link's handshakes offer; None for plaintext links.
+    fn cipher_offer(&self) -> Option<CipherOffer> {
+        self.sec().then(|| {
+            self.local
+                .as_ref()
+                .map_or_else(CipherOffer::default, |l| l.cipher)
+        })
+    }
+
     pub fn counters(&self) -> &CoreCounters {
         &self.counters
     }
@@ -367,12 +381,14 @@ impl LinkTable {
             ));
         }
         let key_of = |l: Option<&LocalConfig>| l.and_then(|l| l.key.as_ref()).map(|k| *k.public());
-        let security_changed =
-            old.map(|l| l.sec) != Some(cfg.sec) || key_of(old) != key_of(Some(&cfg));
+        let security_changed = old.map(|l| l.sec) != Some(cfg.sec)
+            || key_of(old) != key_of(Some(&cfg))
+            || (cfg.sec && old.map(|l| l.cipher) != Some(cfg.cipher));
         if security_changed {
             if cfg.sec {
                 info!(
-                    "links are encrypted (Noise IK, ChaCha20-Poly1305); fingerprint {}",
+                    "links are encrypted (Noise IK; data: {}); fingerprint {}",
+                    cfg.cipher,
                     cfg.key
                         .as_ref()
                         .map(StaticKey::fingerprint)
@@ -382,9 +398,10 @@ impl LinkTable {
                 warn!("\"sec\": false: links are PLAINTEXT, unauthenticated and readable on the underlay; use only on a trusted network");
             }
             // Every link starts over: down until a handshake (or hello) with the peer.
+            let offer = cfg.sec.then_some(cfg.cipher);
             for (id, link) in self.links.iter_mut().enumerate() {
                 let Some(link) = link else { continue };
-                link.secure = Link::secure_for(cfg.sec, link.fpr);
+                link.secure = Link::secure_for(offer, link.fpr);
                 link.frag.clear();
                 if cfg.sec && link.fpr.is_none() {
                     warn!(
@@ -455,8 +472,8 @@ impl LinkTable {
         if self.local.as_ref().is_some_and(|l| l.uid == uid) {
             return Err(LinkError("\"uid\": that is this node's own uid".into()));
         }
-        let sec = self.sec();
-        if sec && fpr.is_none() {
+        let sec = self.cipher_offer();
+        if sec.is_some() && fpr.is_none() {
             return Err(LinkError(
                 "\"fpr\": required while links are encrypted (\"sec\" is true)".into(),
             ));

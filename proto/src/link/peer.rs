@@ -8,7 +8,7 @@ use super::liveness::{
 };
 use super::path::{path_kind, probe_targets, PathKind, Route};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
-use crate::secure::SecureLink;
+use crate::secure::{CipherOffer, SecureLink};
 use std::net::SocketAddr;
 
 /// A link on a relayed path tries its direct candidates this often.
@@ -61,7 +61,7 @@ impl Link {
         endpoint: SocketAddr,
         local_idx: u32,
         fpr: Option<Fingerprint>,
-        sec: bool,
+        sec: Option<CipherOffer>,
         candidates: Vec<Candidate>,
     ) -> Link {
         Link {
@@ -81,13 +81,11 @@ impl Link {
         }
     }
 
-    /// The encrypted side a link has with `sec` on and this pinned key: none without a key.
-    pub fn secure_for(sec: bool, fpr: Option<Fingerprint>) -> Option<SecureLink> {
-        if sec {
-            fpr.map(SecureLink::new)
-        } else {
-            None
-        }
+    /// The encrypted side a link has with `sec` on (offering these ciphers) and this pinned
+    /// key: none without a key.
+    pub fn secure_for(sec: Option<CipherOffer>, fpr: Option<Fingerprint>) -> Option<SecureLink> {
+        sec.zip(fpr)
+            .map(|(offer, fpr)| SecureLink::with_offer(fpr, offer))
     }
 
     /// This link's fragment counters.

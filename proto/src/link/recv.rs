@@ -94,6 +94,7 @@ impl LinkTable {
             SecureError::UnknownSession => c.drop_unknown_index += 1,
             SecureError::UnknownPeer => c.drop_unknown_key += 1,
             SecureError::Malformed => c.drop_bad_link_message += 1,
+            SecureError::NoCommonCipher => c.drop_no_common_cipher += 1,
         }
     }
 
@@ -147,6 +148,7 @@ impl LinkTable {
         };
         let mut resp = [0u8; RESP_LEN];
         let dropped = sec.unconfirmed_dropped;
+        let (theirs, ours, uid) = (init.offer, sec.offer(), init.peer_uid);
         let accepted = sec.accept(init, idx, now, &mut resp);
         self.counters.handshakes_unconfirmed += sec.unconfirmed_dropped - dropped;
         // Answered, not established: the session waits for the initiator to confirm it (see
@@ -155,6 +157,12 @@ impl LinkTable {
         match accepted {
             Ok(n) => {
                 self.queue(from, route, &resp[..n], now);
+            }
+            Err(SecureError::NoCommonCipher) => {
+                self.count_secure_error(SecureError::NoCommonCipher);
+                self.log_limited("no_common_cipher", now, || {
+                    format!("handshake from {uid} at {from}: it offers {theirs}, this node offers {ours} (\"cipher\"): no cipher in common, refused")
+                });
             }
             Err(e) => self.count_secure_error(e),
         }
@@ -178,7 +186,15 @@ impl LinkTable {
                 // rather than with the next frame.
                 self.send_keepalive(id, now);
             }
-            Err(e) => self.count_secure_error(e),
+            Err(e) => {
+                if e == SecureError::NoCommonCipher {
+                    let uid = link.uid();
+                    self.log_limited("no_common_cipher", now, || {
+                        format!("handshake response from {uid} at {from} chose a cipher this node does not offer (\"cipher\"): refused")
+                    });
+                }
+                self.count_secure_error(e);
+            }
         }
     }
 
@@ -209,10 +225,10 @@ impl LinkTable {
             return;
         };
         let (uid, endpoint) = (link.uid(), link.endpoint());
-        let security = if link.secure.is_some() {
-            "encrypted"
-        } else {
-            "plaintext"
+        let security = match link.secure.as_ref().map(secure::SecureLink::cipher) {
+            Some(Some(c)) => format!("encrypted, {c}"),
+            Some(None) => "encrypted".to_string(),
+            None => "plaintext".to_string(),
         };
         log::info!("link to {uid} at {endpoint} is up ({security})");
         self.events.push_back(LinkEvent::Up {

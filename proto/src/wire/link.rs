@@ -10,8 +10,10 @@
 //! | 2    | data        | receiver_idx u32, counter u64, Ethernet frame                      |
 //! | 3    | icc         | receiver_idx u32, counter u64, JSON (controller to controller)     |
 //! | 4    | keepalive   | receiver_idx u32, counter u64                                      |
-//! | 5    | init        | sender_idx u32, Noise IK message 1 (payload: uid 20 B, time u64)   |
-//! | 6    | resp        | sender_idx u32, receiver_idx u32, Noise IK message 2 (no payload)  |
+//! | 5    | init        | sender_idx u32, Noise IK message 1 (payload: uid 20 B, time u64,   |
+//! |      |             | cipher offer u8)                                                   |
+//! | 6    | resp        | sender_idx u32, receiver_idx u32, Noise IK message 2 (payload:     |
+//! |      |             | cipher choice u8)                                                  |
 //! | 7    | sealed      | receiver_idx u32, counter u64, AEAD(inner type u8, payload)        |
 //! | 8    | data, csum  | receiver_idx u32, counter u64, csum start u16, offset u16, frame   |
 //! | 9    | fragment    | receiver_idx u32, counter u64, id u32, total u32, index u8, count u8, |
@@ -37,6 +39,18 @@
 //! finds the link without hashing addresses and keeps working when a NAT rebinds the sender's
 //! port. The counter is per session and
 //! direction; on sealed messages it is the AEAD nonce, checked by the replay window.
+//!
+//! Version 2 of the encrypted format ([`PROLOGUE`] `"ipop-switch/2"` is the Noise prologue, so
+//! it is bound into the handshake hash): the init's payload ends with the initiator's cipher
+//! offer, a bit set ([`CIPHER_AES_256_GCM`], [`CIPHER_CHACHA20_POLY1305`], and
+//! [`OFFER_AES_HARDWARE`] when its CPU runs AES-GCM in hardware; other bits are reserved, sent
+//! as 0 and ignored); the response's payload is the responder's choice, one cipher bit. Both
+//! are inside the Noise payloads, so a changed byte fails the handshake and nobody on the path
+//! can downgrade the choice. A sealed message is the cipher's AEAD under the session's key for
+//! its direction, nonce = 4 zero bytes then the counter (u64 little-endian), and the 16-byte
+//! header as associated data. A peer of version 1 (no prologue, 28-byte init payload, empty
+//! response payload) fails the handshake: its init has another length, and the handshake hash
+//! differs.
 
 use super::{Result, WireError};
 use crate::id::Uid;
@@ -147,13 +161,32 @@ pub const DATA_HEADER_LEN: usize = field::counted::PAYLOAD;
 pub const HELLO_LEN: usize = field::hello::BOOT_ID.end;
 /// AEAD tag at the end of a sealed message and of the Noise handshake parts.
 pub const TAG_LEN: usize = 16;
-/// The init's Noise payload: the sender's uid and its wall clock (ms).
-pub const INIT_PAYLOAD_LEN: usize = UID_LEN + 8;
+/// The Noise prologue of every handshake: the version of the encrypted link format. A peer
+/// with another one fails the handshake (the prologue is in the handshake hash).
+pub const PROLOGUE: &[u8] = b"ipop-switch/2";
+/// Cipher bits of the init's offer and the response's choice.
+pub const CIPHER_AES_256_GCM: u8 = 0x01;
+pub const CIPHER_CHACHA20_POLY1305: u8 = 0x02;
+/// Offer bit: the initiator's CPU runs AES-256-GCM in hardware (AES-NI and carry-less
+/// multiply), so AES-256-GCM is the better choice when the responder's does too.
+pub const OFFER_AES_HARDWARE: u8 = 0x80;
+/// Byte ranges of the init's Noise payload: the sender's uid, its wall clock (ms, u64 LE), its
+/// cipher offer.
+pub mod init_payload {
+    use super::field::Field;
+    pub const UID: Field = 0..20;
+    pub const TIME: Field = 20..28;
+    pub const OFFER: usize = 28;
+}
+/// The init's Noise payload: uid, time, cipher offer.
+pub const INIT_PAYLOAD_LEN: usize = init_payload::OFFER + 1;
+/// The response's Noise payload: the chosen cipher's bit.
+pub const RESP_PAYLOAD_LEN: usize = 1;
 /// Preamble and sender index, then Noise IK message 1: e (32), encrypted s (32 + 16),
-/// encrypted payload (28 + 16).
+/// encrypted payload (29 + 16).
 pub const INIT_LEN: usize = field::init::NOISE + 32 + 48 + INIT_PAYLOAD_LEN + TAG_LEN;
-/// Preamble and both indices, then Noise IK message 2: e (32), encrypted empty payload (16).
-pub const RESP_LEN: usize = field::resp::NOISE + 32 + TAG_LEN;
+/// Preamble and both indices, then Noise IK message 2: e (32), encrypted payload (1 + 16).
+pub const RESP_LEN: usize = field::resp::NOISE + 32 + RESP_PAYLOAD_LEN + TAG_LEN;
 /// All bytes a sealed message adds to its payload: header, inner type, tag.
 pub const SEALED_OVERHEAD: usize = DATA_HEADER_LEN + 1 + TAG_LEN;
 /// The meta of a type-8 inner message: csum start u16, csum offset u16.

@@ -54,6 +54,7 @@ fn restarted_after_a_capture() -> (Pair, Vec<u8>) {
         uid,
         sec: true,
         key: key.clone(),
+        cipher: Default::default(),
         rekey_after: LONG,
     };
     t.configure(cfg).unwrap();
@@ -261,6 +262,7 @@ fn a_replayed_init_after_a_trim_or_a_key_change_moves_nothing() {
         uid: p.b.uid,
         sec: true,
         key: Some(key),
+        cipher: Default::default(),
         rekey_after: LONG,
     };
     p.b.t.configure(cfg).unwrap();

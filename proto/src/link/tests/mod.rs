@@ -69,6 +69,7 @@ impl Node {
             uid,
             sec: key.is_some(),
             key: key.clone(),
+            cipher: Default::default(),
             rekey_after,
         };
         t.configure(cfg).unwrap();

@@ -137,6 +137,7 @@ fn a_new_key_starts_the_links_over_without_spinning() {
         uid: p.a.uid,
         sec: true,
         key: Some(key.clone()),
+        cipher: Default::default(),
         rekey_after: LONG,
     };
     assert!(p.a.t.configure(cfg).unwrap().security_changed);
