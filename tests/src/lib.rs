@@ -647,7 +647,19 @@ impl Lab {
     /// Sends `bytes` random bytes over TCP from container `from` to container `to` (port
     /// 5201), each side bounded to 60 s, and returns the hashes of what was sent and received.
     pub fn tcp_transfer(&self, from: &str, to: &str, bytes: u64) -> Transfer {
-        let (ip, port) = (ip4(to), "5201");
+        self.tcp_transfer_to(from, to, &ip4(to), "5201", bytes)
+    }
+
+    /// [`Lab::tcp_transfer`] to address `ip` and `port` of container `to` (another interface
+    /// of it, such as a VLAN, or a second transfer at once on another port).
+    pub fn tcp_transfer_to(
+        &self,
+        from: &str,
+        to: &str,
+        ip: &str,
+        port: &str,
+        bytes: u64,
+    ) -> Transfer {
         let sink = Command::new("ip")
             .args([
                 "netns",
@@ -658,7 +670,7 @@ impl Lab {
                 "python3",
                 "-c",
             ])
-            .args([TCP_SINK, &ip, port])
+            .args([TCP_SINK, ip, port])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -668,7 +680,7 @@ impl Lab {
         let source = self.exec(
             from,
             &[
-                "timeout", "60", "python3", "-c", TCP_SOURCE, &ip, port, &bytes_arg,
+                "timeout", "60", "python3", "-c", TCP_SOURCE, ip, port, &bytes_arg,
             ],
         );
         let sink = sink
