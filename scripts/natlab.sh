@@ -382,8 +382,8 @@ write_configs() {
   "stun": ["$SRV_IP:$STUN_PORT"],
   "turn": [{"server": "$SRV_IP:$STUN_PORT", "user": "$TURN_USER", "pass": "$TURN_PASS"}],
   "bridge": "lxcbr0",
-  "tap_mtu": $TAP_MTU,
-  "link_port": $LINK_PORT,
+  "link_port": $LINK_PORT,${TAP_MTU:+
+  "tap_mtu": $TAP_MTU,}
   "xmpp_ca": "$CA_PEM",
   "key_file": "$DIR/h$i/ipop.key"
 }
