@@ -397,6 +397,8 @@ pub(crate) mod tests {
             counters: Default::default(),
             peers,
             macs,
+            peers_truncated: 0,
+            macs_truncated: 0,
         }
     }
 
@@ -434,6 +436,9 @@ pub(crate) mod tests {
             ],
             xmpp: XmppState::Off,
             signalling: None,
+            peers_truncated: 0,
+            signalling_truncated: 0,
+            neigh_truncated: 0,
         }
     }
 

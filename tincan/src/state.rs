@@ -84,7 +84,27 @@ impl Node {
             .local_candidates(&hostaddr::host_addresses(&ignore), port)
     }
 
+    /// The `get_state` answer, bounded to [`proto::api::MAX_STATE_BYTES`]: a peer spraying
+    /// source MACs fills the MAC table, not the answer (the MACs left out are counted in
+    /// `macs_truncated`; the first time, a warning is logged).
     pub fn local_state(&self, now: Millis) -> LocalState {
+        let mut state = self.full_state(now);
+        state.bound(proto::api::MAX_STATE_BYTES);
+        if (state.macs_truncated > 0 || state.peers_truncated > 0)
+            && !TRUNCATION_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            log::warn!(
+                "get_state: the answer would exceed {} bytes; {} MACs and {} links left out \
+                 (counted in the answer; logged once)",
+                proto::api::MAX_STATE_BYTES,
+                state.macs_truncated,
+                state.peers_truncated
+            );
+        }
+        state
+    }
+
+    fn full_state(&self, now: Millis) -> LocalState {
         let mut counters = Counters::new();
         add_counters(&mut counters, &self.counters);
         add_counters(&mut counters, self.core.counters());
@@ -145,6 +165,12 @@ impl Node {
                     })
                 })
                 .collect(),
+            peers_truncated: 0,
+            macs_truncated: 0,
         }
     }
 }
+
+/// Whether a truncated `get_state` answer was logged.
+static TRUNCATION_REPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);

@@ -106,6 +106,8 @@ pub struct Controller {
     signalled: HashMap<Uid, (Fingerprint, Vec<Candidate>)>,
     /// Nodes present on XMPP, also before signalling could start (it needs tincan's key).
     xmpp_present: HashSet<Uid>,
+    /// Our own `get_state` answer had to leave entries out (logged once).
+    state_truncated_reported: std::cell::Cell<bool>,
     /// STUN and TURN servers, resolved once at start.
     stun: Vec<SocketAddr>,
     turn: Option<TurnServer>,
@@ -210,6 +212,7 @@ impl Controller {
             signal: None,
             signalled: HashMap::new(),
             xmpp_present: HashSet::new(),
+            state_truncated_reported: std::cell::Cell::new(false),
             stun,
             turn,
         })

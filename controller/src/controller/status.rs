@@ -25,7 +25,7 @@ impl Controller {
             .collect();
         let mut counters = counter_map(&self.counters);
         counters.extend(counter_map(&self.neigh.counters));
-        ControllerState {
+        let mut state = ControllerState {
             uid: self.uid,
             ip4: self.cfg.ip4,
             icc: self.cfg.icc,
@@ -64,7 +64,25 @@ impl Controller {
                     })
                     .collect()
             }),
+            peers_truncated: 0,
+            signalling_truncated: 0,
+            neigh_truncated: 0,
+        };
+        state.bound(proto::api::MAX_STATE_BYTES);
+        if state.neigh_truncated + state.peers_truncated + state.signalling_truncated > 0
+            && !self.state_truncated_reported.get()
+        {
+            log::warn!(
+                "get_state: the answer would exceed {} bytes; {} ARP entries, {} signalling \
+                 peers and {} links left out (counted in the answer; logged once)",
+                proto::api::MAX_STATE_BYTES,
+                state.neigh_truncated,
+                state.signalling_truncated,
+                state.peers_truncated
+            );
+            self.state_truncated_reported.set(true);
         }
+        state
     }
 }
 

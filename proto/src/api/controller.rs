@@ -37,6 +37,37 @@ pub struct ControllerState {
     pub xmpp: XmppState,
     /// Peers known from signalling; null without XMPP.
     pub signalling: Option<Vec<SignallingPeer>>,
+    /// Entries left out of `peers`, `signalling` and `neigh` to keep the answer within
+    /// [`super::MAX_STATE_BYTES`].
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub peers_truncated: u64,
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub signalling_truncated: u64,
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub neigh_truncated: u64,
+}
+
+impl ControllerState {
+    /// Leaves out what does not fit in `max` bytes of JSON, and counts it: the oldest ARP
+    /// entries first, then signalling peers, then link states.
+    pub fn bound(&mut self, max: usize) {
+        let mut peers = std::mem::take(&mut self.peers);
+        let mut signalling = self.signalling.as_mut().map(std::mem::take);
+        let mut neigh = std::mem::take(&mut self.neigh);
+        self.peers_truncated = u64::MAX;
+        self.signalling_truncated = u64::MAX;
+        self.neigh_truncated = u64::MAX;
+        let mut budget = max.saturating_sub(super::json_len(self));
+        self.peers_truncated = super::keep_fitting(&mut peers, &mut budget);
+        self.signalling_truncated = signalling
+            .as_mut()
+            .map_or(0, |s| super::keep_fitting(s, &mut budget));
+        neigh.sort_by_key(|n| n.age_ms);
+        self.neigh_truncated = super::keep_fitting(&mut neigh, &mut budget);
+        self.peers = peers;
+        self.signalling = signalling;
+        self.neigh = neigh;
+    }
 }
 
 /// A peer, whether its link is up, and what its controller was refused.
@@ -156,6 +187,59 @@ mod tests {
             (2, 1)
         );
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn a_state_too_big_for_a_datagram_is_bounded_and_counts_what_it_left_out() {
+        let uid: Uid = UID.parse().unwrap();
+        let mut s = ControllerState {
+            uid,
+            ip4: Ipv4Addr::new(10, 0, 3, 1),
+            icc: true,
+            tincan_alive: true,
+            tap: None,
+            bridge: None,
+            peers: vec![
+                PeerOnline {
+                    uid,
+                    online: true,
+                    claims_refused: 0,
+                    requests_rate_limited: 0
+                };
+                100
+            ],
+            counters: Counters::new(),
+            neigh: (0..16_384u32)
+                .map(|i| NeighState {
+                    ip: Ipv4Addr::from(0x0a00_0000 + i),
+                    mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                    owner: NeighOwner::Peer(uid),
+                    age_ms: u64::from(i),
+                })
+                .collect(),
+            xmpp: XmppState::Online,
+            signalling: Some(vec![
+                SignallingPeer {
+                    uid,
+                    state: "Linked".into(),
+                    fpr: None
+                };
+                256
+            ]),
+            peers_truncated: 0,
+            signalling_truncated: 0,
+            neigh_truncated: 0,
+        };
+        s.bound(crate::api::MAX_STATE_BYTES);
+        let reply = crate::api::response(
+            crate::rpc::Id::Num(1),
+            Ok(serde_json::to_value(&s).unwrap()),
+        );
+        assert!(reply.len() <= 65_507, "{}", reply.len());
+        assert_eq!((s.peers.len(), s.peers_truncated), (100, 0));
+        assert_eq!(s.signalling.as_ref().map(Vec::len), Some(256));
+        assert_eq!(s.neigh.len() as u64 + s.neigh_truncated, 16_384);
+        assert!(s.neigh_truncated > 0 && s.neigh[0].age_ms == 0);
     }
 
     #[test]

@@ -47,6 +47,36 @@ use std::fmt;
 /// The result of a request that only succeeds or fails.
 pub const DONE: Value = Value::Bool(true);
 
+/// The most bytes of a `get_state` result: with the JSON-RPC envelope it fits in one UDP
+/// datagram (65,507 bytes), which is how both daemons answer. What does not fit is left out
+/// and counted in the answer (`macs_truncated`, `peers_truncated`, `neigh_truncated`, ...).
+pub const MAX_STATE_BYTES: usize = 60 * 1024;
+
+fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// Keeps the leading items of `items` whose JSON (a separator each) fits in `budget`, which it
+/// reduces; returns how many were left out.
+fn keep_fitting<T: Serialize>(items: &mut Vec<T>, budget: &mut usize) -> u64 {
+    let mut keep = 0;
+    for item in items.iter() {
+        let n = json_len(item).saturating_add(1);
+        if n > *budget {
+            break;
+        }
+        *budget -= n;
+        keep += 1;
+    }
+    let cut = items.len() - keep;
+    items.truncate(keep);
+    cut as u64
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The JSON-RPC error codes the daemons answer with. The server errors keep the small positive
 /// numbers tincan has always used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -451,6 +451,30 @@ pub struct LocalState {
     pub counters: Counters,
     pub peers: Vec<PeerState>,
     pub macs: Vec<MacEntry>,
+    /// Links left out of `peers` to keep the answer within [`super::MAX_STATE_BYTES`].
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub peers_truncated: u64,
+    /// MACs left out of `macs` (the least recently seen) for the same reason.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub macs_truncated: u64,
+}
+
+impl LocalState {
+    /// Leaves out what does not fit in `max` bytes of JSON, and counts it: the MACs seen
+    /// longest ago first, then, if the links alone are too many, the last links.
+    pub fn bound(&mut self, max: usize) {
+        let mut peers = std::mem::take(&mut self.peers);
+        let mut macs = std::mem::take(&mut self.macs);
+        // Measured with the largest counts, so that the counts themselves fit.
+        self.peers_truncated = u64::MAX;
+        self.macs_truncated = u64::MAX;
+        let mut budget = max.saturating_sub(super::json_len(self));
+        self.peers_truncated = super::keep_fitting(&mut peers, &mut budget);
+        macs.sort_by_key(|m| m.age_ms);
+        self.macs_truncated = super::keep_fitting(&mut macs, &mut budget);
+        self.peers = peers;
+        self.macs = macs;
+    }
 }
 
 /// Named event counts. A map, so that a counter added to a daemon is reported without a

@@ -395,6 +395,8 @@ fn an_unconfigured_state_keeps_its_blanks() {
         counters: Counters::new(),
         peers: Vec::new(),
         macs: Vec::new(),
+        peers_truncated: 0,
+        macs_truncated: 0,
     };
     let v = serde_json::to_value(&state).unwrap();
     assert_eq!(
@@ -413,4 +415,58 @@ fn docs_name_every_tincan_method() {
         "Notifications tincan -> controller",
         TincanNotification::METHODS,
     );
+}
+
+/// A peer spraying source MACs fills tincan's MAC table (8192 entries), and a node may have
+/// hundreds of links: the answer still fits one datagram, keeps every link it can and the
+/// freshest MACs, and says how many it left out.
+#[test]
+fn a_state_too_big_for_a_datagram_is_bounded_and_counts_what_it_left_out() {
+    let doc = include_str!("../../../docs/rpc.md");
+    let start = doc.find("```json").unwrap() + 7;
+    let text = &doc[start..];
+    let mut state: LocalState = serde_json::from_str(&text[..text.find("```").unwrap()]).unwrap();
+    let peer = state.peers[0].clone();
+    state.macs = (0..8192u32)
+        .map(|i| MacEntry {
+            mac: MacAddr([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+            uid: peer.uid,
+            age_ms: u64::from(8192 - i),
+        })
+        .collect();
+    let full = serde_json::to_vec(&state).unwrap().len();
+    assert!(full > 65_507, "the unbounded answer is {full} bytes");
+    let mut bounded = state.clone();
+    bounded.bound(crate::api::MAX_STATE_BYTES);
+    let reply = crate::api::response(Id::Num(1), Ok(serde_json::to_value(&bounded).unwrap()));
+    assert!(reply.len() <= 65_507, "reply of {} bytes", reply.len());
+    assert_eq!(bounded.peers, state.peers);
+    assert!(bounded.macs.len() > 100, "{}", bounded.macs.len());
+    assert_eq!(
+        bounded.macs.len() as u64 + bounded.macs_truncated,
+        state.macs.len() as u64
+    );
+    // The freshest are kept.
+    assert_eq!(bounded.macs[0].age_ms, 1);
+    assert!(bounded.macs.windows(2).all(|w| w[0].age_ms <= w[1].age_ms));
+    let back: LocalState = serde_json::from_value(serde_json::to_value(&bounded).unwrap()).unwrap();
+    assert_eq!(back, bounded);
+    // Too many links: the links are cut too, and counted.
+    state.peers = vec![peer; 1000];
+    state.bound(crate::api::MAX_STATE_BYTES);
+    assert!(serde_json::to_vec(&state).unwrap().len() <= crate::api::MAX_STATE_BYTES);
+    assert_eq!(state.peers.len() as u64 + state.peers_truncated, 1000);
+    assert!(state.peers_truncated > 0);
+    // At most what fits in the room one more link would not: a few MACs.
+    assert!(state.macs.len() < 10, "{}", state.macs.len());
+    assert_eq!(state.macs.len() as u64 + state.macs_truncated, 8192);
+    // A small state is left as it is, and its wire form has no truncation counts.
+    let mut small: LocalState = serde_json::from_str(&text[..text.find("```").unwrap()]).unwrap();
+    let before = small.clone();
+    small.bound(crate::api::MAX_STATE_BYTES);
+    assert_eq!(small, before);
+    assert!(serde_json::to_value(&small)
+        .unwrap()
+        .get("macs_truncated")
+        .is_none());
 }
