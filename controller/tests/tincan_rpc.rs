@@ -58,18 +58,7 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
     })
     .to_string();
     let (cfg, _) = Config::from_json_layers(&[(&text, "test")]).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = Controller::new(cfg, "/nonexistent/ipop.key".into())
-                .await
-                .unwrap();
-            c.run().await.unwrap();
-        });
-    });
+    Controller::spawn_thread(cfg, "/nonexistent/ipop.key".into());
 
     // The heartbeat asks for tincan's state; an unconfigured tincan answers.
     let (req, controller) = recv(&tincan);

@@ -104,8 +104,14 @@ pub struct Controller {
     /// Links created from signalling: (fpr, candidates), to create again after a tincan
     /// restart.
     signalled: HashMap<Uid, (Fingerprint, Vec<Candidate>)>,
-    /// Nodes present on XMPP, also before signalling could start (it needs tincan's key).
+    /// Nodes present on XMPP, also before signalling could start (it needs tincan's key);
+    /// at most `MAX_SIGNALLED_PEERS`.
     xmpp_present: HashSet<Uid>,
+    /// Where keys learned on first use are kept: `<key_file>.learned` (with "sec" only).
+    learned_file: Option<PathBuf>,
+    /// The learned-keys file's modification time when last read or written.
+    learned_mtime: Option<std::time::SystemTime>,
+    learned_file_error_reported: bool,
     /// Our own `get_state` answer had to leave entries out (logged once).
     state_truncated_reported: std::cell::Cell<bool>,
     /// STUN and TURN servers, resolved once at start.
@@ -160,6 +166,7 @@ impl Controller {
                     password: pass.clone(),
                     uid,
                     ca_file: cfg.xmpp_ca.clone(),
+                    allow: cfg.xmpp_allow.clone(),
                 }))
             }
             _ => None,
@@ -185,6 +192,11 @@ impl Controller {
         let mut neigh = NeighTable::new(uid, NeighConfig::default());
         // Our own address (the bridge's, in switch mode) is never a peer's to claim.
         neigh.pin_local(cfg.ip4);
+        let learned_file = cfg.sec.then(|| {
+            let mut p = key_file.clone().into_os_string();
+            p.push(".learned");
+            PathBuf::from(p)
+        });
         Ok(Controller {
             tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
             neigh,
@@ -212,9 +224,24 @@ impl Controller {
             signal: None,
             signalled: HashMap::new(),
             xmpp_present: HashSet::new(),
+            learned_file,
+            learned_mtime: None,
+            learned_file_error_reported: false,
             state_truncated_reported: std::cell::Cell::new(false),
             stun,
             turn,
+        })
+    }
+
+    /// Runs a controller on a thread of its own, with a current-thread runtime (for tests and
+    /// embedding; the thread, and its namespaces, are the caller's). The thread ends with the
+    /// loop's error.
+    pub fn spawn_thread(cfg: Config, key_file: PathBuf) -> std::thread::JoinHandle<io::Result<()>> {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async { Controller::new(cfg, key_file).await?.run().await })
         })
     }
 
@@ -285,6 +312,7 @@ impl Controller {
         self.program_neigh();
         self.send_rpc(api::GetState::default());
         let now = self.now_ms();
+        self.reload_learned(false);
         if let Some(sig) = self.signal.as_mut() {
             let actions = sig.tick(now);
             self.apply_signal(actions);

@@ -7,7 +7,56 @@ use log::{debug, error, info, warn};
 use proto::api::controller::XmppState;
 use proto::api::tincan::{CreateLink, TrimLink};
 use proto::id::{Candidate, Fingerprint, Uid};
-use proto::signal::{Offer, SignalAction};
+use proto::signal::{
+    format_learned, parse_learned, Offer, Refusal, SignalAction, Signalling, MAX_LEARNED_TEXT,
+    MAX_SIGNALLED_PEERS,
+};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// Reads the learned-keys file: `None` when there is none; refused (an error) when it is a
+/// symbolic link or larger than [`MAX_LEARNED_TEXT`].
+fn read_learned_file(path: &Path) -> io::Result<Option<(String, Option<SystemTime>)>> {
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    let mut text = String::new();
+    f.take(MAX_LEARNED_TEXT as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > MAX_LEARNED_TEXT {
+        return Err(io::Error::other(format!(
+            "larger than {MAX_LEARNED_TEXT} bytes"
+        )));
+    }
+    Ok(Some((text, meta.modified().ok())))
+}
+
+/// Writes `text` to `path` through a temporary file (mode 0600) renamed over it.
+fn write_learned_file(path: &Path, text: &str) -> io::Result<Option<SystemTime>> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(fs::metadata(path)?.modified().ok())
+}
 
 impl Controller {
     pub(super) fn on_xmpp(&mut self, ev: XmppEvent) {
@@ -27,7 +76,10 @@ impl Controller {
                 self.xmpp_state = XmppState::Failed;
             }
             XmppEvent::PeerAvailable { uid, .. } => {
-                self.xmpp_present.insert(uid);
+                if self.xmpp_present.len() < MAX_SIGNALLED_PEERS || self.xmpp_present.contains(&uid)
+                {
+                    self.xmpp_present.insert(uid);
+                }
                 if let Some(sig) = self.signal.as_mut() {
                     let actions = sig.on_available(uid, now);
                     self.apply_signal(actions);
@@ -60,6 +112,117 @@ impl Controller {
                     self.apply_signal(actions);
                 }
             }
+        }
+    }
+
+    /// Signalling starts once tincan has reported our key: the configured peers' keys are
+    /// pinned, and the keys learned earlier are read back.
+    pub(super) fn start_signalling(&mut self, fpr: Fingerprint) {
+        let now = self.now_ms();
+        let mut sig = Signalling::new(self.uid, fpr, self.cfg.wait_time);
+        for p in &self.peers {
+            if let Some(f) = p.fpr {
+                sig.pin_configured(p.uid, f);
+            }
+        }
+        let mut actions = Vec::new();
+        for uid in &self.xmpp_present {
+            actions.extend(sig.on_available(*uid, now));
+        }
+        self.signal = Some(sig);
+        self.reload_learned(true);
+        self.apply_signal(actions);
+    }
+
+    /// Reads the learned-keys file again if it changed (or `force`): keys in it are pinned,
+    /// learned keys no longer in it are forgotten (the operator deleted their lines).
+    pub(super) fn reload_learned(&mut self, force: bool) {
+        let (Some(path), Some(sig)) = (self.learned_file.clone(), self.signal.as_mut()) else {
+            return;
+        };
+        let (text, mtime) = match read_learned_file(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => (String::new(), None),
+            Err(e) => {
+                if !self.learned_file_error_reported {
+                    error!("learned keys {}: {e}; not used", path.display());
+                    self.learned_file_error_reported = true;
+                }
+                return;
+            }
+        };
+        if !force && mtime == self.learned_mtime {
+            return;
+        }
+        self.learned_mtime = mtime;
+        let (keys, bad) = parse_learned(&text);
+        if bad > 0 {
+            warn!("learned keys {}: {bad} lines ignored", path.display());
+        }
+        let kept: std::collections::HashSet<Uid> = keys.iter().map(|(u, _)| *u).collect();
+        let gone: Vec<Uid> = sig
+            .learned()
+            .map(|(u, _)| *u)
+            .filter(|u| !kept.contains(u))
+            .collect();
+        for uid in gone {
+            if sig.forget(uid) {
+                info!(
+                    "the learned key of {uid} was removed from {}: a new key is accepted once \
+                     its old link is gone",
+                    path.display()
+                );
+            }
+        }
+        for (uid, fpr) in keys {
+            sig.pin_learned(uid, fpr);
+        }
+    }
+
+    /// Persists newly learned keys and logs refusals (each once).
+    fn after_signal(&mut self) {
+        let Some(sig) = self.signal.as_mut() else {
+            return;
+        };
+        for r in sig.take_refusals() {
+            match r {
+                Refusal::ConfiguredKey {
+                    uid,
+                    pinned,
+                    offered,
+                } => warn!(
+                    "signalling: refused key {offered} for {uid}: \"peers\" pins {pinned} \
+                     (another XMPP account claiming that uid?); counted as signal_refused_key"
+                ),
+                Refusal::LearnedKey {
+                    uid,
+                    pinned,
+                    offered,
+                } => warn!(
+                    "signalling: refused key {offered} for {uid}: it linked with {pinned}; to \
+                     accept a new key, delete its line from the learned keys file; counted as \
+                     signal_refused_new_key"
+                ),
+                Refusal::PeersFull { uid } => warn!(
+                    "signalling: {MAX_SIGNALLED_PEERS} peers already; {uid} and any further \
+                     new uid ignored; counted as signal_peers_full"
+                ),
+                Refusal::LearnedFull { uid } => warn!(
+                    "signalling: the learned keys are full; {uid} and any further new uid \
+                     refused; counted as signal_learned_full"
+                ),
+            }
+        }
+        if sig.take_learned().is_empty() {
+            return;
+        }
+        let Some(path) = self.learned_file.clone() else {
+            return;
+        };
+        let text = format_learned(sig.learned());
+        match write_learned_file(&path, &text) {
+            Ok(mtime) => self.learned_mtime = mtime,
+            Err(e) => error!("cannot write learned keys to {}: {e}", path.display()),
         }
     }
 
@@ -114,5 +277,6 @@ impl Controller {
                 }
             }
         }
+        self.after_signal();
     }
 }

@@ -25,6 +25,12 @@ impl Controller {
             .collect();
         let mut counters = counter_map(&self.counters);
         counters.extend(counter_map(&self.neigh.counters));
+        if let Some(sig) = self.signal.as_ref() {
+            add_prefixed(&mut counters, "signal_", &sig.counters);
+        }
+        if let Some(x) = self.xmpp.as_ref() {
+            add_prefixed(&mut counters, "xmpp_", &x.stats());
+        }
         let mut state = ControllerState {
             uid: self.uid,
             ip4: self.cfg.ip4,
@@ -84,6 +90,15 @@ impl Controller {
         }
         state
     }
+}
+
+/// Adds a struct of `u64` counters to `out`, each name with `prefix` in front.
+fn add_prefixed(out: &mut api::Counters, prefix: &str, counters: &impl Serialize) {
+    out.extend(
+        counter_map(counters)
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v)),
+    );
 }
 
 /// A struct of `u64` counters as the API's name -> count map.

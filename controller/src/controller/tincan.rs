@@ -10,7 +10,6 @@ use proto::api::tincan::{
     SetSwitchmode,
 };
 use proto::id::{Candidate, Fingerprint, Uid};
-use proto::signal::Signalling;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -61,13 +60,7 @@ impl Controller {
                 Some(Fingerprint([0; Fingerprint::LEN]))
             };
             if let Some(fpr) = fpr {
-                let mut sig = Signalling::new(self.uid, fpr, self.cfg.wait_time);
-                let mut actions = Vec::new();
-                for uid in &self.xmpp_present {
-                    actions.extend(sig.on_available(*uid, now));
-                }
-                self.signal = Some(sig);
-                self.apply_signal(actions);
+                self.start_signalling(fpr);
             }
         }
         if let Some(sig) = self.signal.as_mut() {

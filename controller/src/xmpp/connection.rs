@@ -8,6 +8,7 @@ use super::stanza::build_jid;
 use super::tls::tls_config;
 use super::{Counters, XmppConfig, XmppEvent};
 use proto::id::Uid;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -48,8 +49,10 @@ pub(crate) struct Shared {
     pub(crate) password: String,
     pub(crate) uid: Uid,
     pub(crate) jid: FullJid,
+    /// `xmpp_allow`, lower-cased; `None`: the roster decides.
+    pub(crate) allow: Option<Vec<String>>,
     pub(crate) tls: Arc<ClientConfig>,
-    events: mpsc::UnboundedSender<XmppEvent>,
+    events: mpsc::Sender<XmppEvent>,
     pub(crate) counters: Arc<Counters>,
     link: Mutex<LinkState>,
     /// A final failure: the session task ends.
@@ -61,7 +64,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         cfg: XmppConfig,
-        events: mpsc::UnboundedSender<XmppEvent>,
+        events: mpsc::Sender<XmppEvent>,
         counters: Arc<Counters>,
     ) -> Result<Shared, String> {
         let uid = cfg.uid;
@@ -82,6 +85,7 @@ impl Shared {
             password: cfg.password,
             uid,
             jid,
+            allow: cfg.allow,
             tls,
             events,
             counters,
@@ -96,8 +100,17 @@ impl Shared {
         })
     }
 
+    /// Hands an event to the controller loop; one it has no room for is dropped and counted
+    /// (logged once).
     pub(crate) fn emit(&self, ev: XmppEvent) {
-        let _ = self.events.send(ev);
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
+            if self.counters.events_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                log::warn!(
+                    "XMPP: the controller is not taking events; {ev:?} dropped (and any \
+                     further; counted as xmpp_events_dropped)"
+                );
+            }
+        }
     }
 
     fn link(&self) -> std::sync::MutexGuard<'_, LinkState> {

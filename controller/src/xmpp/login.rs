@@ -98,6 +98,8 @@ pub(crate) async fn login(shared: &Shared) -> Result<Connection, LoginError> {
         .connect(name, tcp)
         .await
         .map_err(|e| LoginError::Retry(format!("TLS with {domain}: {e}")))?;
+    // Every byte from the server after TLS is metered: no stanza over MAX_STANZA is parsed.
+    let tls = super::limit::Limited::new(tls, shared.counters.clone());
     let secure =
         initiate_stream(BufStream::new(tls), ns::JABBER_CLIENT, header(), timeouts()).await?;
     let (features, secure) = secure.recv_features().await?;

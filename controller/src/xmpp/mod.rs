@@ -11,6 +11,8 @@
 //! trust the CA in `xmpp_ca`, classify a SASL failure as final, and report connection loss.
 //!
 //! - `stanza`: the JID, resource and `jabber:iq:tincan` query conventions (pure);
+//! - `allow`: which accounts may signal (the roster, or `xmpp_allow`) (pure);
+//! - `limit`: the bound on the size of one stanza from the server;
 //! - `tls`: the rustls configuration and the certificate pinning of `xmpp_ca`;
 //! - `login`: TCP, STARTTLS, SASL, stream restart;
 //! - `connection`: state shared with the reconnect task, the reconnect loop and its backoff;
@@ -21,12 +23,15 @@
 //! counted and answered with `bad-request` instead of crashing, and a wrong password stops the
 //! module with one [`XmppEvent::AuthFailed`] instead of retrying.
 
+mod allow;
 mod connection;
+mod limit;
 mod login;
 mod session;
 mod stanza;
 mod tls;
 
+pub use limit::MAX_STANZA;
 pub use session::PRESENCE_INTERVAL;
 pub use stanza::{parse_tincan_query, tincan_query, NS_TINCAN, RESOURCE_PREFIX};
 
@@ -55,6 +60,9 @@ pub struct XmppConfig {
     /// PEM file with extra trust anchors (a lab CA, or the server's own self-signed
     /// certificate, which is then accepted as-is); the system roots are always trusted too.
     pub ca_file: Option<PathBuf>,
+    /// `xmpp_allow`: the bare JIDs whose presence and queries are accepted. `None`: the
+    /// account's roster decides (subscription "both" or "from"). Our own account always is.
+    pub allow: Option<Vec<String>>,
 }
 
 impl fmt::Debug for XmppConfig {
@@ -66,6 +74,7 @@ impl fmt::Debug for XmppConfig {
             .field("password", &"<hidden>")
             .field("uid", &self.uid)
             .field("ca_file", &self.ca_file)
+            .field("allow", &self.allow)
             .finish()
     }
 }
@@ -94,8 +103,13 @@ pub enum XmppEvent {
     },
 }
 
-/// Counters, for status and tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Events waiting for the controller loop; more are dropped and counted (`events_dropped`).
+const EVENT_QUEUE: usize = 1024;
+/// Messages waiting to be sent; more are dropped and counted (`dropped`).
+const COMMAND_QUEUE: usize = 1024;
+
+/// Counters, for status and tests (in the controller's `get_state` as `xmpp_<name>`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct XmppStats {
     /// Successful logins (new sessions and resumptions).
     pub logins: u64,
@@ -109,6 +123,17 @@ pub struct XmppStats {
     pub malformed: u64,
     /// IQ results received (peers acknowledging our queries).
     pub iq_results: u64,
+    /// Presence and queries from accounts neither on the roster (both/from) nor in
+    /// `xmpp_allow`: ignored.
+    pub not_allowed: u64,
+    /// Connections closed because the server sent a stanza over [`MAX_STANZA`] bytes.
+    pub stanza_too_big: u64,
+    /// Events dropped because the controller did not take them ([`EVENT_QUEUE`]).
+    pub events_dropped: u64,
+    /// Nodes not tracked because the uid -> JID map was full.
+    pub peers_full: u64,
+    /// Roster items left out because the roster was over its bound.
+    pub roster_full: u64,
 }
 
 #[derive(Default)]
@@ -119,6 +144,11 @@ struct Counters {
     received: AtomicU64,
     malformed: AtomicU64,
     iq_results: AtomicU64,
+    not_allowed: AtomicU64,
+    stanza_too_big: AtomicU64,
+    events_dropped: AtomicU64,
+    peers_full: AtomicU64,
+    roster_full: AtomicU64,
 }
 
 impl Counters {
@@ -134,6 +164,11 @@ impl Counters {
             received: self.received.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             iq_results: self.iq_results.load(Ordering::Relaxed),
+            not_allowed: self.not_allowed.load(Ordering::Relaxed),
+            stanza_too_big: self.stanza_too_big.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            peers_full: self.peers_full.load(Ordering::Relaxed),
+            roster_full: self.roster_full.load(Ordering::Relaxed),
         }
     }
 }
@@ -148,14 +183,18 @@ enum Command {
         to_uid: Uid,
         payload: Element,
     },
+    RawTo {
+        to: String,
+        payload: Element,
+    },
     Stop,
 }
 
 /// Handle on the module's tasks. Dropping it stops them like [`XmppClient::stop`], without
 /// waiting.
 pub struct XmppClient {
-    events: mpsc::UnboundedReceiver<XmppEvent>,
-    cmds: mpsc::UnboundedSender<Command>,
+    events: mpsc::Receiver<XmppEvent>,
+    cmds: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     task: Option<JoinHandle<()>>,
 }
@@ -165,14 +204,14 @@ impl XmppClient {
     /// start logging in. Never blocks: every outcome, including a bad config, arrives as an
     /// [`XmppEvent`].
     pub fn start(cfg: XmppConfig) -> XmppClient {
-        let (ev_tx, events) = mpsc::unbounded_channel();
-        let (cmds, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(Counters::default());
         let task = match connection::Shared::new(cfg, ev_tx.clone(), counters.clone()) {
             Ok(shared) => Some(tokio::spawn(session::run(Arc::new(shared), cmd_rx))),
             Err(msg) => {
                 log::error!("XMPP: {msg}; XMPP signalling disabled");
-                let _ = ev_tx.send(XmppEvent::AuthFailed(msg));
+                let _ = ev_tx.try_send(XmppEvent::AuthFailed(msg));
                 None
             }
         };
@@ -202,16 +241,26 @@ impl XmppClient {
             msg_type: msg_type.to_owned(),
             data: data.to_owned(),
         };
-        if self.cmds.send(cmd).is_err() {
+        if self.cmds.try_send(cmd).is_err() {
             Counters::bump(&self.counters.dropped);
-            log::debug!("XMPP: not running; {msg_type} to {to_uid} dropped");
+            log::debug!("XMPP: not running or queue full; {msg_type} to {to_uid} dropped");
         }
     }
 
     /// Send an arbitrary query payload to a peer: for tests of the receiving side's parser.
     #[doc(hidden)]
     pub fn send_raw_query(&self, to_uid: Uid, payload: Element) {
-        let _ = self.cmds.send(Command::Raw { to_uid, payload });
+        let _ = self.cmds.try_send(Command::Raw { to_uid, payload });
+    }
+
+    /// Send a query to a full JID that may never have been seen: for tests of the receiving
+    /// side's refusal of strangers.
+    #[doc(hidden)]
+    pub fn send_raw_query_to(&self, to: &str, payload: Element) {
+        let _ = self.cmds.try_send(Command::RawTo {
+            to: to.to_owned(),
+            payload,
+        });
     }
 
     pub fn stats(&self) -> XmppStats {
@@ -226,7 +275,7 @@ impl XmppClient {
     /// Log out (presence unavailable, stream close; bounded to a few seconds) and wait for the
     /// session task to end.
     pub async fn stop(mut self) {
-        let _ = self.cmds.send(Command::Stop);
+        let _ = self.cmds.send(Command::Stop).await;
         if let Some(t) = self.task.take() {
             if let Err(e) = t.await {
                 if e.is_panic() {
@@ -239,7 +288,7 @@ impl XmppClient {
 
 impl Drop for XmppClient {
     fn drop(&mut self) {
-        let _ = self.cmds.send(Command::Stop);
+        let _ = self.cmds.try_send(Command::Stop);
     }
 }
 
@@ -266,6 +315,7 @@ mod tests {
             password: "x".into(),
             uid: UID,
             ca_file: None,
+            allow: None,
         });
         let ev = next_event(&mut c).await;
         assert!(
@@ -285,6 +335,7 @@ mod tests {
             password: "x".into(),
             uid: UID,
             ca_file: None,
+            allow: None,
         });
         let ev = next_event(&mut c).await;
         assert!(matches!(ev, XmppEvent::Offline(_)), "{ev:?}");

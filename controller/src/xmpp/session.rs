@@ -2,12 +2,14 @@
 //! and the handle's commands, keeps the uid -> full JID map of the other nodes, and refreshes
 //! our presence every 120 s.
 
+use super::allow::Allow;
 use super::connection::{connect_loop, Shared};
 use super::stanza::{parse_tincan_query, tincan_query, tincan_uid, NS_TINCAN};
 use super::{Command, Counters, XmppEvent};
 use futures::StreamExt;
 use proto::id::Uid;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +18,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::roster::Roster;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 use tokio_xmpp::Stanza;
@@ -27,15 +30,25 @@ const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the orderly shutdown when the handle stops the module.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const QUEUE_DEPTH: usize = 256;
+/// The most nodes in the uid -> JID map; presence from further new uids is ignored and counted.
+const MAX_PEERS: usize = 1024;
+/// The most accounts a refusal is logged for (once each); later ones are only counted.
+const MAX_REPORTED: usize = 64;
 
 /// State of the main task.
 struct Session {
     shared: Arc<Shared>,
     online: bool,
     bound: Option<FullJid>,
-    /// uid -> full JID last seen (presence or query).
+    /// uid -> full JID last seen (presence or query), at most [`MAX_PEERS`].
     peers: HashMap<Uid, FullJid>,
     next_id: u64,
+    /// Which accounts may signal.
+    allow: Allow,
+    /// The id of our roster request, until its result arrives.
+    roster_request: Option<String>,
+    /// Accounts whose refusal was logged.
+    reported: HashSet<String>,
 }
 
 impl Session {
@@ -93,6 +106,23 @@ impl Session {
         self.online = true;
         self.shared.set_online();
         Counters::bump(&self.shared.counters.logins);
+        // The roster before our presence: the server answers in order, so the roster is known
+        // before the other nodes' presence (their answer to ours) arrives.
+        if self.allow.uses_roster() {
+            let id = self.iq_id();
+            let get = Iq::from_get(
+                id.clone(),
+                Roster {
+                    ver: None,
+                    items: Vec::new(),
+                },
+            );
+            if self.enqueue(stream, get.into()).await {
+                self.roster_request = Some(id);
+            } else {
+                log::warn!("XMPP: roster request not queued (stream stuck)");
+            }
+        }
         self.send_presence(stream).await;
         log::info!(
             "XMPP: {what} to {}:{} as {}",
@@ -111,6 +141,110 @@ impl Session {
                 .is_some_and(|b| from.as_str() == b.as_str())
     }
 
+    /// Whether `from`'s account may signal; counts and logs (once per account) when not.
+    fn allowed(&mut self, from: &Jid, what: &str) -> bool {
+        let bare = from.to_bare();
+        if self.allow.allows(bare.as_str()) {
+            return true;
+        }
+        Counters::bump(&self.shared.counters.not_allowed);
+        if self.reported.len() < MAX_REPORTED && self.reported.insert(bare.to_string()) {
+            log::warn!(
+                "XMPP: {what} from {from} ignored: {bare} is {} (counted as xmpp_not_allowed)",
+                if self.allow.uses_roster() {
+                    "not on the roster with a subscription both or from"
+                } else {
+                    "not in xmpp_allow"
+                }
+            );
+        }
+        false
+    }
+
+    /// The roster (our request's result) or a roster push.
+    fn on_roster(&mut self, payload: &Element, push: bool) {
+        let Ok(roster) = Roster::try_from(payload.clone()) else {
+            log::debug!("XMPP: unreadable roster ignored");
+            return;
+        };
+        let counters = self.shared.counters.clone();
+        if !push {
+            let left_out = self.allow.set_roster(
+                roster
+                    .items
+                    .iter()
+                    .map(|i| (i.jid.to_string(), &i.subscription)),
+            );
+            if left_out > 0 {
+                counters
+                    .roster_full
+                    .fetch_add(left_out as u64, Ordering::Relaxed);
+                log::warn!(
+                    "XMPP: roster over {} items; {left_out} left out",
+                    super::allow::MAX_ROSTER
+                );
+            }
+            log::info!("XMPP: roster of {} contacts", roster.items.len());
+            let gone: Vec<Uid> = self
+                .peers
+                .iter()
+                .filter(|(_, j)| !self.allow.allows(j.to_bare().as_str()))
+                .map(|(u, _)| *u)
+                .collect();
+            self.withdraw(gone);
+            return;
+        }
+        for item in &roster.items {
+            let bare = item.jid.to_string();
+            match self.allow.push(&bare, &item.subscription) {
+                None => Counters::bump(&counters.roster_full),
+                Some((true, false)) => {
+                    log::info!("XMPP: {bare} no longer on the roster: its nodes are ignored");
+                    let gone: Vec<Uid> = self
+                        .peers
+                        .iter()
+                        .filter(|(_, j)| j.to_bare().as_str().eq_ignore_ascii_case(&bare))
+                        .map(|(u, _)| *u)
+                        .collect();
+                    self.withdraw(gone);
+                }
+                Some((false, true)) => {
+                    log::info!("XMPP: {bare} on the roster");
+                    self.reported.remove(&bare.to_lowercase());
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Nodes of an account no longer allowed: as if they had left.
+    fn withdraw(&mut self, uids: Vec<Uid>) {
+        for uid in uids {
+            self.peers.remove(&uid);
+            self.shared.emit(XmppEvent::PeerUnavailable { uid });
+        }
+    }
+
+    /// Whether `uid` may be (or is) in the uid -> JID map; counted when it is full.
+    fn room_for(&self, uid: Uid) -> bool {
+        if self.peers.contains_key(&uid) || self.peers.len() < MAX_PEERS {
+            return true;
+        }
+        if self
+            .shared
+            .counters
+            .peers_full
+            .fetch_add(1, Ordering::Relaxed)
+            == 0
+        {
+            log::warn!(
+                "XMPP: {MAX_PEERS} nodes known; further new nodes ignored (counted as \
+                 xmpp_peers_full)"
+            );
+        }
+        false
+    }
+
     fn on_presence(&mut self, p: Presence) {
         let Some(from) = p.from else {
             return;
@@ -119,6 +253,9 @@ impl Session {
             log::trace!("XMPP: presence from non-tincan {from} ignored");
             return;
         };
+        if !self.allowed(&from, "presence") {
+            return;
+        }
         if self.is_self(&from, uid) {
             if from.as_str() != self.bound.as_ref().map_or("", |b| b.as_str()) {
                 log::warn!("XMPP: {from} claims our own uid {uid}: ignored");
@@ -130,6 +267,9 @@ impl Session {
         };
         match p.type_ {
             PresenceType::None => {
+                if !self.room_for(uid) {
+                    return;
+                }
                 let jid = full.to_string();
                 let prev = self.peers.insert(uid, full);
                 if prev.as_ref().map(|j| j.as_str()) != Some(jid.as_str()) {
@@ -150,6 +290,33 @@ impl Session {
 
     async fn on_iq(&mut self, stream: &StanzaStream, iq: Iq) {
         match iq {
+            Iq::Set {
+                from, id, payload, ..
+            } if payload.is("query", ns::ROSTER) => {
+                // A roster push comes from our own account (or the server, without "from").
+                let ours = from.as_ref().is_none_or(|f| {
+                    f.to_bare()
+                        .as_str()
+                        .eq_ignore_ascii_case(self.shared.jid.to_bare().as_str())
+                });
+                if ours {
+                    self.on_roster(&payload, true);
+                    if let Some(to) = from {
+                        self.enqueue(stream, Iq::empty_result(to, id).into()).await;
+                    } else {
+                        let result = Iq::Result {
+                            from: None,
+                            to: None,
+                            id,
+                            payload: None,
+                        };
+                        self.enqueue(stream, result.into()).await;
+                    }
+                } else {
+                    Counters::bump(&self.shared.counters.not_allowed);
+                    log::debug!("XMPP: roster push from {from:?} ignored");
+                }
+            }
             Iq::Get {
                 from, id, payload, ..
             }
@@ -166,6 +333,14 @@ impl Session {
                     };
                     self.enqueue(stream, stanza.into()).await;
                 }
+            }
+            Iq::Result {
+                id,
+                payload: Some(payload),
+                ..
+            } if self.roster_request.as_deref() == Some(id.as_str()) => {
+                self.roster_request = None;
+                self.on_roster(&payload, false);
             }
             Iq::Result { from, .. } => {
                 // Results to our own pings come from the server: count the peers' only.
@@ -224,16 +399,25 @@ impl Session {
                 "a tincan query needs <data> and a non-empty <type>",
             ));
         };
+        if !self.allowed(from, "query") {
+            // As for any query we do not serve: nothing tells a stranger more.
+            return Err((
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "not supported",
+            ));
+        }
         if self.is_self(from, uid) {
             return Ok(());
         }
+        let counters = &self.shared.counters;
         Counters::bump(&counters.received);
         // As the original: any stanza from a tincan resource maps its uid to that JID, so
         // that we can answer a node whose presence we cannot see.
         if let Ok(full) = from.clone().try_into_full() {
-            if let std::collections::hash_map::Entry::Vacant(e) = self.peers.entry(uid) {
+            if !self.peers.contains_key(&uid) && self.room_for(uid) {
                 log::debug!("XMPP: uid {uid} mapped to {full} from a query");
-                e.insert(full);
+                self.peers.insert(uid, full);
             }
         }
         log::debug!("XMPP: {msg_type} from {uid}: {data}");
@@ -286,12 +470,24 @@ impl Session {
             Command::Raw { to_uid, payload } => {
                 self.send_query(stream, to_uid, "raw query", payload).await;
             }
+            Command::RawTo { to, payload } => {
+                if let Ok(to) = Jid::new(&to) {
+                    let id = self.iq_id();
+                    let iq = Iq::Get {
+                        from: None,
+                        to: Some(to),
+                        id,
+                        payload,
+                    };
+                    self.enqueue(stream, iq.into()).await;
+                }
+            }
             Command::Stop => {}
         }
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Command>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Command>) {
     let rs = shared.clone();
     let reconnector = Box::new(
         move |_: Option<String>, slot: oneshot::Sender<Connection>| {
@@ -305,6 +501,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<C
         bound: None,
         peers: HashMap::new(),
         next_id: 0,
+        allow: Allow::new(shared.jid.to_bare().as_str(), shared.allow.as_deref()),
+        roster_request: None,
+        reported: HashSet::new(),
     };
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + PRESENCE_INTERVAL,

@@ -273,6 +273,9 @@ config_keys! {
     /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's
     /// self-signed certificate).
     xmpp_ca: Option<PathBuf> = None, "xmpp_ca", opt_path(), Support::Supported;
+    /// The XMPP accounts (bare JIDs) whose presence and signalling are accepted. None: those
+    /// on the account's roster with a subscription "both" or "from".
+    xmpp_allow: Option<Vec<String>> = None, "xmpp_allow", opt_bare_jids(), Support::Supported;
     /// Seconds after which an encrypted link runs a new handshake.
     rekey_interval: u64 = 120, "rekey_interval", seconds(1, 86400), Support::Supported;
     /// The ciphers encrypted links offer: "auto" (both: AES-256-GCM where both CPUs run it in

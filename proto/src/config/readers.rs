@@ -40,6 +40,37 @@ pub(super) fn strings() -> Reader<Vec<String>> {
     })
 }
 
+/// The most accounts `xmpp_allow` may name.
+pub(super) const MAX_XMPP_ALLOW: usize = 4096;
+
+/// Whether `s` looks like a bare JID: `user@domain`, no resource, no white space, at most
+/// 1023 bytes a part (RFC 7622). Lower-cased, as servers compare them.
+fn bare_jid(s: &str) -> Option<String> {
+    let (node, domain) = s.split_once('@')?;
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 1023
+            && !p.contains(['@', '/'])
+            && !p.contains(char::is_whitespace)
+    };
+    (ok(node) && ok(domain)).then(|| s.to_lowercase())
+}
+
+pub(super) fn opt_bare_jids() -> Reader<Option<Vec<String>>> {
+    Reader::new(
+        format!("null or a list of at most {MAX_XMPP_ALLOW} bare JIDs (\"user@domain\")"),
+        |v| match v {
+            Value::Null => Some(None),
+            Value::Array(a) if a.len() <= MAX_XMPP_ALLOW => a
+                .iter()
+                .map(|j| bare_jid(j.as_str()?))
+                .collect::<Option<Vec<_>>>()
+                .map(Some),
+            _ => None,
+        },
+    )
+}
+
 pub(super) fn ipv4() -> Reader<Ipv4Addr> {
     Reader::new("an IPv4 address string", |v| v.as_str()?.parse().ok())
 }

@@ -503,7 +503,7 @@ fn host_names_are_kept_for_the_caller_to_resolve() {
 #[test]
 fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
     let keys = Config::keys();
-    assert_eq!(keys.len(), 37);
+    assert_eq!(keys.len(), 38);
     for k in &keys {
         if k.name == "switchmode" {
             continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)
@@ -574,6 +574,41 @@ fn network_ignore_list_is_read_without_a_warning() {
         parse_ok(r#"{"switchmode": 1, "network_ignore_list": ["virbr0", "docker0"]}"#);
     assert_eq!(c.network_ignore_list, ["virbr0", "docker0"]);
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn xmpp_allow_is_a_bounded_list_of_bare_jids() {
+    let (c, _) = parse_ok(r#"{"switchmode": 1}"#);
+    assert_eq!(c.xmpp_allow, None);
+    let (c, warnings) =
+        parse_ok(r#"{"switchmode": 1, "xmpp_allow": ["Node1@IPOP.lab", "node2@ipop.lab"]}"#);
+    assert_eq!(
+        c.xmpp_allow.as_deref(),
+        Some(&["node1@ipop.lab".to_owned(), "node2@ipop.lab".to_owned()][..])
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for bad in [
+        r#""node1@ipop.lab""#,
+        r#"["node1"]"#,
+        r#"["node1@ipop.lab/tincan"]"#,
+        r#"["@ipop.lab"]"#,
+        r#"["a b@ipop.lab"]"#,
+        r#"[1]"#,
+    ] {
+        let e = error(&format!(r#"{{"switchmode": 1, "xmpp_allow": {bad}}}"#));
+        assert!(
+            e.contains("xmpp_allow") && e.contains("bare JID"),
+            "{bad}: {e}"
+        );
+    }
+    let many: Vec<String> = (0..=readers::MAX_XMPP_ALLOW)
+        .map(|i| format!("\"n{i}@d\""))
+        .collect();
+    let e = error(&format!(
+        r#"{{"switchmode": 1, "xmpp_allow": [{}]}}"#,
+        many.join(",")
+    ));
+    assert!(e.contains("at most 4096"), "{e}");
 }
 
 #[test]
