@@ -67,7 +67,14 @@ impl NatLab {
     }
 
     fn state(&self, host: &str) -> Value {
+        self.rpc_state(host, 5800)
+    }
+
+    /// `get_state` of the daemon on 127.0.0.1:`port` in `host` (tincan 5800, the controller
+    /// its icc_port); null when it does not answer.
+    fn rpc_state(&self, host: &str, port: u16) -> Value {
         let tool = bin_dir().join("ipop-tincan");
+        let port = port.to_string();
         let out = self.exec(
             host,
             &[
@@ -76,6 +83,8 @@ impl NatLab {
                 tool.to_str().unwrap(),
                 "--rpc",
                 "get_state",
+                "--port",
+                &port,
             ],
         );
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
@@ -299,4 +308,91 @@ fn a_key_that_does_not_match_the_signalled_fingerprint_is_refused() {
     let link = l.iter().find(|(u, _, _)| *u == uid2).expect("link to h2");
     assert_eq!(link.1, "offline", "h1 linked with an unsignalled key");
     assert!(lab.log("h1", "tincan").contains("not pinned for any peer"));
+}
+
+/// A key learned from signalling is kept: while h2 is down, the account of h3 (on the shared
+/// roster, with its own key) signals as h2's uid; h1 refuses the key, counts it and never
+/// links, and links with the real h2 again when it returns.
+#[test]
+fn another_account_cannot_take_over_a_down_peers_uid() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up("natt", "cone cone cone");
+    let uid1 = lab.uid("h1");
+    let uid2 = lab.uid("h2");
+    let fpr2 = lab.state("h2")["_fpr"].as_str().unwrap().to_string();
+    let fpr3 = lab.state("h3")["_fpr"].as_str().unwrap().to_string();
+    assert_ne!(fpr2, fpr3);
+    let controller = |host: &str| -> Value {
+        let cfg: Value = serde_json::from_str(
+            &std::fs::read_to_string(lab.dir.join(host).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        lab.rpc_state(host, cfg["icc_port"].as_u64().unwrap() as u16)
+    };
+    let link_to = |host: &str, uid: &str| -> Option<Value> {
+        lab.state(host)["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["uid"] == uid)
+            .cloned()
+    };
+
+    // h2 stops; h3 comes back as 10.0.3.2 (h2's uid) with its own key and account.
+    lab.ok(&["kill", "h2", "controller"]);
+    lab.ok(&["kill", "h2", "tincan"]);
+    assert_eq!(lab.state("h2"), Value::Null, "h2's tincan still answers");
+    // Gone from XMPP with its link down: h1 trims the link (only the learned key is left).
+    let trimmed = wait_until(Duration::from_secs(20), || link_to("h1", &uid2).is_none());
+    assert!(
+        trimmed,
+        "h1 keeps its link to h2: {:?}",
+        link_to("h1", &uid2)
+    );
+    lab.ok(&["kill", "h3", "controller"]);
+    lab.ok(&["kill", "h3", "tincan"]);
+    let cfg3 = lab.dir.join("h3/config.json");
+    let text = std::fs::read_to_string(&cfg3).unwrap();
+    std::fs::write(&cfg3, text.replace("\"10.0.3.3\"", "\"10.0.3.2\"")).unwrap();
+    lab.ok(&["start", "h3", "tincan"]);
+    lab.ok(&["start", "h3", "controller"]);
+    let refused = wait_until(Duration::from_secs(60), || {
+        controller("h1")["counters"]["signal_refused_new_key"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    assert!(refused, "h1 should refuse the new key offered for h2's uid");
+    // For a few seconds more: h1 has no link with h3's key, and h3 none to h1.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if let Some(l) = link_to("h1", &uid2) {
+            assert_ne!(l["fpr"], fpr3.as_str(), "h1 linked with h3's key: {l}");
+            assert_eq!(l["status"], "offline", "{l}");
+        }
+        if let Some(l) = link_to("h3", &uid1) {
+            assert_eq!(l["status"], "offline", "h3 linked with h1: {l}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(lab
+        .log("h1", "controller")
+        .contains("signal_refused_new_key"));
+
+    // h3 goes, the real h2 comes back: linked again, with its own key.
+    lab.ok(&["kill", "h3", "controller"]);
+    lab.ok(&["kill", "h3", "tincan"]);
+    lab.ok(&["start", "h2", "tincan"]);
+    lab.ok(&["start", "h2", "controller"]);
+    let back = wait_until(Duration::from_secs(60), || {
+        link_to("h1", &uid2).is_some_and(|l| l["status"] == "online" && l["fpr"] == fpr2.as_str())
+    });
+    assert!(
+        back,
+        "h1 should link with the real h2 again: {:?}",
+        link_to("h1", &uid2)
+    );
+    let (received, dup, text) = lab.ping("h1c1", &ip("h2c1"), 3);
+    assert!(received == 3 && !dup, "{text}");
 }
