@@ -4,7 +4,7 @@
 //! how the kernel hands over and takes back checksum-offloaded and TSO frames.
 
 use log::warn;
-use proto::offload::{Csum, VNET_HDR_LEN};
+use proto::offload::{VnetHdr, VNET_HDR_LEN};
 use proto::wire::ethernet::{MacAddr, HEADER_LEN as ETH_HEADER};
 use std::ffi::c_void;
 use std::fs::OpenOptions;
@@ -27,38 +27,6 @@ impl Offload {
         match self {
             Offload::Plain => "plain",
             Offload::Vnet => "virtio-net header",
-        }
-    }
-}
-
-/// `virtio_net_hdr.flags`: the checksum from `csum_start` on still has to be finished.
-const VNET_F_NEEDS_CSUM: u8 = 1;
-
-/// What the virtio-net header in front of a frame read from the TAP says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FrameMeta {
-    pub csum: Csum,
-    /// `VIRTIO_NET_HDR_GSO_*`; `0` (none) unless TSO was enabled.
-    pub gso_type: u8,
-    pub gso_size: u16,
-}
-
-impl FrameMeta {
-    /// Parses a virtio-net header (native byte order, as a legacy TAP uses).
-    pub fn parse(h: &[u8; VNET_HDR_LEN]) -> FrameMeta {
-        let u16_at = |i: usize| u16::from_ne_bytes([h[i], h[i + 1]]);
-        let csum = if h[0] & VNET_F_NEEDS_CSUM != 0 {
-            Csum::Partial {
-                start: u16_at(6),
-                offset: u16_at(8),
-            }
-        } else {
-            Csum::Done
-        };
-        FrameMeta {
-            csum,
-            gso_type: h[1] & 0x7f,
-            gso_size: u16_at(4),
         }
     }
 }
@@ -123,9 +91,10 @@ impl Tap {
         }
     }
 
-    /// Largest frame the TAP carries: its MTU plus the Ethernet header.
+    /// Largest frame the TAP carries: its MTU plus the Ethernet header and up to two VLAN
+    /// tags (802.1Q, 802.1ad).
     pub fn max_frame(&self) -> usize {
-        self.mtu as usize + ETH_HEADER
+        self.mtu as usize + ETH_HEADER + 8
     }
 
     pub fn set_mtu(&mut self, mtu: u16) -> io::Result<()> {
@@ -150,7 +119,7 @@ impl Tap {
 
     /// Reads one frame so that it sits at `buf[at..at + n]` (the virtio-net header, if any,
     /// just before it, so `at` must be at least `VNET_HDR_LEN`); returns `n` and the header.
-    pub fn recv(&self, buf: &mut [u8], at: usize) -> io::Result<(usize, FrameMeta)> {
+    pub fn recv(&self, buf: &mut [u8], at: usize) -> io::Result<(usize, VnetHdr)> {
         let start = at - self.hdr_len();
         let window = &mut buf[start..];
         // SAFETY: reads at most window.len() bytes into the window.
@@ -160,11 +129,12 @@ impl Tap {
         }
         let n = n as usize;
         match self.offload {
-            Offload::Plain => Ok((n, FrameMeta::default())),
+            Offload::Plain => Ok((n, VnetHdr::default())),
             Offload::Vnet if n < VNET_HDR_LEN => Err(io::Error::other("short read from TAP")),
             Offload::Vnet => {
-                let h = window[..VNET_HDR_LEN].try_into().expect("length checked");
-                Ok((n - VNET_HDR_LEN, FrameMeta::parse(h)))
+                // The header is little-endian on the hosts this runs on (x86, arm64).
+                let h = VnetHdr::parse(&window[..VNET_HDR_LEN]).map_err(io::Error::other)?;
+                Ok((n - VNET_HDR_LEN, h))
             }
         }
     }
@@ -234,7 +204,7 @@ fn create(name: &str, mode: Offload) -> io::Result<OwnedFd> {
     if mode == Offload::Vnet {
         let mut len = VNET_HDR_LEN as libc::c_int;
         ioctl(&fd, libc::TUNSETVNETHDRSZ, &mut len)?;
-        // Complete frames only until the split and coalesce code is in place.
+        // Complete frames until the data plane asks for TSO (`enable_tso`).
         set_offload(&fd, 0)?;
     }
     Ok(fd)
@@ -290,29 +260,4 @@ fn ioctl<T>(fd: &OwnedFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vnet_header_with_needs_csum_gives_partial_checksum() {
-        let mut h = [0u8; VNET_HDR_LEN];
-        h[0] = VNET_F_NEEDS_CSUM;
-        h[1] = 1; // TCPv4
-        h[4..6].copy_from_slice(&1448u16.to_ne_bytes());
-        h[6..8].copy_from_slice(&34u16.to_ne_bytes());
-        h[8..10].copy_from_slice(&16u16.to_ne_bytes());
-        let m = FrameMeta::parse(&h);
-        assert_eq!(
-            m.csum,
-            Csum::Partial {
-                start: 34,
-                offset: 16
-            }
-        );
-        assert_eq!((m.gso_type, m.gso_size), (1, 1448));
-        assert_eq!(FrameMeta::parse(&[0; VNET_HDR_LEN]), FrameMeta::default());
-    }
 }

@@ -167,3 +167,56 @@ pub(crate) fn fix_lengths(frame: &mut [u8], t: &TcpFrame, end: usize) {
     let pseudo = tcp_pseudo_sum(frame, t, end - t.l4);
     put16(frame, t.l4 + usize::from(TCP_CSUM_OFFSET), pseudo);
 }
+
+const IPPROTO_UDP: u8 = 17;
+/// Offset of the checksum field in the UDP header.
+const UDP_CSUM_OFFSET: u16 = 6;
+
+/// Whether a frame from a peer may be handed to the kernel with this checksum state: `Done`
+/// always; `Partial` only when it names exactly the TCP or UDP checksum of an unfragmented IPv4
+/// or IPv6 packet (no extension headers) that the frame holds whole. Anything else would let
+/// a peer choose where the kernel writes two bytes into a frame that the host's own stack
+/// (netfilter, forwarding) has already looked at.
+pub fn partial_is_sane(frame: &[u8], csum: super::Csum) -> bool {
+    let super::Csum::Partial { start, offset } = csum else {
+        return true;
+    };
+    let Ok((l3, ethertype)) = l3_offset(frame) else {
+        return false;
+    };
+    let (proto, l4, end) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let Some(h) = frame.get(l3..l3 + 20) else {
+                return false;
+            };
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            if h[0] >> 4 != 4 || ihl < 20 || be16(h, 6) & 0x3fff != 0 {
+                return false;
+            }
+            (h[9], l3 + ihl, l3 + usize::from(be16(h, 2)))
+        }
+        ETHERTYPE_IPV6 => {
+            let Some(h) = frame.get(l3..l3 + IPV6_HLEN) else {
+                return false;
+            };
+            if h[0] >> 4 != 6 {
+                return false;
+            }
+            (
+                h[6],
+                l3 + IPV6_HLEN,
+                l3 + IPV6_HLEN + usize::from(be16(h, 4)),
+            )
+        }
+        _ => return false,
+    };
+    let want = match proto {
+        IPPROTO_TCP => TCP_CSUM_OFFSET,
+        IPPROTO_UDP => UDP_CSUM_OFFSET,
+        _ => return false,
+    };
+    usize::from(start) == l4
+        && offset == want
+        && end <= frame.len()
+        && l4 + usize::from(offset) + 2 <= end
+}

@@ -34,6 +34,7 @@ mod tests_prop;
 
 pub use coalesce::{Coalescer, MAX_FLOWS, MAX_SUPER_FRAME};
 pub use csum::{finish_checksum, ipv4_header_checksum, ones_sum, pseudo_sum_v4, pseudo_sum_v6};
+pub use headers::partial_is_sane;
 pub use split::split;
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
@@ -82,6 +83,9 @@ pub enum OffloadError {
     GsoMismatch,
     /// A GSO frame with a `gso_size` of 0.
     ZeroGsoSize,
+    /// A gso_size below TCP's smallest MSS (88): cutting it would turn one read into
+    /// thousands of datagrams.
+    TinyGsoSize,
     /// A GSO frame without `NEEDS_CSUM`.
     NoChecksumOffload,
     /// `csum_start`/`csum_offset` do not point at the TCP checksum field of the parsed headers.
@@ -110,6 +114,7 @@ impl std::fmt::Display for OffloadError {
             OffloadError::UnsupportedGso(t) => return write!(f, "unsupported GSO type {t:#04x}"),
             OffloadError::GsoMismatch => "GSO type does not match the IP version",
             OffloadError::ZeroGsoSize => "GSO frame with gso_size 0",
+            OffloadError::TinyGsoSize => "GSO frame with a gso_size below TCP's smallest MSS (88)",
             OffloadError::NoChecksumOffload => "GSO frame without NEEDS_CSUM",
             OffloadError::CsumMismatch => "csum_start/csum_offset do not match the headers",
             OffloadError::HdrLenMismatch => "hdr_len beyond the frame",

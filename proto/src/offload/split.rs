@@ -9,6 +9,9 @@ use super::vnet::{
 };
 use super::{Csum, OffloadError};
 
+/// The smallest gso_size cut: TCP's smallest MSS (Linux `TCP_MIN_MSS`).
+pub const MIN_GSO_SIZE: u16 = 88;
+
 /// Splits the Ethernet frame `frame`, read from the TAP after the virtio-net header `hdr`, into
 /// frames of at most `max_seg_frame` bytes, and hands each to `emit` as
 /// `&mut scratch[..headroom + len]` with the frame at `[headroom..]`, so that the caller can
@@ -25,7 +28,7 @@ use super::{Csum, OffloadError};
 /// hold `headroom` plus the first segment (`headroom + max_seg_frame` always does).
 ///
 /// Nothing is emitted when the frame is refused: malformed or truncated headers, a GSO type
-/// other than TCP, a `gso_size` of 0, `csum_start`/`csum_offset` not pointing at the TCP
+/// other than TCP, a `gso_size` below [`MIN_GSO_SIZE`], `csum_start`/`csum_offset` not pointing at the TCP
 /// checksum (`csum_start` counts from the Ethernet header), or buffers too small.
 pub fn split<F: FnMut(&mut [u8], Csum)>(
     hdr: &VnetHdr,
@@ -71,6 +74,11 @@ pub fn split<F: FnMut(&mut [u8], Csum)>(
     }
     if hdr.gso_size == 0 {
         return Err(OffloadError::ZeroGsoSize);
+    }
+    // Linux's TCP_MIN_MSS: no real stack segments smaller, and a local sender that asks for
+    // less would turn one 64 KB read into thousands of datagrams for every link.
+    if hdr.gso_size < MIN_GSO_SIZE {
+        return Err(OffloadError::TinyGsoSize);
     }
     let hdrs = t.payload;
     let payload = t.payload_len();

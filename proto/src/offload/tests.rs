@@ -292,6 +292,22 @@ fn malformed_or_inconsistent_gso_frames_are_refused() {
         e(VnetHdr { gso_size: 0, ..hdr }, &frame, 1514),
         OffloadError::ZeroGsoSize
     );
+    // A local sender asking for 1-byte segments would turn one read into 4000 datagrams.
+    assert_eq!(
+        e(VnetHdr { gso_size: 1, ..hdr }, &frame, 1514),
+        OffloadError::TinyGsoSize
+    );
+    assert_eq!(
+        e(
+            VnetHdr {
+                gso_size: 87,
+                ..hdr
+            },
+            &frame,
+            1514
+        ),
+        OffloadError::TinyGsoSize
+    );
     assert_eq!(
         e(
             VnetHdr {
@@ -391,4 +407,40 @@ fn malformed_or_inconsistent_gso_frames_are_refused() {
     let mut arp = frame.clone();
     arp[16..18].copy_from_slice(&[0x08, 0x06]);
     assert_eq!(e(hdr, &arp, 1514), OffloadError::NotIp);
+}
+
+#[test]
+fn only_a_partial_checksum_naming_the_tcp_or_udp_checksum_field_is_sane() {
+    use super::partial_is_sane;
+    for (v6, tags) in [(false, 0), (false, 2), (true, 1)] {
+        let (hdr, frame) = build(&Spec::new(v6, tags, 1000, 1448));
+        let good = hdr.csum();
+        assert!(partial_is_sane(&frame, good), "v6 {v6} tags {tags}");
+        assert!(partial_is_sane(&frame, Csum::Done));
+        let Csum::Partial { start, offset } = good else {
+            panic!("built frames need their checksum finished");
+        };
+        // Into the IP or Ethernet header, at the wrong field, past the packet: refused.
+        for (s, o) in [
+            (start - 4, offset),
+            (0, offset),
+            (start, 6),
+            (start, 0),
+            (start, 2000),
+        ] {
+            let bad = Csum::Partial {
+                start: s,
+                offset: o,
+            };
+            assert!(!partial_is_sane(&frame, bad), "v6 {v6} tags {tags} {bad:?}");
+        }
+        assert!(!partial_is_sane(&frame[..start as usize + 10], good));
+    }
+    // An ARP frame has no checksum to finish.
+    let arp = [0u8; 60];
+    let p = Csum::Partial {
+        start: 34,
+        offset: 16,
+    };
+    assert!(!partial_is_sane(&arp, p));
 }
