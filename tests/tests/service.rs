@@ -570,3 +570,139 @@ fn the_package_builds_and_its_binaries_and_man_pages_work() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Under journald (`$JOURNAL_STREAM` naming stderr) each log line starts with its syslog
+/// priority; elsewhere with a timestamp and the level's name.
+#[test]
+fn log_lines_carry_their_level_for_journald() {
+    use std::os::unix::fs::MetadataExt;
+    let controller = bin_dir().join("gvpn-controller");
+    if !controller.is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} not built",
+            controller.display()
+        );
+        return;
+    }
+    let dir = tmp_dir("journal");
+    // An unknown key: one warning, logged after logging starts; --check then exits.
+    let cfg = r#"{"switchmode": 1, "ip4": "10.0.3.1", "sec": false, "no_such_key": 1}"#;
+    let run_with = |journal: bool| {
+        let path = dir.join(format!("stderr-{journal}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = Command::new(&controller);
+        cmd.args(["--check", "-s", cfg])
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        assert!(cmd.status().unwrap().success());
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let journal = run_with(true);
+    let line = journal.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("<4>") && line.contains("no_such_key"),
+        "{journal}"
+    );
+    let plain = run_with(false);
+    let line = plain.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with('[') && line.contains(" WARN ") && line.contains("no_such_key"),
+        "{plain}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the units rely on for `User=ipop`: both daemons do their work as an unprivileged user
+/// whose only capability is CAP_NET_ADMIN (here `nobody`, through setpriv), given a
+/// `/dev/net/tun` of mode 0666 as Debian's udev makes it (bind-mounted over the real one in a
+/// mount namespace of the test's own, so the machine's node is left as it is).
+#[test]
+fn the_daemons_need_only_cap_net_admin() {
+    if !require_root() {
+        return;
+    }
+    require_tools(&["setpriv", "unshare", "mknod"]);
+    let lab = Lab::up_with(
+        &prefix("caps"),
+        LabOptions {
+            hosts: 2,
+            ..LabOptions::default()
+        },
+    );
+    lab.kill("h1", Daemon::Controller);
+    lab.kill("h1", Daemon::Tincan);
+    let dir = tmp_dir("caps");
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    // The lab's config, readable by nobody, without the key (plaintext links), so that no key
+    // file has to belong to nobody.
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir().join("h1/config.json")).unwrap())
+            .unwrap();
+    cfg["sec"] = Value::Bool(false);
+    for p in cfg["peers"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("fpr");
+    }
+    let config = dir.join("config.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let bin = bin_dir();
+    let script = format!(
+        r#"set -e
+t= c=
+trap 'kill $t $c 2>/dev/null || true' EXIT
+mknod -m 0666 {dir}/tun c 10 200
+mount --bind {dir}/tun /dev/net/tun
+AS_NOBODY="setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all,+net_admin
+    --ambient-caps=-all,+net_admin --bounding-set=-all,+net_admin"
+$AS_NOBODY {bin}/ipop-tincan --config {config} --tap ipop >/dev/null 2>{dir}/tincan.log &
+t=$!
+sleep 0.5
+$AS_NOBODY {bin}/gvpn-controller -c {config} >/dev/null 2>{dir}/controller.log &
+c=$!
+for _ in $(seq 50); do
+    ip link show ipop 2>/dev/null | grep -q "master lxcbr0" && break
+    sleep 0.2
+done
+ip -d link show ipop
+grep CapEff /proc/$t/status /proc/$c/status
+stat -c %U /proc/$t /proc/$c
+kill -TERM $c; wait $c || echo "controller exit $?"
+kill -TERM $t; wait $t || echo "tincan exit $?"
+t= c=
+"#,
+        dir = dir.display(),
+        bin = bin.display(),
+        config = config.display(),
+    );
+    let out = lab.exec("h1", &["unshare", "-m", "bash", "-c", &script]);
+    let stdout = text(&out.stdout);
+    let logs = format!(
+        "{stdout}{}\ntincan: {}\ncontroller: {}",
+        text(&out.stderr),
+        std::fs::read_to_string(dir.join("tincan.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default()
+    );
+    assert!(out.status.success(), "{logs}");
+    assert!(
+        stdout.contains("master lxcbr0"),
+        "TAP not on the bridge: {logs}"
+    );
+    assert!(stdout.contains("tun type tap"), "{logs}");
+    // CAP_NET_ADMIN is bit 12: 0x1000, and nothing else.
+    assert_eq!(
+        stdout.matches("CapEff:\t0000000000001000").count(),
+        2,
+        "{logs}"
+    );
+    assert_eq!(stdout.matches("nobody").count(), 2, "{logs}");
+    assert!(!stdout.contains("exit "), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
