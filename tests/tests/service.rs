@@ -142,6 +142,7 @@ fn sighup_trims_removed_peers_links_added_ones_and_names_keys_that_need_a_restar
     assert!(neigh_owners(&lab, "h1").contains(&h3_uid));
 
     // h3 leaves h1's config; tap_mtu changes too (needs a restart).
+    let mtu = lab.tincan_state("h1")["mtu"].as_u64().unwrap();
     let path = lab.dir().join("h1/config.json");
     let original = std::fs::read_to_string(&path).unwrap();
     let mut cfg: Value = serde_json::from_str(&original).unwrap();
@@ -149,7 +150,7 @@ fn sighup_trims_removed_peers_links_added_ones_and_names_keys_that_need_a_restar
         .as_array_mut()
         .unwrap()
         .retain(|p| p["ip4"] != ip4("h3"));
-    cfg["tap_mtu"] = Value::from(1300);
+    cfg["tap_mtu"] = Value::from(mtu - 100);
     std::fs::write(&path, cfg.to_string()).unwrap();
     let pid = pid_of(&lab, "h1", Daemon::Controller);
     signal(pid, "HUP");
@@ -178,7 +179,7 @@ fn sighup_trims_removed_peers_links_added_ones_and_names_keys_that_need_a_restar
         "{line}"
     );
     // tap_mtu kept its running value.
-    assert_eq!(lab.tincan_state("h1")["mtu"], 1400);
+    assert_eq!(lab.tincan_state("h1")["mtu"], mtu);
     // h2 is still reachable.
     let r = lab.ping("h1c1", &ip4("h2c1"), 3, None);
     assert!(r.is_clean(), "{}", r.raw);
@@ -335,7 +336,7 @@ fn ready_only_once_the_tap_is_on_the_bridge_and_sigterm_takes_it_off() {
     let link = tap_link(&lab, "h1");
     assert!(msg.contains("READY=1"), "{msg}");
     assert!(
-        link.contains("tun type tap") && link.contains("mtu 1400") && link.contains(",UP"),
+        link.contains("tun type tap") && link.contains("mtu 1500") && link.contains(",UP"),
         "tincan ready before its TAP is up: {link}"
     );
     assert_eq!(

@@ -99,7 +99,8 @@ fn the_man_page_documents_every_key_with_its_default() {
     for (key, _, _) in IGNORED_KEYS {
         assert!(page.contains(&format!("\\fB{key}\\fR")), "{key} missing");
     }
-    assert!(page.contains("\\fBtap_mtu\\fR (default: 1400)\n"));
+    let mtu = Config::default().tap_mtu;
+    assert!(page.contains(&format!("\\fBtap_mtu\\fR (default: {mtu})\n")));
     assert!(page.contains("\\fBxmpp_password\\fR (default: none)\n"));
     // No line starts with a roff control character unless it is a request the page meant.
     for line in page.lines() {
