@@ -36,6 +36,11 @@ struct Args {
     /// Check the config, print the result and exit
     #[arg(long)]
     check: bool,
+    /// On SIGTERM or SIGINT, take the TAP off the bridge before exiting (the systemd unit's
+    /// choice). Without it the TAP stays a port of the bridge, so that established flows go on
+    /// through tincan while the controller restarts; it leaves the bridge when tincan stops.
+    #[arg(long)]
+    detach_on_exit: bool,
     /// Print the man page (roff) and exit
     #[arg(long, hide = true)]
     man: bool,
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
     let run = async {
         let mut c = Controller::new(cfg, key_file).await?;
         c.reload_from(source, spec.is_none());
+        c.detach_on_exit(args.detach_on_exit);
         c.run().await
     };
     match rt.block_on(run) {

@@ -125,6 +125,8 @@ pub struct Controller {
     log_follows_config: bool,
     /// `READY=1` was sent.
     ready: bool,
+    /// SIGTERM and SIGINT take the TAP off the bridge.
+    detach_on_exit: bool,
 }
 
 impl Controller {
@@ -241,6 +243,7 @@ impl Controller {
             source: None,
             log_follows_config: false,
             ready: false,
+            detach_on_exit: false,
         })
     }
 

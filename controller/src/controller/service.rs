@@ -16,6 +16,11 @@ impl Controller {
         self.log_follows_config = log_follows_config;
     }
 
+    /// Whether SIGTERM and SIGINT take the TAP off the bridge (`--detach-on-exit`).
+    pub fn detach_on_exit(&mut self, detach: bool) {
+        self.detach_on_exit = detach;
+    }
+
     /// Called after each `get_state` answer: tells the service manager we are ready the first
     /// time tincan reports itself configured by us and its TAP is on the bridge (when the config
     /// names one).
@@ -131,13 +136,19 @@ impl Controller {
         self.cfg = plan.config;
     }
 
-    /// SIGTERM or SIGINT: takes the TAP off the bridge and logs out of XMPP. Links have no
-    /// message that says goodbye; the peers see them go down within 4 s, and tincan (a unit of
-    /// its own, not started by the controller) keeps running until it is stopped itself.
+    /// SIGTERM or SIGINT: takes the TAP off the bridge (with `--detach-on-exit`) and logs out
+    /// of XMPP. Links have no message that says goodbye; the peers see them go down within 4 s
+    /// once tincan (a unit of its own, not started by the controller) stops. Without the flag
+    /// the TAP stays on the bridge, so that a controller restart loses no established flow.
     pub(super) async fn shutdown(&mut self, signal: &str) {
         info!("{signal}: shutting down");
         notify::stopping();
-        if let (Some(bridge), Some(tap)) = (self.cfg.bridge.clone(), self.tap_name.clone()) {
+        let detach = if self.detach_on_exit {
+            self.cfg.bridge.clone().zip(self.tap_name.clone())
+        } else {
+            None
+        };
+        if let Some((bridge, tap)) = detach {
             if let Some(netlink) = self.netlink.as_ref() {
                 match netlink.detach(&tap, &bridge).await {
                     Ok(true) => info!("took {tap} off bridge {bridge}"),
