@@ -144,6 +144,30 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// Takes `tap` off `bridge` (the controller's clean shutdown). True when it was a port of
+    /// that bridge and is not any more; false when it was not one (or is gone: a TAP whose
+    /// tincan stopped left the bridge with it). A TAP on another bridge is left alone.
+    pub async fn detach(&self, tap: &str, bridge: &str) -> Result<bool, BridgeError> {
+        let Some(port) = self.link(tap).await? else {
+            return Ok(false);
+        };
+        let Some(br) = self.link(bridge).await? else {
+            return Ok(false);
+        };
+        if master(&port) != Some(br.header.index) {
+            return Ok(false);
+        }
+        let msg = LinkUnspec::new_with_index(port.header.index)
+            .nocontroller()
+            .build();
+        self.handle.link().set(msg).execute().await.map_err(|e| {
+            BridgeError::Failed(tap.to_owned(), "take it off the bridge", describe(e))
+        })?;
+        Ok(true)
+    }
+}
+
 /// The kernel's errno as text ("Operation not permitted (os error 1)"), or the library's message.
 fn describe(e: rtnetlink::Error) -> String {
     match e {

@@ -6,4 +6,5 @@
 
 pub mod bridge;
 pub mod controller;
+pub mod source;
 pub mod xmpp;

@@ -4,9 +4,9 @@
 //! the config, sets up logging and runs the controller (the library) on a single-threaded tokio
 //! runtime.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use gvpn_controller::controller::Controller;
-use proto::config::{Config, ConfigError, OVERRIDE_SOURCE};
+use gvpn_controller::source::ConfigSource;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,53 +36,48 @@ struct Args {
     /// Check the config, print the result and exit
     #[arg(long)]
     check: bool,
+    /// On SIGTERM or SIGINT, take the TAP off the bridge before exiting (the systemd unit's
+    /// choice). Without it the TAP stays a port of the bridge, so that established flows go on
+    /// through tincan while the controller restarts; it leaves the bridge when tincan stops.
+    #[arg(long)]
+    detach_on_exit: bool,
+    /// Print the man page (roff) and exit
+    #[arg(long, hide = true)]
+    man: bool,
+    /// Print the config format's man page, ipop-config(5) (roff), and exit
+    #[arg(long, hide = true)]
+    man_config: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return ipop_service::man::print(Args::command(), "8");
+    }
+    if args.man_config {
+        print!("{}", proto::config::man_page(env!("CARGO_PKG_VERSION")));
+        return ExitCode::SUCCESS;
+    }
     if args.config.is_none() && args.config_string.is_none() {
         eprintln!(
             "gvpn-controller: no config: give -c config.json (and/or -s '{{...}}'); see --help"
         );
         return ExitCode::from(2);
     }
-    // The file is read here: the config parser in proto does no I/O.
-    let file = match &args.config {
-        Some(path) => {
-            let name = path.display().to_string();
-            match std::fs::read_to_string(path) {
-                Ok(text) => Some((text, name)),
-                Err(e) => {
-                    eprintln!("gvpn-controller: {}", ConfigError::unreadable(&name, &e));
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        None => None,
+    let source = ConfigSource {
+        file: args.config.clone(),
+        overrides: args.config_string.clone(),
     };
-    let layers: Vec<(&str, &str)> = file
-        .iter()
-        .map(|(text, name)| (text.as_str(), name.as_str()))
-        .chain(args.config_string.as_deref().map(|s| (s, OVERRIDE_SOURCE)))
-        .collect();
-    let (cfg, warnings) = match Config::from_json_layers(&layers) {
+    let (cfg, warnings) = match source.load() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gvpn-controller: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut logger = env_logger::Builder::new();
-    logger.format_timestamp_millis();
-    match std::env::var("RUST_LOG") {
-        Ok(spec) => {
-            logger.parse_filters(&spec);
-        }
-        Err(_) => {
-            logger.filter_level(cfg.controller_logging.level_filter());
-        }
-    }
-    logger.init();
+    // RUST_LOG, when set, fixes the filter; otherwise the config's level, which a reload moves.
+    let spec = std::env::var("RUST_LOG").ok();
+    ipop_service::logging::init(spec.as_deref(), cfg.controller_logging.level_filter());
     for w in &warnings {
         log::warn!("{w}");
     }
@@ -128,7 +123,9 @@ fn main() -> ExitCode {
         }
     };
     let run = async {
-        let c = Controller::new(cfg, key_file).await?;
+        let mut c = Controller::new(cfg, key_file).await?;
+        c.reload_from(source, spec.is_none());
+        c.detach_on_exit(args.detach_on_exit);
         c.run().await
     };
     match rt.block_on(run) {

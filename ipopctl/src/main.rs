@@ -6,7 +6,7 @@ mod client;
 mod render;
 mod report;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use client::{CallError, Daemon};
 use proto::api::controller::{ControllerRequest, ControllerState};
 use proto::api::tincan::{GetState, LocalState, TincanRequest};
@@ -47,6 +47,9 @@ struct Args {
     /// Print JSON instead of tables (docs/ipopctl.md)
     #[arg(long, global = true)]
     json: bool,
+    /// Print the man page (roff) and exit
+    #[arg(long, hide = true)]
+    man: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -216,7 +219,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.man {
+        return ipop_service::man::print(Args::command(), "8");
+    }
+    match run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ipopctl: {e}");

@@ -9,6 +9,7 @@
 //! are received with `recvmmsg` and UDP GRO.
 
 use crate::control::Control;
+use crate::signals::{SignalAction, Signals};
 use crate::tap::{Offload, Tap};
 use crate::udp::{BatchSocket, RxBatch, TxBatch, UdpCounters};
 use log::{debug, error, info, warn};
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 const TAP: Token = Token(0);
 const LINK: Token = Token(1);
 const CTRL: Token = Token(2);
+const SIGNALS: Token = Token(3);
 /// The tag of datagrams that belong to no link (the link core's own transmits).
 const NO_LINK: LinkId = LinkId::MAX;
 
@@ -119,6 +121,8 @@ pub struct Node {
     coalescer: Coalescer,
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
+    /// SIGTERM, SIGINT and SIGHUP, when the binary blocked them ([`Node::watch_signals`]).
+    signals: Option<Signals>,
 }
 
 impl Node {
@@ -181,6 +185,7 @@ impl Node {
             coalescer: Coalescer::new(),
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
+            signals: None,
         })
     }
 
@@ -204,6 +209,18 @@ impl Node {
         Ok(())
     }
 
+    /// Polls the signalfd: SIGTERM and SIGINT make [`Node::run`] return.
+    pub fn watch_signals(&mut self, signals: Signals) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut SourceFd(&signals.raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// The loop; returns `Ok` after SIGTERM or SIGINT (see [`Node::watch_signals`]).
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         // Edge-triggered sources not drained to WouldBlock in the last round.
@@ -224,6 +241,17 @@ impl Node {
                     TAP => tap_more = true,
                     LINK => link_more = true,
                     CTRL => ctrl_more = true,
+                    SIGNALS => {
+                        if let Some(SignalAction::Stop(name)) =
+                            self.signals.as_mut().map(Signals::drain)
+                        {
+                            info!(
+                                "{name}: stopping; TAP {} goes with the process",
+                                self.tap.name
+                            );
+                            return Ok(());
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -7,11 +7,12 @@ mod dataplane;
 mod hostaddr;
 mod neigh;
 mod query;
+mod signals;
 mod state;
 mod tap;
 mod udp;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ipop_tincan::keys;
 use std::process::ExitCode;
 
@@ -40,12 +41,20 @@ struct Args {
     /// Control port on 127.0.0.1 (the config's svpn_port)
     #[arg(long = "port", value_name = "PORT", conflicts_with = "port_pos")]
     port: Option<u16>,
-    /// TAP MTU until the controller sets one
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
-    mtu: u16,
+    /// TAP MTU until the controller sets one [default: 1500, or the config's tap_mtu]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(576..=9000))]
+    mtu: Option<u16>,
     /// Open the TAP without a virtio-net header (the plain path); also IPOP_NO_OFFLOAD=1
     #[arg(long)]
     no_offload: bool,
+    /// The gvpn config (JSON) the controller reads: the control port is its svpn_port and
+    /// the TAP's first MTU its tap_mtu (how the systemd unit starts tincan)
+    #[arg(short = 'c', long = "config", value_name = "FILE",
+          conflicts_with_all = ["port", "port_pos"])]
+    config: Option<std::path::PathBuf>,
+    /// Print the man page (roff) and exit
+    #[arg(long, hide = true)]
+    man: bool,
     /// Print the version and exit (-v as the original tincan took it)
     #[arg(short = 'V', long = "version", visible_short_alias = 'v')]
     version: bool,
@@ -68,7 +77,22 @@ fn main() -> ExitCode {
         println!("ipop-tincan {VERSION}");
         return ExitCode::SUCCESS;
     }
-    let port = args.port.or(args.port_pos).unwrap_or(5800);
+    if args.man {
+        return ipop_service::man::print(Args::command(), "8");
+    }
+    let from_config = match args.config.as_deref().map(config_ports).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ipop-tincan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let port = args
+        .port
+        .or(args.port_pos)
+        .or(from_config.map(|c| c.0))
+        .unwrap_or(5800);
+    let mtu = args.mtu.or(from_config.map(|c| c.1)).unwrap_or(1500);
     if port == 0 {
         eprintln!("ipop-tincan: port: expected 1-65535, got 0");
         return ExitCode::from(2);
@@ -91,9 +115,16 @@ fn main() -> ExitCode {
     if let Some(method) = args.rpc {
         return query::run(port, &method, args.params.as_deref());
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    // Blocked before anything else runs, so that no signal is delivered the old way.
+    let signals = match signals::Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ipop-tincan: cannot watch signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let spec = std::env::var("RUST_LOG").ok();
+    ipop_service::logging::init(spec.as_deref(), log::LevelFilter::Info);
     let tap = args.tap.or(args.tap_pos).unwrap_or_else(|| "ipop".into());
     let plain = args.no_offload || std::env::var("IPOP_NO_OFFLOAD").is_ok_and(|v| v == "1");
     let offload = if plain {
@@ -101,11 +132,33 @@ fn main() -> ExitCode {
     } else {
         tap::Offload::Vnet
     };
-    match dataplane::Node::new(&tap, port, args.mtu, offload).and_then(|mut n| n.run()) {
+    let run = dataplane::Node::new(&tap, port, mtu, offload).and_then(|mut n| {
+        n.watch_signals(signals)?;
+        // The TAP is up with its MTU and the control port is bound: the controller can
+        // configure us now.
+        ipop_service::notify::ready(&format!(
+            "TAP {} up, control on 127.0.0.1:{port}",
+            n.tap.name
+        ));
+        let r = n.run();
+        ipop_service::notify::stopping();
+        r
+    });
+    match run {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ipop-tincan: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The control port (svpn_port) and the TAP's first MTU (tap_mtu) from the gvpn config, checked
+/// as the controller checks it.
+fn config_ports(path: &std::path::Path) -> Result<(u16, u16), String> {
+    use proto::config::{Config, ConfigError};
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&name, &e).0)?;
+    let (cfg, _) = Config::from_json_str(&text, &name).map_err(|e| e.0)?;
+    Ok((cfg.svpn_port, cfg.tap_mtu))
 }

@@ -11,6 +11,7 @@
 //! - `status`: the controller's own `get_state`.
 
 use crate::bridge::Netlink;
+use crate::source::ConfigSource;
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
 use log::{debug, info, warn};
 use proto::api as typed;
@@ -32,6 +33,7 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 mod arp;
+mod service;
 mod signalling;
 mod status;
 mod tincan;
@@ -117,6 +119,14 @@ pub struct Controller {
     /// STUN and TURN servers, resolved once at start.
     stun: Vec<SocketAddr>,
     turn: Option<TurnServer>,
+    /// Read again on SIGHUP.
+    source: Option<ConfigSource>,
+    /// The log level follows `controller_logging` (no `RUST_LOG`).
+    log_follows_config: bool,
+    /// `READY=1` was sent.
+    ready: bool,
+    /// SIGTERM and SIGINT take the TAP off the bridge.
+    detach_on_exit: bool,
 }
 
 impl Controller {
@@ -230,6 +240,10 @@ impl Controller {
             state_truncated_reported: std::cell::Cell::new(false),
             stun,
             turn,
+            source: None,
+            log_follows_config: false,
+            ready: false,
+            detach_on_exit: false,
         })
     }
 
@@ -249,8 +263,13 @@ impl Controller {
         self.start.elapsed().as_millis() as Millis
     }
 
-    /// The loop; returns only on a socket error.
+    /// The loop; returns after SIGTERM or SIGINT (`Ok`) or on a socket error. SIGHUP reloads
+    /// the config (see [`Controller::reload_from`]).
     pub async fn run(mut self) -> io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let mut buf = vec![0u8; 65536];
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -277,6 +296,15 @@ impl Controller {
                     }
                 },
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
+                _ = hup.recv() => self.reload().await,
+                _ = term.recv() => {
+                    self.shutdown("SIGTERM").await;
+                    return Ok(());
+                }
+                _ = int.recv() => {
+                    self.shutdown("SIGINT").await;
+                    return Ok(());
+                }
             }
         }
     }

@@ -106,6 +106,7 @@ impl Controller {
         {
             self.bridge_attached_boot = boot;
         }
+        self.check_ready(state.boot_id, state.configured);
     }
 
     /// Every step is idempotent in tincan, so this is also how a restarted controller

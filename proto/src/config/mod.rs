@@ -165,6 +165,18 @@ macro_rules! config_keys {
                 },)*]
             }
 
+            /// The keys whose values differ between `self` and `other`, in the order of the
+            /// table: what a reload has to apply or refuse.
+            pub fn changed_keys(&self, other: &Config) -> Vec<&'static str> {
+                let mut changed = Vec::new();
+                $(
+                    if self.$field != other.$field {
+                        changed.push($key);
+                    }
+                )*
+                changed
+            }
+
             fn read(input: &mut Input) -> Result<Config, ConfigError> {
                 let d = Config::default();
                 Ok(Config { $($field: input.value($key, d.$field, $reader)?,)* })
@@ -547,8 +559,71 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Keys a reload (SIGHUP) applies to the running controller; a change to any other key needs a
+/// restart.
+pub const RELOADABLE_KEYS: &[&str] = &["peers", "controller_logging", "tincan_logging"];
+
+/// Whether a reload applies a change to `key`.
+pub fn reload_applies(key: &str) -> bool {
+    RELOADABLE_KEYS.contains(&key)
+}
+
+/// What a reload does, from the running config and the one read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// The config to run from now on: the running one with the reloadable keys taken from the
+    /// new one.
+    pub config: Config,
+    /// Peers to link (new uid, or a changed endpoint or fpr, which is trimmed first).
+    pub link: Vec<PeerConfig>,
+    /// Peers to trim: no longer in `peers`, or linked again with new values.
+    pub trim: Vec<Uid>,
+    /// Reloadable keys that changed (applied).
+    pub applied: Vec<&'static str>,
+    /// Keys that changed but need a restart (their running values stay).
+    pub need_restart: Vec<&'static str>,
+}
+
+impl Reload {
+    pub fn plan(running: &Config, new: &Config) -> Reload {
+        let changed = running.changed_keys(new);
+        let (applied, need_restart): (Vec<_>, Vec<_>) =
+            changed.into_iter().partition(|k| reload_applies(k));
+        let mut config = running.clone();
+        config.peers = new.peers.clone();
+        config.controller_logging = new.controller_logging;
+        config.tincan_logging = new.tincan_logging;
+        let old: HashMap<Uid, &PeerConfig> = running.peers.iter().map(|p| (p.uid, p)).collect();
+        let now: HashMap<Uid, &PeerConfig> = new.peers.iter().map(|p| (p.uid, p)).collect();
+        let trim = running
+            .peers
+            .iter()
+            .filter(|p| now.get(&p.uid).is_none_or(|n| *n != *p))
+            .map(|p| p.uid)
+            .collect();
+        let link = new
+            .peers
+            .iter()
+            .filter(|p| old.get(&p.uid).is_none_or(|o| *o != *p))
+            .cloned()
+            .collect();
+        Reload {
+            config,
+            link,
+            trim,
+            applied,
+            need_restart,
+        }
+    }
+}
+
+mod man;
 mod readers;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reload;
+
+pub use man::man_page;
 
 use readers::*;
