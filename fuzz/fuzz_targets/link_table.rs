@@ -20,8 +20,8 @@ use proto::id::{Millis, Uid};
 use proto::link::frag::{LINK_BUDGET, MAX_PENDING, TOTAL_BUDGET};
 use proto::link::{Encapsulated, LinkTable, LocalConfig, Received, FRAME_HEADROOM};
 use proto::offload::Csum;
-use proto::wire::link::{emit_header, MessageType};
 use proto::secure::StaticKey;
+use proto::wire::link::{emit_header, MessageType};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -79,7 +79,10 @@ fn link_up(a: &mut LinkTable, b: &mut LinkTable) {
 fn check_bounds(t: &LinkTable) {
     let link = t.link(0).expect("link");
     assert!(link.frag_bytes() <= LINK_BUDGET, "over the link budget");
-    assert!(link.frag_in_progress() <= MAX_PENDING, "too many in progress");
+    assert!(
+        link.frag_in_progress() <= MAX_PENDING,
+        "too many in progress"
+    );
     assert!(t.frag_bytes() <= TOTAL_BUDGET, "over the total budget");
 }
 
@@ -92,7 +95,8 @@ fn fragments_from_a(
     sent: &mut Vec<Vec<u8>>,
     op: &[u8],
 ) -> usize {
-    let Some(&[len_hi, len_lo, csum, fate]) = op.get(..4).map(|o| <&[u8; 4]>::try_from(o).unwrap()) else {
+    let Some(&[len_hi, len_lo, csum, fate]) = op.get(..4).map(|o| <&[u8; 4]>::try_from(o).unwrap())
+    else {
         return op.len();
     };
     let len = 14 + usize::from(u16::from_be_bytes([len_hi, len_lo]) % 12_000);
@@ -108,7 +112,9 @@ fn fragments_from_a(
         }
     };
     let mut out = vec![0u8; 20_000];
-    let Ok(Encapsulated::Send { len: n, stride, .. }) = a.encapsulate(now, 0, &mut plain, csum, &mut out) else {
+    let Ok(Encapsulated::Send { len: n, stride, .. }) =
+        a.encapsulate(now, 0, &mut plain, csum, &mut out)
+    else {
         return 4;
     };
     if sent.len() == 16 {
@@ -129,7 +135,9 @@ fn fragments_from_a(
     let mut back = vec![0u8; 65_536];
     for d in dgrams {
         match b.handle_datagram(now, addr(1), d, &mut back) {
-            Received::Frame { range, csum: got, .. } => {
+            Received::Frame {
+                range, csum: got, ..
+            } => {
                 assert!(
                     sent.iter().any(|f| f[..] == back[range.clone()]),
                     "a frame A never sent"
@@ -169,7 +177,8 @@ fn frame_from_a_arrives(now: Millis, a: &mut LinkTable, b: &mut LinkTable) -> bo
     let mut plain = vec![0u8; FRAME_HEADROOM + 60];
     plain[FRAME_HEADROOM..FRAME_HEADROOM + 6].copy_from_slice(&[0xff; 6]);
     let mut out = vec![0u8; 2048];
-    let Ok(Encapsulated::Send { len, .. }) = a.encapsulate(now, 0, &mut plain, Csum::Done, &mut out)
+    let Ok(Encapsulated::Send { len, .. }) =
+        a.encapsulate(now, 0, &mut plain, Csum::Done, &mut out)
     else {
         return false;
     };

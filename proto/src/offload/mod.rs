@@ -35,7 +35,7 @@ mod tests_prop;
 pub use coalesce::{Coalescer, MAX_FLOWS, MAX_SUPER_FRAME};
 pub use csum::{finish_checksum, ipv4_header_checksum, ones_sum, pseudo_sum_v4, pseudo_sum_v6};
 pub use headers::partial_is_sane;
-pub use split::split;
+pub use split::{split, MIN_GSO_SIZE};
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
