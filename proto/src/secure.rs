@@ -29,15 +29,20 @@
 use crate::id::{Fingerprint, Millis, Uid};
 use crate::replay::ReplayWindow;
 use crate::wire::link::{
-    init_payload, CountedHeader, InitView, MessageType, RespView, SealedView, CIPHER_AES_256_GCM,
-    CIPHER_CHACHA20_POLY1305, DATA_HEADER_LEN, INIT_PAYLOAD_LEN, OFFER_AES_HARDWARE, PROLOGUE,
-    RESP_PAYLOAD_LEN, TAG_LEN,
+    init_payload, CountedHeader, InitView, MessageType, RespView, SealedView, DATA_HEADER_LEN,
+    INIT_PAYLOAD_LEN, PROLOGUE, RESP_PAYLOAD_LEN, TAG_LEN,
 };
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use serde::{Deserialize, Serialize};
+use ring::aead::Aad;
 use snow::HandshakeState;
 
 pub use crate::wire::link::{INIT_LEN, RESP_LEN, SEALED_OVERHEAD as DATA_OVERHEAD};
+
+mod cipher;
+mod static_key;
+
+pub use cipher::{aes_hardware, Cipher, CipherOffer, CipherSetting};
+use cipher::{nonce, SessionKeys};
+pub use static_key::StaticKey;
 
 pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 pub const KEY_LEN: usize = 32;
@@ -91,241 +96,6 @@ fn params() -> snow::params::NoiseParams {
     NOISE_PARAMS.parse().expect("valid Noise parameters")
 }
 
-/// The AEAD of a session's data messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Cipher {
-    #[serde(rename = "aes-256-gcm")]
-    Aes256Gcm,
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl Cipher {
-    pub const ALL: [Cipher; 2] = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305];
-
-    /// As the config and `get_state` name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cipher::Aes256Gcm => "aes-256-gcm",
-            Cipher::ChaCha20Poly1305 => "chacha20-poly1305",
-        }
-    }
-
-    /// Its bit in an offer and a choice (see [`crate::wire::link`]).
-    fn bit(self) -> u8 {
-        match self {
-            Cipher::Aes256Gcm => CIPHER_AES_256_GCM,
-            Cipher::ChaCha20Poly1305 => CIPHER_CHACHA20_POLY1305,
-        }
-    }
-
-    fn algorithm(self) -> &'static aead::Algorithm {
-        match self {
-            Cipher::Aes256Gcm => &aead::AES_256_GCM,
-            Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-        }
-    }
-}
-
-impl std::fmt::Display for Cipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What the `"cipher"` config key says: offer both (the default) or only one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum CipherSetting {
-    #[default]
-    #[serde(rename = "auto")]
-    Auto,
-    #[serde(rename = "aes-256-gcm")]
-    Aes256Gcm,
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl CipherSetting {
-    pub const NAMES: [&'static str; 3] = ["auto", "aes-256-gcm", "chacha20-poly1305"];
-
-    pub fn parse(s: &str) -> Option<CipherSetting> {
-        Some(match s {
-            "auto" => CipherSetting::Auto,
-            "aes-256-gcm" => CipherSetting::Aes256Gcm,
-            "chacha20-poly1305" => CipherSetting::ChaCha20Poly1305,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CipherSetting::Auto => "auto",
-            CipherSetting::Aes256Gcm => Cipher::Aes256Gcm.name(),
-            CipherSetting::ChaCha20Poly1305 => Cipher::ChaCha20Poly1305.name(),
-        }
-    }
-}
-
-/// Whether this CPU runs AES-256-GCM in hardware (AES and carry-less multiply instructions).
-pub fn aes_hardware() -> bool {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
-/// The ciphers a node offers in its handshakes, and whether AES-256-GCM is fast on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CipherOffer {
-    /// Cipher bits.
-    ciphers: u8,
-    aes_hardware: bool,
-}
-
-impl CipherOffer {
-    /// The offer of a node configured with `setting` whose CPU does (or not) run AES-GCM in
-    /// hardware.
-    pub const fn new(setting: CipherSetting, aes_hardware: bool) -> CipherOffer {
-        let ciphers = match setting {
-            CipherSetting::Auto => CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305,
-            CipherSetting::Aes256Gcm => CIPHER_AES_256_GCM,
-            CipherSetting::ChaCha20Poly1305 => CIPHER_CHACHA20_POLY1305,
-        };
-        CipherOffer {
-            ciphers,
-            aes_hardware,
-        }
-    }
-
-    /// The offer of this node with `setting`, on this CPU.
-    pub fn here(setting: CipherSetting) -> CipherOffer {
-        CipherOffer::new(setting, aes_hardware())
-    }
-
-    /// The offer byte of an init.
-    pub fn to_byte(self) -> u8 {
-        self.ciphers
-            | if self.aes_hardware {
-                OFFER_AES_HARDWARE
-            } else {
-                0
-            }
-    }
-
-    /// An init's offer byte; unknown cipher bits (a later version's) are ignored.
-    pub fn from_byte(b: u8) -> CipherOffer {
-        CipherOffer {
-            ciphers: b & (CIPHER_AES_256_GCM | CIPHER_CHACHA20_POLY1305),
-            aes_hardware: b & OFFER_AES_HARDWARE != 0,
-        }
-    }
-
-    /// The setting that makes this offer (an offer of nothing reads as `Auto`).
-    pub fn setting(self) -> CipherSetting {
-        match (
-            self.offers(Cipher::Aes256Gcm),
-            self.offers(Cipher::ChaCha20Poly1305),
-        ) {
-            (true, false) => CipherSetting::Aes256Gcm,
-            (false, true) => CipherSetting::ChaCha20Poly1305,
-            _ => CipherSetting::Auto,
-        }
-    }
-
-    pub fn offers(self, c: Cipher) -> bool {
-        self.ciphers & c.bit() != 0
-    }
-
-    /// The responder's choice between its offer (`self`) and the initiator's: a cipher both
-    /// offer; AES-256-GCM only if it is the only one in common or both CPUs run it in hardware
-    /// (ChaCha20-Poly1305 is faster in software). None: nothing in common.
-    pub fn choose(self, initiator: CipherOffer) -> Option<Cipher> {
-        let both = |c: Cipher| self.offers(c) && initiator.offers(c);
-        match (both(Cipher::Aes256Gcm), both(Cipher::ChaCha20Poly1305)) {
-            (true, true) if self.aes_hardware && initiator.aes_hardware => Some(Cipher::Aes256Gcm),
-            (_, true) => Some(Cipher::ChaCha20Poly1305),
-            (true, false) => Some(Cipher::Aes256Gcm),
-            (false, false) => None,
-        }
-    }
-
-    /// The cipher a response's choice byte names, if it is one cipher we offered.
-    fn accepts(self, choice: u8) -> Option<Cipher> {
-        Cipher::ALL
-            .into_iter()
-            .find(|c| c.bit() == choice && self.offers(*c))
-    }
-}
-
-impl Default for CipherOffer {
-    /// `"cipher": "auto"` on this CPU.
-    fn default() -> CipherOffer {
-        CipherOffer::here(CipherSetting::Auto)
-    }
-}
-
-impl std::fmt::Display for CipherOffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = Cipher::ALL
-            .into_iter()
-            .filter(|c| self.offers(*c))
-            .map(Cipher::name)
-            .collect();
-        if names.is_empty() {
-            f.write_str("nothing")?;
-        } else {
-            f.write_str(&names.join(", "))?;
-        }
-        if self.offers(Cipher::Aes256Gcm) && self.aes_hardware {
-            f.write_str(" (AES in hardware)")?;
-        }
-        Ok(())
-    }
-}
-
-/// A session's keys, one per direction, for its cipher.
-struct SessionKeys {
-    cipher: Cipher,
-    tx: LessSafeKey,
-    rx: LessSafeKey,
-}
-
-impl SessionKeys {
-    /// From a finished handshake: Noise's split gives the initiator's sending key first.
-    fn split(hs: &mut HandshakeState, cipher: Cipher, initiator: bool) -> SessionKeys {
-        let (mut k1, mut k2) = hs.dangerously_get_raw_split();
-        let key = |k: &[u8; KEY_LEN]| {
-            LessSafeKey::new(
-                UnboundKey::new(cipher.algorithm(), k).expect("32-byte keys fit both ciphers"),
-            )
-        };
-        let (tx, rx) = if initiator {
-            (key(&k1), key(&k2))
-        } else {
-            (key(&k2), key(&k1))
-        };
-        k1.fill(0);
-        k2.fill(0);
-        SessionKeys { cipher, tx, rx }
-    }
-}
-
-/// A sealed message's nonce: 4 zero bytes, then the counter (little-endian).
-fn nonce(counter: u64) -> Nonce {
-    let mut n = [0u8; aead::NONCE_LEN];
-    n[4..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::assume_unique_for_key(n)
-}
-
 /// A Noise IK handshake state with this format's parameters and prologue.
 fn handshake(
     key: &StaticKey,
@@ -341,52 +111,6 @@ fn handshake(
         None => b.build_responder(),
     }
     .map_err(|_| SecureError::Malformed)
-}
-
-/// A node's static X25519 key pair.
-#[derive(Clone)]
-pub struct StaticKey {
-    private: [u8; KEY_LEN],
-    public: [u8; KEY_LEN],
-}
-
-impl std::fmt::Debug for StaticKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StaticKey({})", self.fingerprint())
-    }
-}
-
-impl StaticKey {
-    pub fn generate() -> StaticKey {
-        let kp = snow::Builder::new(params())
-            .generate_keypair()
-            .expect("the OS random source works");
-        Self::from_private(&kp.private).expect("32-byte key")
-    }
-
-    pub fn from_private(private: &[u8]) -> Option<StaticKey> {
-        use snow::resolvers::CryptoResolver;
-        let private: [u8; KEY_LEN] = private.try_into().ok()?;
-        let mut dh = snow::resolvers::DefaultResolver
-            .resolve_dh(&snow::params::DHChoice::Curve25519)
-            .expect("curve25519 is built in");
-        dh.set(&private);
-        let public: [u8; KEY_LEN] = dh.pubkey().try_into().ok()?;
-        Some(StaticKey { private, public })
-    }
-
-    pub fn private(&self) -> &[u8; KEY_LEN] {
-        &self.private
-    }
-
-    pub fn public(&self) -> &[u8; KEY_LEN] {
-        &self.public
-    }
-
-    /// What the config and RPCs call `fpr`: the public key.
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint(self.public)
-    }
 }
 
 struct Session {

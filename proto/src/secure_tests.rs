@@ -2,6 +2,7 @@
 //! key confirmation, rekeying.
 
 use super::*;
+use crate::wire::link::{CIPHER_AES_256_GCM, CIPHER_CHACHA20_POLY1305};
 
 struct Node {
     key: StaticKey,
