@@ -622,6 +622,10 @@ mod readers;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_keys;
+#[cfg(test)]
+mod tests_peers;
+#[cfg(test)]
 mod tests_reload;
 
 pub use man::man_page;
