@@ -218,6 +218,20 @@ pub struct BatchSocket {
     /// Largest datagram sent with GSO: lowered when the kernel says a GSO segment is larger
     /// than the underlay device allows (`EMSGSIZE`: an underlay MTU below `link_mtu`).
     gso_max_stride: usize,
+    /// `send_batch`'s message tables, kept so that sending allocates nothing once warm.
+    scratch: SendScratch,
+}
+
+/// The tables one `sendmmsg` is built from: which bytes go in which message, and the
+/// addresses, iovecs, control buffers and headers pointing at them.
+#[derive(Default)]
+struct SendScratch {
+    /// (run index, bytes, GSO stride) per message.
+    msgs: Vec<(usize, Range<usize>, Option<u16>)>,
+    names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    iovs: Vec<libc::iovec>,
+    ctrl: Vec<CmsgBuf>,
+    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl BatchSocket {
@@ -272,6 +286,7 @@ impl BatchSocket {
             sock: s,
             gso: true,
             gso_max_stride: GSO_MAX_STRIDE,
+            scratch: SendScratch::default(),
         })
     }
 
@@ -299,8 +314,19 @@ impl BatchSocket {
         mut failed: impl FnMut(&Run),
     ) {
         let runs = batch.runs();
-        // One message per run with GSO, else one per datagram: (run index, bytes, GSO stride).
-        let mut msgs: Vec<(usize, Range<usize>, Option<u16>)> = Vec::with_capacity(runs.len());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let SendScratch {
+            msgs,
+            names,
+            iovs,
+            ctrl,
+            hdrs,
+        } = &mut scratch;
+        msgs.clear();
+        names.clear();
+        iovs.clear();
+        hdrs.clear();
+        // One message per run with GSO, else one per datagram.
         for (i, run) in runs.iter().enumerate() {
             let r = run.start..run.start + run.len;
             if self.gso && run.segments() > 1 && run.stride <= self.gso_max_stride {
@@ -312,17 +338,14 @@ impl BatchSocket {
                 );
             }
         }
-        let names: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
-            runs.iter().map(|r| sockaddr(r.to)).collect();
-        let mut iovs: Vec<libc::iovec> = msgs
-            .iter()
-            .map(|(_, r, _)| libc::iovec {
-                iov_base: batch.buf[r.clone()].as_ptr() as *mut c_void,
-                iov_len: r.len(),
-            })
-            .collect();
-        let mut ctrl = vec![CmsgBuf([0; 64]); msgs.len()];
-        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(msgs.len());
+        names.extend(runs.iter().map(|r| sockaddr(r.to)));
+        iovs.extend(msgs.iter().map(|(_, r, _)| libc::iovec {
+            iov_base: batch.buf[r.clone()].as_ptr() as *mut c_void,
+            iov_len: r.len(),
+        }));
+        if ctrl.len() < msgs.len() {
+            ctrl.resize(msgs.len(), CmsgBuf([0; 64]));
+        }
         for (k, (run, _, gso)) in msgs.iter().enumerate() {
             // SAFETY: plain data, zero is valid.
             let mut h: libc::mmsghdr = unsafe { zeroed() };
@@ -394,6 +417,7 @@ impl BatchSocket {
             }
             k += 1;
         }
+        self.scratch = scratch;
     }
 
     /// Sends the datagrams of `run` one per message.
