@@ -82,12 +82,13 @@ for i in range(int(sys.argv[3])):
 "#;
 
 /// A lab of two hosts with the config's MTU defaults, its underlay veths at `underlay_mtu`.
-fn lab(tag: &str, underlay_mtu: u32) -> Lab {
+fn lab(tag: &str, underlay_mtu: u32, plain_tap: bool) -> Lab {
     let opts = LabOptions {
         hosts: 2,
         env: vec![("LAB_UNDERLAY_MTU".into(), underlay_mtu.to_string())],
         ..LabOptions::default()
-    };
+    }
+    .plain_tap(plain_tap);
     let lab = Lab::up_with(&prefix(tag), opts);
     for node in ["h1c1", "h2c1"] {
         let mtu = lab.exec_ok(node, &["cat", "/sys/class/net/eth0/mtu"]);
@@ -170,14 +171,11 @@ fn fragments_used(lab: &Lab) {
     }
 }
 
-#[test]
-fn containers_at_mtu_1500_over_a_1500_underlay() {
-    if !require_root() {
-        return;
-    }
-    let lab = lab("mtu1500", 1500);
-    full_size_ping(&lab, "h1c1", "h2c1");
-    full_size_ping(&lab, "h2c2", "h1c2");
+/// What a user at MTU 1500 notices: full-size pings both ways (IPv4 with DF, IPv6), full-size
+/// UDP datagrams with DF, and bulk TCP both ways, all intact.
+fn full_size_traffic(lab: &Lab, seed: u32) {
+    full_size_ping(lab, "h1c1", "h2c1");
+    full_size_ping(lab, "h2c2", "h1c2");
     // IPv6 at 1500: 1452 bytes of ICMPv6 payload fill it (40 IPv6, 8 ICMPv6).
     let opts = PingOpts {
         size: Some(OVERLAY_MTU - 48),
@@ -188,17 +186,33 @@ fn containers_at_mtu_1500_over_a_1500_underlay() {
     let r = lab.ping_with("h1c1", &ip6("h2c1"), &opts);
     assert!(r.is_clean(), "ping -6 -s 1452 -M do:\n{}", r.raw);
     // Full-size UDP datagrams, DF set.
-    let rx = spawn(&lab, "h2c1", 30, UDP_RECEIVER, &["5301"]);
-    let tx = spawn(&lab, "h1c1", 30, UDP_SENDER, &[&ip4("h2c1"), "5301", "200"]);
+    let rx = spawn(lab, "h2c1", 30, UDP_RECEIVER, &["5301"]);
+    let tx = spawn(lab, "h1c1", 30, UDP_SENDER, &[&ip4("h2c1"), "5301", "200"]);
     output(tx, "UDP sender");
     let got: usize = output(rx, "UDP receiver").parse().expect("a count");
     assert!(
         got >= 190,
         "{got} of 200 1472-byte UDP datagrams arrived whole"
     );
-    bulk_tcp(&lab, "h1c1", "h2c1", 1);
-    bulk_tcp(&lab, "h2c2", "h1c2", 2);
-    fragments_used(&lab);
+    bulk_tcp(lab, "h1c1", "h2c1", seed);
+    bulk_tcp(lab, "h2c2", "h1c2", seed + 1);
+    fragments_used(lab);
+}
+
+#[test]
+fn containers_at_mtu_1500_over_a_1500_underlay() {
+    if !require_root() {
+        return;
+    }
+    full_size_traffic(&lab("mtu1500", 1500, false), 1);
+}
+
+#[test]
+fn containers_at_mtu_1500_on_the_plain_tap_path() {
+    if !require_root() {
+        return;
+    }
+    full_size_traffic(&lab("mtuplain", 1500, true), 5);
 }
 
 #[test]
@@ -206,11 +220,8 @@ fn containers_at_mtu_1500_over_a_1400_underlay() {
     if !require_root() {
         return;
     }
-    let lab = lab("mtu1400", 1400);
-    full_size_ping(&lab, "h1c1", "h2c1");
-    bulk_tcp(&lab, "h1c1", "h2c1", 3);
-    bulk_tcp(&lab, "h2c1", "h1c1", 4);
-    fragments_used(&lab);
+    let lab = lab("mtu1400", 1400, false);
+    full_size_traffic(&lab, 3);
     // A frame that fits one link datagram of link_mtu (1500) but not the 1400-byte path: the
     // datagram crosses the underlay in IP fragments (the link socket never sets DF).
     let before = lab.snmp_counter("h2", "Ip", "ReasmOKs");
