@@ -261,6 +261,29 @@ fn tap_link(lab: &Lab, host: &str) -> String {
     text(&lab.exec(host, &["ip", "-d", "link", "show", "ipop"]).stdout)
 }
 
+/// For a failure message: how the process ended, or what it is doing now.
+fn process_report(child: &mut Child) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match child.try_wait() {
+        Ok(Some(st)) => format!("exited: code {:?}, signal {:?}", st.code(), st.signal()),
+        Ok(None) => {
+            let pid = child.id();
+            let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}"));
+            let state = read("status")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("State:") || l.starts_with("SigPnd:"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "running, pid {pid}, {state}, wchan {}",
+                read("wchan").unwrap_or_default()
+            )
+        }
+        Err(e) => format!("cannot tell: {e}"),
+    }
+}
+
 /// Waits for the process to exit, at most `timeout`; its exit code.
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let end = Instant::now() + timeout;
@@ -359,8 +382,10 @@ fn ready_only_once_the_tap_is_on_the_bridge_and_sigterm_takes_it_off() {
 
     let msg = ctl_notify.recv(Duration::from_secs(10)).unwrap_or_else(|| {
         panic!(
-            "controller never ready:\n{}",
-            std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default()
+            "controller never ready ({}):\n{}\ntincan:\n{}",
+            process_report(&mut controller.0),
+            std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("tincan.log")).unwrap_or_default()
         )
     });
     // At the moment READY=1 arrives, the TAP is on the bridge and tincan is configured.
