@@ -818,6 +818,17 @@ impl Lab {
             .unwrap_or(0)
     }
 
+    /// Whether the host's tincan reports its link to `uid` online.
+    pub fn peer_online(&self, host: &str, uid: &str) -> bool {
+        self.tincan_state(host)["peers"]
+            .as_array()
+            .is_some_and(|peers| {
+                peers
+                    .iter()
+                    .any(|p| p["uid"] == uid && p["status"] == "online")
+            })
+    }
+
     /// Waits until every host's tincan reports all its links online.
     pub fn wait_links_online(&self, timeout: Duration) -> bool {
         let want = usize::from(self.opts.hosts) - 1;

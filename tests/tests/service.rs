@@ -115,14 +115,6 @@ fn neigh_owners(lab: &Lab, host: &str) -> Vec<String> {
         .collect()
 }
 
-fn peer_online(lab: &Lab, host: &str, uid: &str) -> bool {
-    lab.tincan_state(host)["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["uid"] == uid && p["status"] == "online")
-}
-
 #[test]
 fn sighup_trims_removed_peers_links_added_ones_and_names_keys_that_need_a_restart() {
     if !require_root() {
@@ -196,7 +188,7 @@ fn sighup_trims_removed_peers_links_added_ones_and_names_keys_that_need_a_restar
     // h3 back in the config: its link comes up and carries pings again.
     std::fs::write(&path, &original).unwrap();
     signal(pid, "HUP");
-    let up = wait_until(Duration::from_secs(15), || peer_online(&lab, "h1", &h3_uid));
+    let up = wait_until(Duration::from_secs(15), || lab.peer_online("h1", &h3_uid));
     assert!(
         up,
         "h3's link did not come back: {}\n{}",

@@ -4,7 +4,7 @@
 
 mod control;
 mod dataplane;
-mod hostaddr;
+
 mod neigh;
 mod query;
 mod signals;

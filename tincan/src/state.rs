@@ -2,7 +2,7 @@
 //! counters into the typed `LocalState` of the control API.
 
 use crate::dataplane::Node;
-use crate::hostaddr;
+use ipop_tincan::hostaddr;
 use proto::api::tincan::{
     Counters, LinkPath, LinkStatus, LocalState, MacEntry, NatMapping, NatState, PeerState, Security,
 };
