@@ -36,6 +36,8 @@
 #   LAB_LINK_MTU   "link_mtu" in the configs (default: not written, the config default, 1500)
 #   LAB_UNDERLAY_MTU  MTU of the underlay veths (u0 and its switch port; default 1500), e.g.
 #                  1400 for a path smaller than link_mtu
+#   LAB_UNDERLAY   4 (default): the underlay is IPv4, hosts at 10.99.0.N; 6: IPv6 only, hosts at
+#                  fd99::N, and the configs' peer endpoints are [fd99::N]:port
 #   RUST_LOG       passed to the daemons (default info)
 set -euo pipefail
 
@@ -58,6 +60,7 @@ ROGUE_HOSTS=${LAB_ROGUE_HOSTS:-}
 REKEY=${LAB_REKEY:-}
 CIPHER=${LAB_CIPHER:-}
 CIPHERS=${LAB_CIPHERS:-}
+UNDERLAY=${LAB_UNDERLAY:-4}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 WAIT=${LAB_WAIT:-20}
 LINK_MTU=${LAB_LINK_MTU:-}
@@ -76,6 +79,7 @@ validate_env() {
     local c='h[123]=(auto|aes-256-gcm|chacha20-poly1305)'
     [[ $CIPHERS =~ ^($c( $c)*)?$ ]] || die "LAB_CIPHERS: expected entries like 'h2=chacha20-poly1305', got '$CIPHERS'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
+    [[ $UNDERLAY =~ ^[46]$ ]] || die "LAB_UNDERLAY: expected 4 or 6, got '$UNDERLAY'"
     local v
     for v in LAB_MTU LAB_TAP_MTU LAB_LINK_MTU LAB_UNDERLAY_MTU; do
         [[ -z ${!v:-} || ${!v} =~ ^[0-9]{3,4}$ ]] ||
@@ -104,12 +108,21 @@ build_topology() {
         ip -n "$sw" link add "h$i" type veth peer name u0 netns "$h"
         ip -n "$sw" link set "h$i" mtu "$UNDERLAY_MTU" master br0 up
         ip -n "$h" link set u0 mtu "$UNDERLAY_MTU" up
-        ip -n "$h" addr add "10.99.0.$i/24" dev u0
+        if [ "$UNDERLAY" = 6 ]; then
+            ip -n "$h" addr add "fd99::$i/64" dev u0 nodad
+        else
+            ip -n "$h" addr add "10.99.0.$i/24" dev u0
+        fi
         add_lxc_host "$i"
     done
 }
 
 in_list() { [[ " $2 " == *" $1 "* ]]; }
+
+# Host I's underlay address as an endpoint's host part.
+underlay_addr() {
+    if [ "$UNDERLAY" = 6 ]; then echo "[fd99::$1]"; else echo "10.99.0.$1"; fi
+}
 
 # Each host's key (ipop.key beside its config, made by `ipop-tincan --key`) and the fingerprint
 # the other hosts pin for it: its own, or for a rogue host an unrelated key's.
@@ -158,7 +171,7 @@ write_configs() {
             if [ -f "$DIR/h$j/pinned-fpr" ]; then
                 fpr=", \"fpr\": \"$(cat "$DIR/h$j/pinned-fpr")\""
             fi
-            peers+="$sep"$'\n'"    {\"ip4\": \"10.0.3.$j\", \"endpoint\": \"10.99.0.$j:$LINK_PORT\"$fpr}"
+            peers+="$sep"$'\n'"    {\"ip4\": \"10.0.3.$j\", \"endpoint\": \"$(underlay_addr "$j"):$LINK_PORT\"$fpr}"
             sep=","
         done
         cat >"$DIR/h$i/config.json" <<EOF
@@ -231,7 +244,7 @@ cmd_status() {
     fi
     echo "  namespaces: $nss"
     for i in $(lab_hosts); do
-        echo "  h$i (10.99.0.$i, lxcbr0 10.0.3.$i):"
+        echo "  h$i ($(underlay_addr "$i"), lxcbr0 10.0.3.$i):"
         for d in tincan controller; do
             proc_status "h$i" "$d" "" "not started"
         done

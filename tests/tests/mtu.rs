@@ -2,7 +2,8 @@
 //! (TAP MTU 1500, `link_mtu` 1500), so full-size frames are larger than one link datagram and
 //! cross in link fragments. Checked as a user would: bulk TCP arrives intact both ways,
 //! full-size pings with DF set and full-size UDP datagrams are delivered, IPv6 too; and the
-//! same over an underlay whose MTU is only 1400 (the link socket lets IP fragment).
+//! same over an underlay whose MTU is only 1400 (the link socket lets IP fragment), and over an
+//! IPv6-only underlay.
 
 use ipop_lab_tests::{ip4, ip6, prefix, require_root, Lab, LabOptions, PingOpts, OVERLAY_MTU};
 use std::process::{Command, Stdio};
@@ -83,9 +84,19 @@ for i in range(int(sys.argv[3])):
 
 /// A lab of two hosts with the config's MTU defaults, its underlay veths at `underlay_mtu`.
 fn lab(tag: &str, underlay_mtu: u32, plain_tap: bool) -> Lab {
+    lab_with(tag, underlay_mtu, plain_tap, &[])
+}
+
+/// [`lab`] with more `scripts/lab.sh` variables.
+fn lab_with(tag: &str, underlay_mtu: u32, plain_tap: bool, env: &[(&str, &str)]) -> Lab {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("LAB_UNDERLAY_MTU".into(), underlay_mtu.to_string()));
     let opts = LabOptions {
         hosts: 2,
-        env: vec![("LAB_UNDERLAY_MTU".into(), underlay_mtu.to_string())],
+        env,
         ..LabOptions::default()
     }
     .plain_tap(plain_tap);
@@ -238,4 +249,23 @@ fn containers_at_mtu_1500_over_a_1400_underlay() {
         "h2 reassembled {} IP packets",
         after - before
     );
+}
+
+#[test]
+fn containers_at_mtu_1500_over_an_ipv6_only_underlay() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab_with("mtu6", 1500, false, &[("LAB_UNDERLAY", "6")]);
+    let u0 = lab.exec_ok("h1", &["ip", "-o", "addr", "show", "dev", "u0"]);
+    assert!(
+        u0.contains("fd99::1/64") && !u0.contains(" inet "),
+        "h1's underlay is not IPv6 only: {u0}"
+    );
+    for (host, peer) in [("h1", "[fd99::2]:5900"), ("h2", "[fd99::1]:5900")] {
+        let s = lab.tincan_state(host);
+        assert_eq!(s["peers"][0]["endpoint"], peer, "{host}: {}", s["peers"]);
+    }
+    // IPv6 and UDP headers take 20 bytes more than IPv4's: link datagrams are cut to fit.
+    full_size_traffic(&lab, 9);
 }

@@ -3,13 +3,15 @@
 
 use std::net::IpAddr;
 
-/// Every IPv4 address of an interface that is up, except loopback and the addresses of
-/// `ignore` (the TAP, the bridge it is a port of, and the config's `network_ignore_list`).
+/// Every address of an interface that is up, IPv4 first, except loopback, IPv6 link-local
+/// (it needs a scope, and a peer elsewhere cannot reach it) and the addresses of `ignore` (the
+/// TAP, the bridge it is a port of, and the config's `network_ignore_list`).
 pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut v6 = Vec::new();
     for ifa in addrs {
         if ignore.contains(&ifa.interface_name) {
             continue;
@@ -17,14 +19,23 @@ pub fn host_addresses(ignore: &[String]) -> Vec<IpAddr> {
         if !ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP) {
             continue;
         }
-        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+        let Some(addr) = ifa.address.as_ref() else {
             continue;
         };
-        let ip = IpAddr::V4(sin.ip());
-        if !ip.is_loopback() && !out.contains(&ip) {
-            out.push(ip);
+        if let Some(sin) = addr.as_sockaddr_in() {
+            let ip = IpAddr::V4(sin.ip());
+            if !ip.is_loopback() && !out.contains(&ip) {
+                out.push(ip);
+            }
+        } else if let Some(sin6) = addr.as_sockaddr_in6() {
+            let ip = sin6.ip();
+            let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+            if !ip.is_loopback() && !link_local && !v6.contains(&IpAddr::V6(ip)) {
+                v6.push(IpAddr::V6(ip));
+            }
         }
     }
+    out.extend(v6);
     out
 }
 
@@ -42,6 +53,10 @@ mod tests {
     fn loopback_is_never_a_candidate_and_ignored_interfaces_are_skipped() {
         let all = host_addresses(&[]);
         assert!(all.iter().all(|ip| !ip.is_loopback()));
+        assert!(all.iter().all(|ip| match ip {
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+            IpAddr::V4(_) => true,
+        }));
         // Ignoring every interface leaves nothing.
         let names: Vec<String> = nix::ifaddrs::getifaddrs()
             .map(|a| a.map(|i| i.interface_name).collect())

@@ -213,6 +213,9 @@ impl RxBatch {
 
 pub struct BatchSocket {
     sock: Socket,
+    /// An IPv6 socket that also carries IPv4 (dual-stack): IPv4 peers are written to it as
+    /// v4-mapped addresses, and read back as plain IPv4 ones.
+    dual: bool,
     /// False once the kernel refused a GSO send.
     gso: bool,
     /// Largest datagram sent with GSO: lowered when the kernel says a GSO segment is larger
@@ -235,9 +238,27 @@ struct SendScratch {
 }
 
 impl BatchSocket {
-    /// A nonblocking UDP socket on `addr` with deep buffers and GRO where the kernel has it.
+    /// The link socket on `port` of every address: IPv6 and IPv4 on one dual-stack socket, or
+    /// IPv4 alone where the host has no IPv6 (disabled, or `net.ipv6.bindv6only` refusing
+    /// the mix).
+    pub fn bind_any(port: u16) -> io::Result<BatchSocket> {
+        match BatchSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                log::warn!("links: no IPv6 socket on port {port} ({e}): IPv4 only");
+                BatchSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+            }
+        }
+    }
+
+    /// A nonblocking UDP socket on `addr` with deep buffers and GRO where the kernel has it;
+    /// on the IPv6 wildcard address, dual-stack.
     pub fn bind(addr: SocketAddr) -> io::Result<BatchSocket> {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        let dual = addr.ip() == std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        if dual {
+            s.set_only_v6(false)?;
+        }
         // Bursts arrive faster than one wake-up drains them: deep buffers absorb them.
         if setsockopt(
             &s,
@@ -262,15 +283,23 @@ impl BatchSocket {
         let gro = setsockopt(&s, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         // Never DF: datagrams cut for `link_mtu` still cross a smaller path (a tunnel, PPPoE) in
         // IP fragments rather than vanish into a path-MTU black hole.
-        if addr.is_ipv4() {
-            if let Err(e) = setsockopt(
-                &s,
+        // On a dual-stack socket the IPv4 option covers the v4-mapped peers.
+        let pmtu = [
+            (addr.is_ipv4() || dual).then_some((
                 libc::IPPROTO_IP,
                 libc::IP_MTU_DISCOVER,
                 libc::IP_PMTUDISC_DONT,
-            ) {
+            )),
+            addr.is_ipv6().then_some((
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DONT,
+            )),
+        ];
+        for (level, name, value) in pmtu.into_iter().flatten() {
+            if let Err(e) = setsockopt(&s, level, name, value) {
                 log::warn!(
-                    "link socket: IP_MTU_DISCOVER: {e}: datagrams larger than the path are dropped"
+                    "link socket: path MTU discovery off: {e}: datagrams larger than the path are dropped"
                 );
             }
         }
@@ -284,6 +313,7 @@ impl BatchSocket {
         );
         Ok(BatchSocket {
             sock: s,
+            dual,
             gso: true,
             gso_max_stride: GSO_MAX_STRIDE,
             scratch: SendScratch::default(),
@@ -302,7 +332,17 @@ impl BatchSocket {
 
     /// Sends one datagram.
     pub fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.sock.send_to(data, &to.into())
+        self.sock.send_to(data, &self.os_addr(to).into())
+    }
+
+    /// `to` as this socket takes it: v4-mapped on a dual-stack socket.
+    fn os_addr(&self, to: SocketAddr) -> SocketAddr {
+        match to {
+            SocketAddr::V4(v4) if self.dual => {
+                SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+            }
+            other => other,
+        }
     }
 
     /// Sends every run of `batch` with as few `sendmmsg` calls as the kernel allows; calls
@@ -338,7 +378,7 @@ impl BatchSocket {
                 );
             }
         }
-        names.extend(runs.iter().map(|r| sockaddr(r.to)));
+        names.extend(runs.iter().map(|r| sockaddr(self.os_addr(r.to))));
         iovs.extend(msgs.iter().map(|(_, r, _)| libc::iovec {
             iov_base: batch.buf[r.clone()].as_ptr() as *mut c_void,
             iov_len: r.len(),
@@ -568,12 +608,18 @@ unsafe fn socket_addr(st: &libc::sockaddr_storage, len: libc::socklen_t) -> Opti
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             let s = &*(st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(s.sin6_addr.s6_addr),
-                u16::from_be(s.sin6_port),
-                s.sin6_flowinfo,
-                s.sin6_scope_id,
-            )))
+            let ip = Ipv6Addr::from(s.sin6_addr.s6_addr);
+            let port = u16::from_be(s.sin6_port);
+            // An IPv4 peer on the dual-stack socket: the link table knows it by its IPv4 address.
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    s.sin6_flowinfo,
+                    s.sin6_scope_id,
+                )),
+            })
         }
         _ => None,
     }
@@ -692,6 +738,55 @@ mod tests {
             let (st, len) = sockaddr(a);
             // SAFETY: sockaddr() wrote `len` bytes.
             assert_eq!(unsafe { socket_addr(&st, len) }, Some(a));
+        }
+    }
+
+    /// Received datagrams of one `recv_batch`, with their senders (waits up to 1 s for some).
+    fn receive(sock: &mut BatchSocket) -> Vec<(Option<SocketAddr>, Vec<u8>)> {
+        let mut rx = RxBatch::new(4, 2048);
+        let mut c = UdpCounters::default();
+        for _ in 0..100 {
+            if sock.recv_batch(&mut rx, &mut c).unwrap() > 0 {
+                return (0..rx.len())
+                    .flat_map(|i| {
+                        let (from, d) = rx.datagrams(i);
+                        d.map(|d| (from, d.to_vec())).collect::<Vec<_>>()
+                    })
+                    .collect();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Vec::new()
+    }
+
+    #[test]
+    fn the_dual_stack_socket_speaks_ipv4_and_ipv6_and_names_ipv4_peers_plainly() {
+        let mut sock = BatchSocket::bind_any(0).unwrap();
+        let port = sock.sock.local_addr().unwrap().as_socket().unwrap().port();
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        v4.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let v4_addr = v4.local_addr().unwrap();
+        sock.send_to(b"to v4", v4_addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = v4.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.port()), (&b"to v4"[..], port));
+        v4.send_to(b"from v4", ("127.0.0.1", port)).unwrap();
+        assert_eq!(
+            receive(&mut sock),
+            vec![(Some(v4_addr), b"from v4".to_vec())]
+        );
+        // IPv6 where the host has it (the loopback's ::1).
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            let v6_addr = v6.local_addr().unwrap();
+            sock.send_to(b"to v6", v6_addr).unwrap();
+            let (n, _) = v6.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"to v6");
+            v6.send_to(b"from v6", ("::1", port)).unwrap();
+            assert_eq!(
+                receive(&mut sock),
+                vec![(Some(v6_addr), b"from v6".to_vec())]
+            );
         }
     }
 }

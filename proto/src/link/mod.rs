@@ -56,6 +56,8 @@ pub const DEFAULT_LINK_MTU: u16 = 1500;
 pub const LINK_MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9000;
 /// IPv4 and UDP headers in front of every link datagram on the underlay.
 pub const UNDERLAY_OVERHEAD: usize = 28;
+/// IPv6 and UDP headers, for a peer reached over IPv6.
+pub const UNDERLAY_OVERHEAD_V6: usize = 48;
 /// Bytes a TURN Send indication adds around a datagram relayed through our TURN server
 /// (header, XOR-PEER-ADDRESS for IPv6, DATA with padding), rounded up.
 pub const RELAY_OVERHEAD: usize = 64;
@@ -265,7 +267,8 @@ impl LinkTable {
     }
 
     /// The largest IP packet on the underlay (`link_mtu`): a link datagram is at most this
-    /// less [`UNDERLAY_OVERHEAD`]; larger inner messages go in fragments.
+    /// less [`UNDERLAY_OVERHEAD`] (or [`UNDERLAY_OVERHEAD_V6`] for a peer reached over IPv6);
+    /// larger inner messages go in fragments.
     pub fn set_link_mtu(&mut self, mtu: u16) -> Result<(), LinkError> {
         check_link_mtu(mtu)?;
         self.link_mtu = mtu;

@@ -3,7 +3,7 @@
 
 use super::path::Route;
 use super::{frag, Encapsulated, LinkEvent, LinkId, LinkTable, SendError, Transmit};
-use super::{FRAME_HEADROOM, RELAY_OVERHEAD, UNDERLAY_OVERHEAD};
+use super::{FRAME_HEADROOM, RELAY_OVERHEAD, UNDERLAY_OVERHEAD, UNDERLAY_OVERHEAD_V6};
 use crate::id::{Candidate, Millis};
 use crate::offload::Csum;
 use crate::secure::INIT_LEN;
@@ -108,7 +108,13 @@ impl LinkTable {
         } else {
             0
         };
-        let max = mtu.saturating_sub(UNDERLAY_OVERHEAD + relay);
+        // Through a relay, the underlay is the one to our (IPv4) TURN server.
+        let ip = if link.endpoint().is_ipv6() && relay == 0 {
+            UNDERLAY_OVERHEAD_V6
+        } else {
+            UNDERLAY_OVERHEAD
+        };
+        let max = mtu.saturating_sub(ip + relay);
         // Sealed: the header, the inner message, the tag. Plaintext: the header's type byte is
         // the inner type.
         let overhead = if link.secure.is_some() {

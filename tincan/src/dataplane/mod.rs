@@ -194,11 +194,11 @@ impl Node {
         self.start.elapsed().as_millis() as Millis
     }
 
-    /// Binds the link socket on `port` (all IPv4 addresses) and polls it.
+    /// Binds the link socket on `port` (every IPv6 and IPv4 address) and polls it.
     pub fn bind_link(&mut self, port: u16) -> io::Result<()> {
         // Datagrams queued for the old socket go out on it.
         self.flush_tx();
-        let mut sock = BatchSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
+        let mut sock = BatchSocket::bind_any(port)?;
         if let Some(old) = self.link_sock.take() {
             let _ = self.poll.registry().deregister(&mut SourceFd(&old.fd()));
             sock.inherit(&old);

@@ -298,3 +298,30 @@ fn a_segment_of_max_whole_frame_bytes_crosses_in_one_datagram() {
         assert_eq!(p.a.t.max_whole_frame(99), 0);
     }
 }
+
+#[test]
+fn a_peer_reached_over_ipv6_gets_datagrams_20_bytes_smaller() {
+    let (mut a, mut b) = (Node::new(1, true, LONG), Node::new(2, true, LONG));
+    a.addr = addr("[fd99::1]:5900");
+    b.addr = addr("[fd99::2]:5900");
+    let mut p = Pair::of(a, b);
+    p.run_until(10);
+    assert!(p.a.up(p.ab) && p.b.up(p.ba));
+    let v4 = linked(true);
+    let max = p.a.t.max_whole_frame(p.ab);
+    assert_eq!(max + 20, v4.a.t.max_whole_frame(v4.ab));
+    // What fits crosses whole, and each datagram is within link_mtu with IPv6 and UDP headers.
+    let partial = Csum::Partial {
+        start: 34,
+        offset: 16,
+    };
+    for len in [max, max + 1, 9000] {
+        for d in cut(&mut p, &frame(len, 5), partial) {
+            assert!(d.payload.len() + 48 <= 1500, "{} bytes", d.payload.len());
+        }
+    }
+    assert_eq!(cut(&mut p, &frame(max, 5), partial).len(), 1);
+    let datagrams = cut(&mut p, &frame(9000, 5), partial);
+    let whole = frames(&to_b(&mut p, &datagrams));
+    assert_eq!(whole, [frame(9000, 5)]);
+}
