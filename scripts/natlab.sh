@@ -64,6 +64,7 @@ NO_DAEMONS=${LAB_NO_DAEMONS:-0}
 WAIT=${LAB_WAIT:-60}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
 UDP_TIMEOUT=${LAB_UDP_TIMEOUT:-}
+V6=${LAB_V6:-0}
 read -r -a NATS <<<"$NATS_RAW"
 HOSTS=${#NATS[@]}
 
@@ -101,6 +102,8 @@ validate_env() {
     [[ $WAIT_LINKS =~ ^[01]$ ]] || die "LAB_WAIT_LINKS: expected 0 or 1, got '$WAIT_LINKS'"
     [[ -z $UDP_TIMEOUT || $UDP_TIMEOUT =~ ^[1-9][0-9]*$ ]] ||
         die "LAB_UDP_TIMEOUT: expected seconds, got '$UDP_TIMEOUT'"
+    [[ $V6 =~ ^[01]$ ]] || die "LAB_V6: expected 0 or 1, got '$V6'"
+    [[ $V6 = 0 || -d /proc/sys/net/ipv6 ]] || die "LAB_V6=1: this kernel has no IPv6"
 }
 
 # tool:package pairs for everything `up` runs. `up` installs the missing ones (ensure_packages,
@@ -164,10 +167,36 @@ $full_fwd
     }
 }
 EOF
+    # IPv6 (LAB_V6=1) is routed, not translated, behind the stateful firewall home routers
+    # have: out from the LAN, and back only what answers it (a hole punched from both sides
+    # passes, as through a port-restricted cone).
+    [ "$V6" = 1 ] || return 0
+    cat <<EOF
+table ip6 natlab6 {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "lan0" oifname "wan0" accept
+        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, echo-request } accept
+    }
+}
+EOF
+}
+
+# LAB_V6=1: host i's and router i's IPv6 addresses. The public net is 2001:db8:ff::/64 (router
+# or `none` host i at 2001:db8:ff::(100+i)), the LAN of router i 2001:db8:i::/64 (router ::1,
+# host ::2). Routers route each other's LANs; a `none` host routes them too.
+v6_pub() { echo "2001:db8:ff::$((100 + $1))"; }
+v6_routes() {
+    local ns=$1 self=$2 j
+    for j in $(seq 1 "$HOSTS"); do
+        [ "$j" != "$self" ] && [ "${NATS[$((j - 1))]}" != none ] || continue
+        ip -n "$ns" -6 route add "2001:db8:$j::/64" via "$(v6_pub "$j")"
+    done
 }
 
 build_topology() {
-    local i nat pub=$P-pub h r
+    local i nat pub=$P-pub h r v6_fwd
     new_ns pub
     ip -n "$pub" link add inet0 type bridge stp_state 0 forward_delay 0
     ip -n "$pub" link set inet0 up
@@ -188,8 +217,14 @@ build_topology() {
             ip -n "$pub" link set "h$i" master inet0 up
             ip -n "$h" addr add "$PUB_NET.$((100 + i))/24" dev u0
             ip -n "$h" link set u0 mtu 1500 up
+            if [ "$V6" = 1 ]; then
+                ip -n "$h" addr add "$(v6_pub "$i")/64" dev u0 nodad
+                v6_routes "$h" "$i"
+            fi
         else
-            new_ns "r$i" net.ipv4.ip_forward=1
+            v6_fwd=()
+            [ "$V6" = 0 ] || v6_fwd=(net.ipv6.conf.all.forwarding=1)
+            new_ns "r$i" net.ipv4.ip_forward=1 "${v6_fwd[@]}"
             ip -n "$pub" link add "r$i" type veth peer name wan0 netns "$r"
             ip -n "$pub" link set "r$i" master inet0 up
             ip -n "$r" addr add "$PUB_NET.$((100 + i))/24" dev wan0
@@ -200,6 +235,13 @@ build_topology() {
             ip -n "$h" addr add "192.168.$i.2/24" dev u0
             ip -n "$h" link set u0 mtu 1500 up
             ip -n "$h" route add default via "192.168.$i.1"
+            if [ "$V6" = 1 ]; then
+                ip -n "$r" addr add "$(v6_pub "$i")/64" dev wan0 nodad
+                ip -n "$r" addr add "2001:db8:$i::1/64" dev lan0 nodad
+                ip -n "$h" addr add "2001:db8:$i::2/64" dev u0 nodad
+                ip -n "$h" -6 route add default via "2001:db8:$i::1"
+                v6_routes "$r" "$i"
+            fi
             nat_rules "$i" "$nat" | ip netns exec "$r" nft -f - ||
                 die "nft: cannot load the $nat NAT rules into $r"
             if [ -n "$UDP_TIMEOUT" ]; then

@@ -14,6 +14,8 @@ struct NatLab {
     nats: String,
     dir: PathBuf,
     up_secs: f64,
+    /// `LAB_V6=1`: the hosts also have routed IPv6 behind their routers' stateful firewalls.
+    v6: bool,
 }
 
 impl NatLab {
@@ -26,17 +28,23 @@ impl NatLab {
             .env("LAB_NATS", &self.nats)
             .env("IPOP_BIN_DIR", bin_dir())
             .env("LAB_WAIT", "60")
+            .env("LAB_V6", if self.v6 { "1" } else { "0" })
             .output()
             .expect("bash runs")
     }
 
     fn up(tag: &str, nats: &str) -> NatLab {
+        NatLab::up_v6(tag, nats, false)
+    }
+
+    fn up_v6(tag: &str, nats: &str, v6: bool) -> NatLab {
         let p = prefix(tag);
         let mut lab = NatLab {
             dir: std::env::temp_dir().join(format!("ipop-natlab-{p}")),
             prefix: p,
             nats: nats.to_string(),
             up_secs: 0.0,
+            v6,
         };
         let t = Instant::now();
         let out = lab.script(&["up"]);
@@ -239,6 +247,34 @@ fn cone_peers_go_direct_symmetric_peers_go_through_turn() {
     );
     let status = String::from_utf8_lossy(&lab.script(&["status"]).stdout).into_owned();
     eprintln!("{status}");
+}
+
+/// Two hosts behind symmetric NATs (over IPv4 only a relay joins them) that also have routed
+/// IPv6 behind stateful firewalls: their IPv6 host candidates, signalled over XMPP, give a
+/// direct link over IPv6, with no TURN in the way.
+#[test]
+fn symmetric_nat_hosts_with_ipv6_link_directly_over_ipv6() {
+    if !require_root() {
+        return;
+    }
+    let lab = NatLab::up_v6("nat6", "sym sym", true);
+    for (host, peer_v6) in [
+        ("h1", "[2001:db8:2::2]:5900"),
+        ("h2", "[2001:db8:1::2]:5900"),
+    ] {
+        let peers = lab.state(host)["peers"].clone();
+        assert_eq!(peers[0]["status"], "online", "{host}: {peers}");
+        assert_eq!(peers[0]["path"], "direct", "{host}: {peers}");
+        assert_eq!(peers[0]["endpoint"], peer_v6, "{host}: {peers}");
+    }
+    let relayed = |h: &str| {
+        let n = &lab.state(h)["nat"];
+        n["relayed_in"].as_u64().unwrap_or(0) + n["relayed_out"].as_u64().unwrap_or(0)
+    };
+    let before = relayed("h1");
+    let (received, dup, text) = lab.ping("h1c1", &ip("h2c2"), 10);
+    assert!(received == 10 && !dup, "{text}");
+    assert!(relayed("h1") - before < 10, "pings went through TURN");
 }
 
 #[test]
