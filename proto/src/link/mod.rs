@@ -179,6 +179,8 @@ pub struct CoreCounters {
     /// Answered inits whose session the initiator never confirmed (replaced by a newer init,
     /// or expired): a lost confirmation, or a replayed init.
     pub handshakes_unconfirmed: u64,
+    /// Links the peer closed (it was stopping): down at once.
+    pub links_closed_by_peer: u64,
     pub icc_tx: u64,
     pub icc_rx: u64,
     /// Link fragments of every link, trimmed ones included.

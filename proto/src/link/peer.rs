@@ -3,9 +3,7 @@
 //! link at a time, what its timers want; the table carries it out.
 
 use super::frag::{FragBudget, FragCounters, Reassembly};
-use super::liveness::{
-    LinkEvent as LiveEvent, LinkSession, LinkTimer, DEAD_AFTER, HELLO_INTERVAL, KEEPALIVE_INTERVAL,
-};
+use super::liveness::{LinkEvent as LiveEvent, LinkSession, LinkTimer, HELLO_INTERVAL};
 use super::path::{path_kind, probe_targets, PathKind, Route};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
 use crate::secure::{CipherOffer, SecureLink};
@@ -206,9 +204,7 @@ impl Link {
     pub fn next_due(&self, rekey_after: Millis) -> Millis {
         let l = &self.live;
         let mut next = if l.is_up() {
-            let dead = l.last_rx.unwrap_or(0) + DEAD_AFTER;
-            let keepalive = l.last_tx + KEEPALIVE_INTERVAL;
-            dead.min(keepalive)
+            l.dead_at().min(l.keepalive_at())
         } else if self.secure.is_none() {
             l.last_hello().map_or(0, |t| t + HELLO_INTERVAL)
         } else {

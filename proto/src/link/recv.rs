@@ -238,6 +238,29 @@ impl LinkTable {
         });
     }
 
+    /// The peer closed link `id` (it is stopping): down now, its sessions void; contact starts
+    /// over as for any link that is down, so a restarted peer finds us at once.
+    fn peer_closed(&mut self, id: LinkId) {
+        let Some(Some(link)) = self.links.get_mut(id) else {
+            return;
+        };
+        let was_up = link.live.restart().is_some();
+        link.frag.clear();
+        if let Some(sec) = link.secure.as_mut() {
+            sec.reset();
+        }
+        self.counters.links_closed_by_peer += 1;
+        if was_up {
+            let (uid, endpoint) = (link.uid(), link.endpoint());
+            log::info!("link to {uid} at {endpoint} is down (the peer closed it)");
+            self.events.push_back(LinkEvent::Down {
+                link: id,
+                uid,
+                endpoint,
+            });
+        }
+    }
+
     fn on_sealed(
         &mut self,
         now: Millis,
@@ -268,7 +291,8 @@ impl LinkTable {
         let link = self.links[id].as_mut().expect("checked");
         // Authentic: the peer is alive, and this is where it is now.
         link.moved_to(from, route);
-        if link.live.on_rx(now).is_some() {
+        let data = opened.inner != MessageType::Keepalive as u8;
+        if link.live.on_message(now, data).is_some() {
             self.link_up(id);
         }
         self.deliver(now, id, opened.inner, 1..1 + opened.len, out)
@@ -331,7 +355,11 @@ impl LinkTable {
             return Received::Nothing;
         };
         let link = self.links[id].as_mut().expect("checked");
-        if link.live.on_rx(now).is_some() {
+        if link
+            .live
+            .on_message(now, kind != MessageType::Keepalive)
+            .is_some()
+        {
             self.link_up(id);
         }
         let payload = &msg[DATA_HEADER_LEN..];
@@ -381,6 +409,10 @@ impl LinkTable {
             }
             Some(MessageType::Keepalive) => Received::Nothing,
             Some(MessageType::Fragment) => self.on_fragment(now, id, range, out),
+            Some(MessageType::Close) => {
+                self.peer_closed(id);
+                Received::Nothing
+            }
             _ => {
                 self.counters.drop_bad_link_message += 1;
                 Received::Nothing

@@ -249,7 +249,8 @@ impl LinkTable {
                 crate::secure::SecureError::UnknownSession => SendError::NotUp,
                 _ => SendError::TooLarge,
             })?;
-            link.live.last_tx = now;
+            link.live
+                .sent(now, inner[0] != MessageType::Keepalive as u8);
             Ok(n)
         } else {
             let end = DATA_HEADER_LEN + inner.len() - 1;
@@ -258,7 +259,7 @@ impl LinkTable {
             }
             out[DATA_HEADER_LEN..end].copy_from_slice(&inner[1..]);
             let t = MessageType::from_u8(inner[0]).ok_or(SendError::TooLarge)?;
-            let counter = link.live.next_counter(now);
+            let counter = link.live.next_counter(now, t != MessageType::Keepalive);
             emit_header(out, t, ridx, counter).map_err(|_| SendError::TooLarge)?;
             Ok(end)
         }
@@ -329,7 +330,10 @@ impl LinkTable {
         let Some(Some(link)) = self.links.get_mut(id) else {
             return;
         };
-        link.live.last_tx = now;
+        // Probes go to other addresses than the peer's path: they keep nothing alive there.
+        if !probe {
+            link.live.last_tx = now;
+        }
         for (to, route) in link.targets(have_relay, rekey, probe) {
             self.queue(to, route, msg, now);
         }
@@ -390,6 +394,27 @@ impl LinkTable {
             self.counters.handshakes_sent += 1;
             link.hs_sent_at = Some(now);
             self.send_to_targets(id, &out[..n], now, rekey, probe);
+        }
+    }
+
+    /// Tells every peer whose link is up that it is closed (this node is stopping), so that
+    /// it drops the link at once instead of after its timeout. The datagrams are queued like
+    /// any others (`poll_transmit`); the links here are down afterwards.
+    pub fn close_all(&mut self, now: Millis) {
+        let plain = [MessageType::Close as u8];
+        for id in 0..self.links.len() {
+            let mut out = [0u8; DATA_HEADER_LEN + crate::secure::DATA_OVERHEAD];
+            if let Ok(Encapsulated::Send { to, len, .. }) =
+                self.send_inner(now, id, &plain, &mut out)
+            {
+                self.transmits.push_back(Transmit {
+                    to,
+                    payload: out[..len].to_vec(),
+                });
+            }
+            if let Some(Some(link)) = self.links.get_mut(id) {
+                link.live.restart();
+            }
         }
     }
 

@@ -70,6 +70,8 @@ pub enum MessageType {
     DataPartial = 8,
     /// One piece of a larger inner message.
     Fragment = 9,
+    /// The sender is shutting down this link (tincan stopping): down at once, no timeout.
+    Close = 11,
 }
 
 impl MessageType {
@@ -84,6 +86,7 @@ impl MessageType {
             7 => MessageType::Sealed,
             8 => MessageType::DataPartial,
             9 => MessageType::Fragment,
+            11 => MessageType::Close,
             _ => return None,
         })
     }
@@ -110,6 +113,7 @@ impl MessageType {
                 | MessageType::Keepalive
                 | MessageType::DataPartial
                 | MessageType::Fragment
+                | MessageType::Close
         )
     }
 }
@@ -319,7 +323,8 @@ pub enum LinkMessage<'a> {
         receiver_idx: u32,
         counter: u64,
     },
-    /// Type 8 or 9: a body that starts with inner meta (see the module's table).
+    /// Type 8, 9 or 11: a body that starts with inner meta (see the module's table; a close has
+    /// an empty body).
     WithMeta {
         msg_type: MessageType,
         receiver_idx: u32,
@@ -351,7 +356,7 @@ impl<'a> LinkMessage<'a> {
                     boot_id: u64_at(b, field::hello::BOOT_ID),
                 }))
             }
-            Some(t @ (MessageType::DataPartial | MessageType::Fragment)) => {
+            Some(t @ (MessageType::DataPartial | MessageType::Fragment | MessageType::Close)) => {
                 let h = CountedHeader::parse(b)?;
                 Ok(LinkMessage::WithMeta {
                     msg_type: t,

@@ -247,9 +247,13 @@ impl Node {
                             self.signals.as_mut().map(Signals::drain)
                         {
                             info!(
-                                "{name}: stopping; TAP {} goes with the process",
+                                "{name}: stopping; peers told, TAP {} goes with the process",
                                 self.tap.name
                             );
+                            // Peers drop their links now instead of after their timeout.
+                            let now = self.now();
+                            self.core.close_all(now);
+                            self.flush();
                             return Ok(());
                         }
                     }

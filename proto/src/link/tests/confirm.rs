@@ -219,8 +219,12 @@ fn a_replayed_init_when_the_restarted_sides_own_init_is_lost_yields_to_the_real_
     p.b.transmits();
     p.b.recv(now, addr(ELSEWHERE), &captured);
     p.b.transmits();
-    // A's old session is void at B, so A hears nothing, goes down and starts over; its new
-    // init replaces the replay's session, and the link comes up where A really is.
+    // A's old session is void at B, so A's frames go unanswered: A goes down and starts over;
+    // its new init replaces the replay's session, and the link comes up where A really is.
+    for t in [now, now + 1_100] {
+        p.run_until(t);
+        let _ = p.a.frame(t, p.ab, b"unanswered");
+    }
     p.run_until(now + 10_000);
     assert!(p.a.up(p.ab) && p.b.up(p.ba));
     assert_eq!(p.b.t.link(p.ba).unwrap().endpoint(), p.a.addr);

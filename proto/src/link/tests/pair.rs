@@ -2,7 +2,7 @@
 //! peer moving to another address; encrypted and plaintext.
 
 use super::*;
-use crate::link::liveness::{DEAD_AFTER, HELLO_INTERVAL};
+use crate::link::liveness::{HELLO_INTERVAL, IDLE_DEAD};
 
 /// Loses the first datagram of type `kind` from B to A.
 fn lose_first(kind: MessageType) -> Fate {
@@ -88,7 +88,7 @@ fn plaintext_cores_survive_a_lost_hello_and_a_move() {
     p.b_seen_as = moved;
     p.send(Dir::BtoA, b"from the new address");
     let t = p.now;
-    p.run_until(t + DEAD_AFTER + HELLO_INTERVAL);
+    p.run_until(t + IDLE_DEAD + HELLO_INTERVAL);
     assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), moved);
     assert_eq!(p.seal(Dir::AtoB, b"x").to, moved);
     p.frames_cross("moved");

@@ -2,7 +2,7 @@
 //! `poll_timeout` against what `handle_timeout` does.
 
 use super::*;
-use crate::link::liveness::{DEAD_AFTER, KEEPALIVE_INTERVAL};
+use crate::link::liveness::{ANSWER_WITHIN, IDLE_DEAD, IDLE_KEEPALIVE, REPLY_AFTER};
 use crate::secure::DATA_OVERHEAD;
 use crate::wire::link::DATA_HEADER_LEN;
 
@@ -70,28 +70,33 @@ fn rekey_starts_at_rekey_after_and_the_link_stays_up() {
     assert_eq!(p.ev_b.len(), 1);
 }
 
+/// A's side of a link whose peer B fell silent at 100, after frames crossed both ways.
+fn silent_after_100(sec: bool) -> (Pair, Node) {
+    let mut p = Pair::new(sec, LONG);
+    p.run_until(100);
+    p.frames_cross("up");
+    p.fate = Box::new(|s| s.dir == Dir::AtoB);
+    let a = std::mem::replace(&mut p.a, Node::new(7, false, LONG));
+    (p, a)
+}
+
 #[test]
-fn keepalives_after_1_s_idle_and_a_silent_peer_goes_down_after_4_s() {
+fn an_idle_link_answers_data_within_1_s_then_keeps_alive_every_15_s_and_goes_down_after_40_s() {
     for sec in [true, false] {
-        let mut p = Pair::new(sec, LONG);
-        p.run_until(100);
-        p.frames_cross("up");
-        // A keeps sending (frames, then keepalives); B falls silent at 100.
-        p.fate = Box::new(|s| s.dir == Dir::AtoB);
-        let mut a = std::mem::replace(&mut p.a, Node::new(7, false, LONG));
-        let sent = step_each_ms(&mut a, 101, 99 + DEAD_AFTER);
+        let (mut p, mut a) = silent_after_100(sec);
+        let dead = 100 + IDLE_DEAD;
+        let sent = step_each_ms(&mut a, 101, dead - 1);
         let keepalive_len = if sec { DATA_OVERHEAD } else { DATA_HEADER_LEN };
-        let (t0, k) = &sent[0];
+        // B's frame at 100 is answered 1 s later; then one keepalive per 15 s, nothing else.
+        assert!(sent.iter().all(|(_, t)| t.payload.len() == keepalive_len));
         assert_eq!(
-            (*t0, k.payload.len()),
-            (100 + KEEPALIVE_INTERVAL, keepalive_len)
-        );
-        let keepalives = sent
-            .iter()
-            .filter(|(_, t)| t.payload.len() == keepalive_len);
-        assert_eq!(
-            keepalives.map(|(t, _)| *t).collect::<Vec<_>>(),
-            [1100, 2100, 3100]
+            sent.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            [
+                100 + REPLY_AFTER,
+                100 + REPLY_AFTER + IDLE_KEEPALIVE,
+                100 + REPLY_AFTER + 2 * IDLE_KEEPALIVE
+            ],
+            "sec {sec}"
         );
         let down = LinkEvent::Down {
             link: p.ab,
@@ -99,30 +104,57 @@ fn keepalives_after_1_s_idle_and_a_silent_peer_goes_down_after_4_s() {
             endpoint: p.b.addr,
         };
         assert!(a.up(p.ab));
-        // Down exactly DEAD_AFTER after the last word from B, and contact starts over.
-        a.t.handle_timeout(100 + DEAD_AFTER);
+        // Down IDLE_DEAD after the last word from B, and contact starts over.
+        a.t.handle_timeout(dead);
         assert!(!a.up(p.ab));
         assert_eq!(a.events(), [down], "sec {sec}");
         let again = a.transmits();
         assert!(again.iter().all(|t| t.to == p.b.addr) && !again.is_empty());
         assert_eq!(
-            a.t.encapsulate(4100, p.ab, &mut [0; 8], Csum::Done, &mut [0; 64]),
+            a.t.encapsulate(dead, p.ab, &mut [0; 8], Csum::Done, &mut [0; 64]),
             Err(SendError::NotUp)
         );
         // B answers again: the link comes back.
         p.a = a;
-        p.now = 100 + DEAD_AFTER;
+        p.now = dead;
         p.fate = Box::new(|_| true);
         for t in again {
             p.offer(Dir::AtoB, t);
         }
         p.flush();
-        p.run_until(100 + DEAD_AFTER + 2_000);
+        p.run_until(dead + 2_000);
         assert!(p
             .ev_a
             .iter()
             .any(|(_, e)| matches!(e, LinkEvent::Up { .. })));
         p.frames_cross("back");
+    }
+}
+
+#[test]
+fn a_peer_that_leaves_our_frames_unanswered_is_down_within_3_s() {
+    for sec in [true, false] {
+        let (p, mut a) = silent_after_100(sec);
+        // A frame every 100 ms from 1 s on, unanswered.
+        let mut down_at = None;
+        for now in (1_000..20_000).step_by(100) {
+            a.t.handle_timeout(now);
+            if a.events()
+                .iter()
+                .any(|e| matches!(e, LinkEvent::Down { .. }))
+            {
+                down_at = Some(now);
+                break;
+            }
+            a.frame(now, p.ab, b"to a silent peer").unwrap();
+        }
+        // The first unanswered frame went at 1 s (A's keepalive answer to B at 1.1 s is no
+        // frame); the one a second later decides.
+        assert_eq!(
+            down_at,
+            Some(1_000 + REPLY_AFTER + ANSWER_WITHIN),
+            "sec {sec}"
+        );
     }
 }
 
@@ -173,4 +205,38 @@ fn a_new_key_starts_the_links_over_without_spinning() {
     p.run_until(9_500);
     assert!(p.a.up(p.ab));
     p.frames_cross("new key");
+}
+
+#[test]
+fn a_closed_link_is_down_at_the_peer_at_once_and_a_replayed_close_does_nothing() {
+    for sec in [true, false] {
+        let mut p = Pair::new(sec, LONG);
+        p.run_until(100);
+        p.frames_cross("up");
+        // A stops: its close reaches B, which drops the link now, not 40 s later.
+        p.a.t.close_all(p.now);
+        let close = p.a.transmits();
+        assert_eq!(close.len(), 1, "sec {sec}");
+        let from = p.a.addr;
+        assert_eq!(p.b.recv(p.now, from, &close[0].payload), Got::Nothing);
+        assert!(!p.b.up(p.ba), "sec {sec}: B still up after A closed");
+        assert_eq!(
+            p.b.events(),
+            [LinkEvent::Down {
+                link: p.ba,
+                uid: p.a.uid,
+                endpoint: p.a.addr
+            }]
+        );
+        assert_eq!(p.b.t.counters().links_closed_by_peer, 1);
+        // Both sides want the link again (A did not go away here): it comes back.
+        p.run_until(p.now + 5_000);
+        p.frames_cross("back");
+        if sec {
+            // The close, replayed, is refused by the replay window: the link stays up.
+            assert_eq!(p.b.recv(p.now, from, &close[0].payload), Got::Nothing);
+            assert!(p.b.up(p.ba));
+            assert_eq!(p.b.t.counters().links_closed_by_peer, 1);
+        }
+    }
 }
