@@ -17,5 +17,6 @@ pub mod replay;
 pub mod rpc;
 pub mod secure;
 pub mod signal;
+pub mod storm;
 pub mod switch;
 pub mod wire;

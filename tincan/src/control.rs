@@ -309,6 +309,15 @@ impl Node {
             self.tap.mtu = mtu;
             info!("TAP {} mtu {mtu}", self.tap.name);
         }
+        if let Some(rates) = p.storm.filter(|r| *r != self.storm.rates()) {
+            let now = self.now();
+            self.storm.set_rates(rates, now);
+            self.storm_in.clear();
+            info!(
+                "storm control: broadcast {}, multicast {}, unknown unicast {} frames/s (0: no limit)",
+                rates.broadcast_pps, rates.multicast_pps, rates.unknown_unicast_pps
+            );
+        }
         self.control.ip4 = Some(p.ip4);
         Ok(api::DONE)
     }

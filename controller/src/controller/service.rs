@@ -109,6 +109,13 @@ impl Controller {
                 logging: plan.config.tincan_logging,
             });
         }
+        if plan.applied.iter().any(|k| k.starts_with("storm_")) {
+            // set_local_ip carries the rates; configuring again is idempotent.
+            self.cfg.storm_broadcast_pps = plan.config.storm_broadcast_pps;
+            self.cfg.storm_multicast_pps = plan.config.storm_multicast_pps;
+            self.cfg.storm_unknown_unicast_pps = plan.config.storm_unknown_unicast_pps;
+            self.configure_tincan();
+        }
         if plan.applied.contains(&"controller_logging") {
             if self.log_follows_config {
                 logging::set_level(plan.config.controller_logging.level_filter());
@@ -137,8 +144,8 @@ impl Controller {
     }
 
     /// SIGTERM or SIGINT: takes the TAP off the bridge (with `--detach-on-exit`) and logs out
-    /// of XMPP. Links have no message that says goodbye; the peers see them go down within 4 s
-    /// once tincan (a unit of its own, not started by the controller) stops. Without the flag
+    /// of XMPP. The links stay: tincan (a unit of its own, not started by the controller)
+    /// tells its peers when it stops, and they drop the links at once. Without the flag
     /// the TAP stays on the bridge, so that a controller restart loses no established flow.
     pub(super) async fn shutdown(&mut self, signal: &str) {
         info!("{signal}: shutting down");

@@ -137,6 +137,7 @@ impl Controller {
             key_file: cfg.sec.then(|| self.key_file.clone()),
             rekey_after_secs: u32::try_from(cfg.rekey_interval).unwrap_or(u32::MAX),
             cipher: cfg.cipher,
+            storm: Some(cfg.storm_rates()),
         };
         let mode = SetSwitchmode {
             switchmode: cfg.switchmode,

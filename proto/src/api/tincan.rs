@@ -145,6 +145,9 @@ pub struct SetLocalIp {
     /// The ciphers encrypted links offer in their handshakes.
     #[serde(default)]
     pub cipher: CipherSetting,
+    /// Storm control: the flood rates per class. Absent: unchanged (the defaults until set).
+    #[serde(default)]
+    pub storm: Option<crate::storm::StormRates>,
 }
 
 impl SetLocalIp {

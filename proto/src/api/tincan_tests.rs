@@ -47,6 +47,11 @@ fn every_request() -> Vec<TincanRequest> {
             key_file: Some("/etc/ipop/ipop.key".into()),
             rekey_after_secs: 60,
             cipher: crate::secure::CipherSetting::ChaCha20Poly1305,
+            storm: Some(crate::storm::StormRates {
+                broadcast_pps: 10,
+                multicast_pps: 0,
+                unknown_unicast_pps: 30,
+            }),
         }
         .into(),
         SetNat {

@@ -147,6 +147,15 @@ macro_rules! config_keys {
         }
 
         impl Config {
+    /// The storm control rates of the `storm_*_pps` keys.
+    pub fn storm_rates(&self) -> crate::storm::StormRates {
+        crate::storm::StormRates {
+            broadcast_pps: self.storm_broadcast_pps,
+            multicast_pps: self.storm_multicast_pps,
+            unknown_unicast_pps: self.storm_unknown_unicast_pps,
+        }
+    }
+
             /// Every key, in the order of the table.
             pub fn keys() -> Vec<KeyDoc> {
                 let d = Config::default();
@@ -294,6 +303,14 @@ config_keys! {
     /// hardware, ChaCha20-Poly1305 otherwise), "aes-256-gcm" or "chacha20-poly1305" (only that
     /// one: no link with a peer that offers only the other).
     cipher: CipherSetting = CipherSetting::Auto, "cipher", cipher(), Support::Supported;
+    /// Broadcast frames per second the bridge may flood into the overlay, and each peer into
+    /// this host (storm control; 0: no limit).
+    storm_broadcast_pps: u32 = 1_000, "storm_broadcast_pps", int(0, 10_000_000), Support::Supported;
+    /// Multicast frames per second, likewise (IPv6 neighbour discovery, mDNS, ...).
+    storm_multicast_pps: u32 = 2_000, "storm_multicast_pps", int(0, 10_000_000), Support::Supported;
+    /// Frames per second to unknown unicast addresses the bridge may flood into the overlay.
+    storm_unknown_unicast_pps: u32 = 5_000, "storm_unknown_unicast_pps", int(0, 10_000_000),
+        Support::Supported;
 }
 
 /// Original keys this project has no field for (svpn, multihop, statistics, router mode,
@@ -561,7 +578,14 @@ impl<'a> Input<'a> {
 
 /// Keys a reload (SIGHUP) applies to the running controller; a change to any other key needs a
 /// restart.
-pub const RELOADABLE_KEYS: &[&str] = &["peers", "controller_logging", "tincan_logging"];
+pub const RELOADABLE_KEYS: &[&str] = &[
+    "peers",
+    "controller_logging",
+    "tincan_logging",
+    "storm_broadcast_pps",
+    "storm_multicast_pps",
+    "storm_unknown_unicast_pps",
+];
 
 /// Whether a reload applies a change to `key`.
 pub fn reload_applies(key: &str) -> bool {
@@ -593,6 +617,9 @@ impl Reload {
         config.peers = new.peers.clone();
         config.controller_logging = new.controller_logging;
         config.tincan_logging = new.tincan_logging;
+        config.storm_broadcast_pps = new.storm_broadcast_pps;
+        config.storm_multicast_pps = new.storm_multicast_pps;
+        config.storm_unknown_unicast_pps = new.storm_unknown_unicast_pps;
         let old: HashMap<Uid, &PeerConfig> = running.peers.iter().map(|p| (p.uid, p)).collect();
         let now: HashMap<Uid, &PeerConfig> = new.peers.iter().map(|p| (p.uid, p)).collect();
         let trim = running

@@ -113,3 +113,24 @@ fn the_man_page_documents_every_key_with_its_default() {
         }
     }
 }
+
+#[test]
+fn storm_control_rates_are_applied_on_reload_and_default_to_the_storm_defaults() {
+    let running = cfg(json!({}));
+    assert_eq!(running.storm_rates(), crate::storm::StormRates::default());
+    let new = cfg(json!({"storm_broadcast_pps": 0, "storm_unknown_unicast_pps": 50}));
+    let r = Reload::plan(&running, &new);
+    assert_eq!(
+        r.applied,
+        ["storm_broadcast_pps", "storm_unknown_unicast_pps"]
+    );
+    assert!(r.need_restart.is_empty());
+    assert_eq!(
+        r.config.storm_rates(),
+        crate::storm::StormRates {
+            broadcast_pps: 0,
+            multicast_pps: 2_000,
+            unknown_unicast_pps: 50
+        }
+    );
+}

@@ -22,8 +22,10 @@ use mio::{Events, Interest, Poll, Token};
 use proto::id::Millis;
 use proto::link::{LinkEvent, LinkId, LinkTable, FRAME_HEADROOM};
 use proto::offload::{Coalescer, VNET_HDR_LEN};
+use proto::storm::{StormControl, StormRates};
 use proto::switch::Switch;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -95,6 +97,9 @@ pub struct Counters {
     /// Frames from the TAP that still needed a checksum or segmentation (offloads the TAP
     /// was not opened for).
     pub drop_tap_offload: u64,
+    /// Broadcast and multicast from peers beyond the storm control rates, dropped.
+    pub storm_in_drop_broadcast: u64,
+    pub storm_in_drop_multicast: u64,
     #[serde(flatten)]
     pub udp: UdpCounters,
 }
@@ -108,6 +113,10 @@ pub struct Node {
     pub switch: Switch<LinkId>,
     pub control: Control,
     pub counters: Counters,
+    /// Storm control of what the bridge floods into the overlay.
+    pub storm: StormControl,
+    /// Storm control of the broadcast and multicast each peer sends us.
+    pub storm_in: HashMap<LinkId, StormControl>,
     start: Instant,
     /// Frames are read at `buf[FRAME_AT..]`, so the link core seals them in place.
     buf: Vec<u8>,
@@ -177,6 +186,8 @@ impl Node {
             switch: Switch::new(MAC_TABLE_SIZE, MAC_TTL_MS),
             control: Control::default(),
             counters: Counters::default(),
+            storm: StormControl::new(StormRates::default(), 0),
+            storm_in: HashMap::new(),
             start: Instant::now(),
             buf: vec![0u8; FRAME_AT + BUF_LEN],
             out: vec![0u8; proto::wire::link::MAX_INNER_LEN],
@@ -314,6 +325,7 @@ impl Node {
             let (uid, up) = match ev {
                 LinkEvent::Up { uid, .. } => (uid, true),
                 LinkEvent::Down { link, uid, .. } => {
+                    self.storm_in.remove(&link);
                     let removed = self.switch.macs.remove_port(link);
                     info!("link to {uid}: {removed} MAC entries withdrawn");
                     (uid, false)

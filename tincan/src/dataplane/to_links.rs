@@ -6,7 +6,9 @@ use log::{debug, error};
 use proto::id::Millis;
 use proto::link::{Encapsulated, LinkId, SendError, FRAME_HEADROOM};
 use proto::offload::{self, VnetHdr};
+use proto::storm::FloodClass;
 use proto::switch::{FloodReason, TapVerdict};
+use proto::wire::ethernet::peek_header;
 use std::io;
 
 impl Node {
@@ -69,6 +71,13 @@ impl Node {
                 self.punt_frame(&frame);
             }
             TapVerdict::Flood(reason) => {
+                // Storm control: each class of flood at most its rate (counted by class).
+                let Ok((dst, _, _)) = peek_header(&self.buf[FRAME_AT..end]) else {
+                    return;
+                };
+                if !self.storm.allow(FloodClass::of(&dst), now) {
+                    return;
+                }
                 match reason {
                     FloodReason::UnknownUnicast => self.counters.unknown_unicast += 1,
                     FloodReason::Arp => self.counters.arp_flooded += 1,

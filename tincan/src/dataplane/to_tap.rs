@@ -7,7 +7,9 @@ use crate::udp::RxBatch;
 use proto::id::Millis;
 use proto::link::{LinkId, Received};
 use proto::offload::{self, Csum};
+use proto::storm::{FloodClass, StormControl};
 use proto::switch::{DropReason, LinkVerdict};
+use proto::wire::ethernet::peek_header;
 use std::net::SocketAddr;
 
 impl Node {
@@ -83,6 +85,24 @@ impl Node {
                 self.counters.drop_refused_mac += 1;
                 self.core.note_refused_mac(id);
                 return;
+            }
+        }
+        // Storm control per peer: a peer that does not limit its own floods is limited here.
+        if let Ok((dst, _, _)) = peek_header(frame) {
+            if dst.is_group() {
+                let rates = self.storm.rates();
+                let class = FloodClass::of(&dst);
+                let storm = self
+                    .storm_in
+                    .entry(id)
+                    .or_insert_with(|| StormControl::new(rates, now));
+                if !storm.allow(class, now) {
+                    match class {
+                        FloodClass::Broadcast => self.counters.storm_in_drop_broadcast += 1,
+                        _ => self.counters.storm_in_drop_multicast += 1,
+                    }
+                    return;
+                }
             }
         }
         // The kernel finishes a checksum where the peer says: only the TCP/UDP checksum field.
