@@ -269,3 +269,34 @@ fn containers_at_mtu_1500_over_an_ipv6_only_underlay() {
     // IPv6 and UDP headers take 20 bytes more than IPv4's: link datagrams are cut to fit.
     full_size_traffic(&lab, 9);
 }
+
+/// Two containers with jumbo frames (MTU 9000, their bridge ports too) on hosts whose TAPs
+/// have 1500: TCP between them would send 9000-byte segments that the bridge drops at the
+/// TAP; tincan clamps the MSS of their SYNs, so bulk TCP arrives intact both ways, and it
+/// names the port in its log.
+#[test]
+fn jumbo_frame_containers_get_tcp_through_with_a_clamped_mss() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab("mtujumbo", 1500, false);
+    for (host, node) in [("h1", "h1c1"), ("h2", "h2c1")] {
+        lab.exec_ok(host, &["ip", "link", "set", "c1", "mtu", "9000"]);
+        lab.exec_ok(node, &["ip", "link", "set", "eth0", "mtu", "9000"]);
+    }
+    bulk_tcp(&lab, "h1c1", "h2c1", 11);
+    bulk_tcp(&lab, "h2c1", "h1c1", 12);
+    for host in ["h1", "h2"] {
+        let c = &lab.tincan_state(host)["counters"];
+        assert!(c["mss_clamped"].as_u64() > Some(0), "{host}: {c}");
+    }
+    let warned = ipop_lab_tests::wait_until(std::time::Duration::from_secs(3), || {
+        lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
+            .contains("port c1 has MTU 9000")
+    });
+    assert!(
+        warned,
+        "{}",
+        lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
+    );
+}

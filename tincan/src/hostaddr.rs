@@ -45,6 +45,23 @@ pub fn bridge_of(ifname: &str) -> Option<String> {
     Some(target.file_name()?.to_string_lossy().into_owned())
 }
 
+/// The ports of bridge `bridge` and their MTUs, from sysfs (empty when it is no bridge).
+pub fn bridge_port_mtus(bridge: &str) -> Vec<(String, u32)> {
+    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u32)> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let port = e.file_name().to_string_lossy().into_owned();
+            let mtu = std::fs::read_to_string(format!("/sys/class/net/{port}/mtu")).ok()?;
+            Some((port, mtu.trim().parse().ok()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@
 mod coalesce;
 mod csum;
 mod headers;
+mod mss;
 mod split;
 mod vnet;
 
@@ -35,6 +36,7 @@ mod tests_prop;
 pub use coalesce::{Coalescer, MAX_FLOWS, MAX_SUPER_FRAME};
 pub use csum::{finish_checksum, ipv4_header_checksum, ones_sum, pseudo_sum_v4, pseudo_sum_v6};
 pub use headers::partial_is_sane;
+pub use mss::{clamp_mss, mss_for_mtu};
 pub use split::{split, MIN_GSO_SIZE};
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,

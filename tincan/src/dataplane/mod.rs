@@ -97,6 +97,8 @@ pub struct Counters {
     /// Frames from the TAP that still needed a checksum or segmentation (offloads the TAP
     /// was not opened for).
     pub drop_tap_offload: u64,
+    /// TCP SYNs whose MSS was lowered to fit the TAP's MTU.
+    pub mss_clamped: u64,
     /// Broadcast and multicast from peers beyond the storm control rates, dropped.
     pub storm_in_drop_broadcast: u64,
     pub storm_in_drop_multicast: u64,
@@ -131,6 +133,8 @@ pub struct Node {
     coalescer: Coalescer,
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
+    /// Bridge ports already reported for an MTU larger than the TAP's (with that MTU).
+    big_ports: HashMap<String, u32>,
     /// SIGTERM, SIGINT and SIGHUP, when the binary blocked them ([`Node::watch_signals`]).
     signals: Option<Signals>,
 }
@@ -197,6 +201,7 @@ impl Node {
             coalescer: Coalescer::new(),
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
+            big_ports: HashMap::new(),
             signals: None,
         })
     }
@@ -308,6 +313,28 @@ impl Node {
         if now.saturating_sub(self.last_expire) >= MAC_EXPIRE_EVERY {
             self.last_expire = now;
             self.switch.expire(now);
+            self.check_bridge_mtus();
+        }
+    }
+
+    /// Warns once per bridge port whose MTU is larger than the TAP's: frames that large from
+    /// it cannot cross (the bridge drops them at the TAP); TCP gets through with a clamped MSS.
+    fn check_bridge_mtus(&mut self) {
+        let Some(bridge) = ipop_tincan::hostaddr::bridge_of(&self.tap.name) else {
+            return;
+        };
+        let tap_mtu = u32::from(self.tap.mtu);
+        for (port, mtu) in ipop_tincan::hostaddr::bridge_port_mtus(&bridge) {
+            if mtu > tap_mtu && self.big_ports.get(&port) != Some(&mtu) {
+                warn!(
+                    "bridge {bridge} port {port} has MTU {mtu}, more than TAP {}'s {tap_mtu}: \
+                     its frames larger than {tap_mtu} bytes cannot cross the overlay (the bridge \
+                     drops them); TCP crosses with its MSS clamped to {} (counted in mss_clamped)",
+                    self.tap.name,
+                    proto::offload::mss_for_mtu(self.tap.mtu, false)
+                );
+                self.big_ports.insert(port, mtu);
+            }
         }
     }
 

@@ -53,6 +53,13 @@ impl Node {
             return;
         }
         let end = FRAME_AT + n;
+        // A SYN from a bridge port with a larger MTU than the TAP's asks for segments the TAP
+        // would drop: its MSS is lowered to what the overlay carries.
+        if meta.gso_type == 0
+            && offload::clamp_mss(&mut self.buf[FRAME_AT..end], meta.csum(), self.tap.mtu)
+        {
+            self.counters.mss_clamped += 1;
+        }
         let verdict = self
             .switch
             .from_tap(&self.buf[FRAME_AT..end], self.control.alive(), now);

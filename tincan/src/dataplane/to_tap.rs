@@ -110,6 +110,12 @@ impl Node {
             self.counters.drop_bad_csum += 1;
             return;
         }
+        // A SYN from a peer whose own side does not clamp (an older tincan, a jumbo port).
+        let mtu = self.tap.mtu;
+        if offload::clamp_mss(&mut self.out[range.clone()], csum, mtu) {
+            self.counters.mss_clamped += 1;
+        }
+        let frame = &self.out[range.clone()];
         self.core.note_rx_frame(id, frame.len());
         let len = frame.len() as u64;
         let (tap, counters) = (&self.tap, &mut self.counters);
