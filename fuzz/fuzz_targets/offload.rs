@@ -8,6 +8,8 @@
 //! 2, PSH if bit 3) with `rest` = `[gso_size u16 le][n u8][n x (pos u16 le, byte)][payload]`;
 //! the `n` (at most 8) bytes replace the frame's at `pos` (modulo its length).
 //!
+//! `clamp_mss` runs on every frame too.
+//!
 //! Besides not panicking: segments fit `max_seg`, carry at most `gso_size` payload bytes and
 //! have a checksum field inside them; every coalesced buffer starts with a parsable header
 //! and stays within 64 KB when it is a GSO frame; nothing stays pending after `flush`; and an
@@ -115,6 +117,14 @@ fuzz_target!(|data: &[u8]| {
         }
         (hdr, frame, n == 0)
     };
+    // MSS clamping of any frame never panics, never grows it, and a clamped frame is left
+    // with nothing more to clamp.
+    let mut clamped = frame.clone();
+    let mtu = (max_seg as u16).clamp(576, 9000);
+    if proto::offload::clamp_mss(&mut clamped, hdr.csum(), mtu) {
+        assert_eq!(clamped.len(), frame.len());
+        assert!(!proto::offload::clamp_mss(&mut clamped, hdr.csum(), mtu));
+    }
 
     let mut scratch = vec![0u8; HEADROOM + max_seg.max(frame.len())];
     let mut segments: Vec<(Vec<u8>, Csum)> = Vec::new();
