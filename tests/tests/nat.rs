@@ -245,6 +245,40 @@ fn cone_peers_go_direct_symmetric_peers_go_through_turn() {
         after.0 - before.0 < 10 && after.1 - before.1 < 10,
         "cone-to-cone traffic went through TURN: {before:?} -> {after:?}"
     );
+    // What the operator sees on h3: h4's row says "relayed" with the address h3 sends to
+    // through the relay (h4's own relay address, or h4's NAT's through ours), as tincan's
+    // state does.
+    let config = lab.dir.join("h3/config.json");
+    let ipopctl = bin_dir().join("ipopctl");
+    let (ipopctl, config) = (ipopctl.to_str().unwrap(), config.to_str().unwrap());
+    let out = lab.exec("h3", &[ipopctl, "-c", config, "status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ipopctl status --json on h3: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let row = status["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["uid"] == uids[3].as_str()))
+        .unwrap_or_else(|| panic!("no row for h4: {status}"))
+        .clone();
+    assert_eq!(row["link"]["path"], "relayed", "{row}");
+    let endpoint = row["link"]["endpoint"].as_str().unwrap_or_default();
+    let h4 = lab.state("h3")["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["uid"] == uids[3].as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(h4["endpoint"].as_str(), Some(endpoint), "{row}");
+    assert!(endpoint.starts_with("203.0.113."), "{row}");
+    let table = lab.exec("h3", &[ipopctl, "-c", config, "peers"]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" relayed ") && l.contains(endpoint)),
+        "{table}"
+    );
     let status = String::from_utf8_lossy(&lab.script(&["status"]).stdout).into_owned();
     eprintln!("{status}");
 }
