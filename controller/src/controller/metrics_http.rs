@@ -3,12 +3,16 @@
 //! nothing it does can hang or grow the controller: a request head is read for at most
 //! [`READ_TIMEOUT`] and [`MAX_REQUEST_BYTES`], a connection lives at most
 //! [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are open: one more closes the
-//! oldest. The connections run as tasks of their own; the loop only sees a request for the
+//! oldest that has not sent its whole request yet (so connections that send nothing only
+//! push each other out, never a scrape being answered), or is itself closed when all are
+//! being answered. The connections run as tasks of their own; the loop only sees a request for the
 //! text, one at a time, on a bounded channel.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +26,11 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for a connection from accept to the last byte of the answer.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections open at once; the oldest is closed to take one more.
+/// After the answer, what the client still sends is read and dropped for this long, this
+/// much at most.
+const DRAIN_TIME: Duration = Duration::from_millis(500);
+const DRAIN_BYTES: usize = 256 * 1024;
+/// Connections open at once; the oldest still sending its request is closed to take one more.
 pub const MAX_CONNECTIONS: usize = 8;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -68,7 +76,8 @@ impl Drop for Endpoint {
 }
 
 async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
-    let mut open: VecDeque<JoinHandle<()>> = VecDeque::new();
+    // Each connection, and whether its request head is read.
+    let mut open: VecDeque<(JoinHandle<()>, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -78,16 +87,27 @@ async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
                 continue;
             }
         };
-        open.retain(|h| !h.is_finished());
+        open.retain(|(h, _)| !h.is_finished());
         if open.len() >= MAX_CONNECTIONS {
-            if let Some(oldest) = open.pop_front() {
-                oldest.abort();
+            match open
+                .iter()
+                .position(|(_, read)| !read.load(Ordering::Relaxed))
+            {
+                Some(i) => {
+                    let (oldest, _) = open.remove(i).expect("found");
+                    oldest.abort();
+                }
+                // All are being answered: this one waits for nothing, it is closed.
+                None => continue,
             }
         }
         let tx = tx.clone();
-        open.push_back(tokio::spawn(async move {
-            let _ = timeout(CONNECTION_TIMEOUT, answer(stream, tx)).await;
-        }));
+        let read = Arc::new(AtomicBool::new(false));
+        let head_read = read.clone();
+        let task = tokio::spawn(async move {
+            let _ = timeout(CONNECTION_TIMEOUT, answer(stream, tx, &head_read)).await;
+        });
+        open.push_back((task, read));
     }
 }
 
@@ -167,10 +187,15 @@ fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     out
 }
 
-async fn answer(mut stream: TcpStream, tx: mpsc::Sender<TextRequest>) -> io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    tx: mpsc::Sender<TextRequest>,
+    head_read: &AtomicBool,
+) -> io::Result<()> {
     let request = timeout(READ_TIMEOUT, read_head(&mut stream))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    head_read.store(true, Ordering::Relaxed);
     let text = "text/plain; charset=utf-8";
     let reply = match request {
         Request::Metrics => {
@@ -195,7 +220,22 @@ async fn answer(mut stream: TcpStream, tx: mpsc::Sender<TextRequest>) -> io::Res
         ),
     };
     stream.write_all(&reply).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // What the client still sends (the rest of a head too large) is read and dropped for a
+    // moment: closing with it unread would reset the connection, and the client could lose
+    // the answer.
+    let mut sink = [0u8; 4096];
+    let _ = timeout(DRAIN_TIME, async {
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

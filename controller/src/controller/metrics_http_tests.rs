@@ -63,16 +63,13 @@ async fn an_endless_request_head_is_cut_at_8_kib() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let junk = vec![b'a'; 1024];
     let mut sent = 0;
-    // The endpoint answers and closes once it has read 8 KiB; writing on then fails.
     let mut out = Vec::new();
-    while sent < 1024 * 1024 {
+    // More than the endpoint reads, as a client that does not wait would send.
+    while sent < 64 * 1024 {
         if s.write_all(&junk).await.is_err() {
             break;
         }
         sent += junk.len();
-        if sent > MAX_REQUEST_BYTES + 4096 {
-            break;
-        }
     }
     let _ = timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
