@@ -2,10 +2,10 @@
 //! with the text the controller's loop writes (`metrics`). Any local process can connect, so
 //! nothing it does can hang or grow the controller: a request head is read for at most
 //! [`READ_TIMEOUT`] and [`MAX_REQUEST_BYTES`], a connection lives at most
-//! [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are open: one more closes the
-//! oldest that has not sent its whole request yet (so connections that send nothing only
-//! push each other out, never a scrape being answered), or is itself closed when all are
-//! being answered. The connections run as tasks of their own; the loop only sees a request for the
+//! [`CONNECTION_TIMEOUT`], and connections are bounded: past [`MAX_CONNECTIONS`], one more
+//! closes the oldest that has still not sent its whole request after [`GRACE`] (a scraper
+//! sends it at once, so connections that send nothing push each other out, never a scrape),
+//! and past [`MAX_OPEN`] a new one is closed at once. The connections run as tasks of their own; the loop only sees a request for the
 //! text, one at a time, on a bounded channel.
 
 use std::collections::VecDeque;
@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// The largest request head (request line and headers) read; more is answered 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -30,8 +30,13 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// much at most.
 const DRAIN_TIME: Duration = Duration::from_millis(500);
 const DRAIN_BYTES: usize = 256 * 1024;
-/// Connections open at once; the oldest still sending its request is closed to take one more.
+/// Connections open at once before the oldest still sending its request is closed to take one
+/// more.
 pub const MAX_CONNECTIONS: usize = 8;
+/// A connection this young is not closed for a newer one: its request may be on its way.
+pub const GRACE: Duration = Duration::from_millis(100);
+/// Connections open at once, at most (when all the others are young or being answered).
+pub const MAX_OPEN: usize = 64;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -76,8 +81,8 @@ impl Drop for Endpoint {
 }
 
 async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
-    // Each connection, and whether its request head is read.
-    let mut open: VecDeque<(JoinHandle<()>, Arc<AtomicBool>)> = VecDeque::new();
+    // Each connection, whether its request head is read, and when it was accepted.
+    let mut open: VecDeque<(JoinHandle<()>, Arc<AtomicBool>, Instant)> = VecDeque::new();
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -87,18 +92,20 @@ async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
                 continue;
             }
         };
-        open.retain(|(h, _)| !h.is_finished());
+        open.retain(|(h, _, _)| !h.is_finished());
         if open.len() >= MAX_CONNECTIONS {
-            match open
-                .iter()
-                .position(|(_, read)| !read.load(Ordering::Relaxed))
-            {
+            let now = Instant::now();
+            let stalled = open.iter().position(|(_, read, at)| {
+                !read.load(Ordering::Relaxed) && now.duration_since(*at) >= GRACE
+            });
+            match stalled {
                 Some(i) => {
-                    let (oldest, _) = open.remove(i).expect("found");
+                    let (oldest, _, _) = open.remove(i).expect("found");
                     oldest.abort();
                 }
-                // All are being answered: this one waits for nothing, it is closed.
-                None => continue,
+                // Too many young or answered ones: this one is closed.
+                None if open.len() >= MAX_OPEN => continue,
+                None => {}
             }
         }
         let tx = tx.clone();
@@ -107,7 +114,7 @@ async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
         let task = tokio::spawn(async move {
             let _ = timeout(CONNECTION_TIMEOUT, answer(stream, tx, &head_read)).await;
         });
-        open.push_back((task, read));
+        open.push_back((task, read, Instant::now()));
     }
 }
 
