@@ -1,9 +1,9 @@
 //! The controller's Prometheus endpoint (`metrics_port`), scraped from inside a lab host and
 //! parsed by the Prometheus project's own OpenMetrics parser (python3-prometheus-client): the
-//! per-peer counters count the pings across the overlay, the RTT is tincan's, the port is
-//! on 127.0.0.1 only and absent without the key, and a local client that sends an endless
-//! request or keeps opening connections that send nothing stops neither a scrape nor the
-//! overlay.
+//! per-peer counters count the pings and a bulk transfer across the overlay, the RTT is
+//! tincan's, the port is on 127.0.0.1 only and absent without the key, and a local client that
+//! sends an endless request or keeps opening connections that send nothing stops neither a
+//! scrape nor the overlay.
 
 use ipop_lab_tests::{
     ip4, prefix, require_root, underlay_ip, wait_until, workspace_root, Daemon, Lab,
@@ -292,6 +292,27 @@ fn the_endpoint_counts_the_overlay_on_loopback_only_and_outlasts_hostile_clients
         frames(&s).unwrap() >= before + 10.0
     });
     assert!(grew, "tx frames {before} -> {:?}", frames(&s));
+
+    // A bulk TCP transfer moves the byte counter by what crossed, plus the frames' headers.
+    let bytes_to_h2 = |s: &Value| value(s, "ipop_peer_tx_bytes", "ipop_peer_tx_bytes_total", &peer);
+    let b0 = bytes_to_h2(&scrape(&lab, "h1", "/metrics").unwrap()).unwrap();
+    const SENT: u64 = 4 << 20;
+    let t = lab.tcp_transfer("h1c1", "h2c1", SENT);
+    assert_eq!(t.received_bytes, SENT, "{t:?}");
+    let mut b1 = b0;
+    wait_until(Duration::from_secs(5), || {
+        b1 = bytes_to_h2(&scrape(&lab, "h1", "/metrics").unwrap()).unwrap();
+        b1 >= b0 + SENT as f64
+    });
+    let ratio = (b1 - b0) / SENT as f64;
+    eprintln!(
+        "tx bytes to h2: {} for {SENT} bytes of TCP payload ({ratio:.3})",
+        b1 - b0
+    );
+    assert!(
+        (1.0..1.1).contains(&ratio),
+        "tx bytes {b0} -> {b1} for {SENT}: {ratio}"
+    );
 
     // Only /metrics, only on loopback.
     let other = scrape(&lab, "h1", "/").unwrap_err();
