@@ -23,6 +23,7 @@
 #      systemd        systemd-analyze verify on the units (tests/tests/service.rs)
 #      dpkg binutils  scripts/package.sh: dpkg-deb, strip (tests/tests/service.rs)
 #      man-db groff-base   the package's man pages rendered (tests/tests/service.rs)
+#      python3-prometheus-client   the OpenMetrics parser of tests/tests/metrics.rs
 #      kmod           only when /dev/net/tun is missing (modprobe tun)
 # 2. Makes sure /dev/net/tun exists (modprobe tun, else mknod).
 # 3. Runs  cargo build --release --workspace && cargo test --release --workspace [ARGS...]
@@ -42,7 +43,7 @@ source "$REPO/scripts/lablib.sh"
 PACKAGES=(ip:iproute2 ss:iproute2 ping:iputils-ping sysctl:procps timeout:coreutils
     sha1sum:coreutils python3:python3 iperf3:iperf3 prosody:prosody prosodyctl:prosody
     turnserver:coturn nft:nftables openssl:openssl systemd-analyze:systemd dpkg-deb:dpkg
-    strip:binutils man:man-db groff:groff-base)
+    strip:binutils man:man-db groff:groff-base python3-prometheus-client)
 
 deps_only=0
 case ${1:-} in

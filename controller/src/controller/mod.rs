@@ -8,7 +8,8 @@
 //! - `tincan`: tincan's state, its configuration, the TAP on the bridge;
 //! - `arp`: ARP replication between tincan and the ARP table;
 //! - `signalling`: XMPP events and the signalling state machine;
-//! - `status`: the controller's own `get_state`.
+//! - `status`: the controller's own `get_state`;
+//! - `metrics`, `metrics_http`: the Prometheus endpoint (`metrics_port`).
 
 use crate::bridge::Netlink;
 use crate::source::ConfigSource;
@@ -33,6 +34,8 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 mod arp;
+mod metrics;
+mod metrics_http;
 mod service;
 mod signalling;
 mod status;
@@ -127,6 +130,10 @@ pub struct Controller {
     ready: bool,
     /// SIGTERM and SIGINT take the TAP off the bridge.
     detach_on_exit: bool,
+    /// The Prometheus endpoint, with `metrics_port`.
+    metrics: Option<metrics_http::Endpoint>,
+    /// tincan's last `get_state` answer, kept for the endpoint.
+    tincan_snapshot: Option<metrics::TincanSnapshot>,
 }
 
 impl Controller {
@@ -139,6 +146,15 @@ impl Controller {
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
+        let metrics = match cfg.metrics_port {
+            Some(port) => Some(metrics_http::Endpoint::bind(port).await.map_err(|e| {
+                io::Error::other(format!("cannot bind 127.0.0.1:{port} (metrics_port): {e}"))
+            })?),
+            None => None,
+        };
+        if let Some(m) = &metrics {
+            info!("Prometheus metrics on http://{}/metrics", m.addr());
+        }
         let uid = cfg.uid();
         // Names are looked up once, here: tincan's loop must never wait on DNS.
         let mut peers = Vec::with_capacity(cfg.peers.len());
@@ -244,6 +260,8 @@ impl Controller {
             log_follows_config: false,
             ready: false,
             detach_on_exit: false,
+            metrics,
+            tincan_snapshot: None,
         })
     }
 
@@ -296,6 +314,9 @@ impl Controller {
                     }
                 },
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
+                Some(reply) = next_scrape(&mut self.metrics) => {
+                    let _ = reply.send(self.metrics_text());
+                }
                 _ = hup.recv() => self.reload().await,
                 _ = term.recv() => {
                     self.shutdown("SIGTERM").await;
@@ -413,6 +434,14 @@ impl Controller {
 async fn next_xmpp_event(xmpp: &mut Option<XmppClient>) -> Option<XmppEvent> {
     match xmpp {
         Some(x) => x.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The metrics endpoint's next request for the text; never, without the endpoint.
+async fn next_scrape(m: &mut Option<metrics_http::Endpoint>) -> Option<metrics_http::TextRequest> {
+    match m {
+        Some(m) => m.next().await,
         None => std::future::pending().await,
     }
 }

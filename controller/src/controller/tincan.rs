@@ -42,6 +42,7 @@ impl Controller {
     }
 
     pub(super) async fn on_tincan_state(&mut self, state: LocalState) {
+        self.keep_for_metrics(&state);
         let boot = Some(state.boot_id);
         self.tap_name = Some(state.tap);
         let now = self.now_ms();

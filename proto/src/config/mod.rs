@@ -311,6 +311,9 @@ config_keys! {
     /// Frames per second to unknown unicast addresses the bridge may flood into the overlay.
     storm_unknown_unicast_pps: u32 = 5_000, "storm_unknown_unicast_pps", int(0, 10_000_000),
         Support::Supported;
+    /// TCP port on 127.0.0.1 where the controller serves Prometheus metrics (`GET /metrics`);
+    /// null: no endpoint. Changing it takes a restart.
+    metrics_port: Option<u16> = None, "metrics_port", opt_int(1, 65535), Support::Supported;
 }
 
 /// Original keys this project has no field for (svpn, multihop, statistics, router mode,

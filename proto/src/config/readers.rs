@@ -15,6 +15,18 @@ pub(super) fn int<T: TryFrom<u64> + 'static>(lo: u64, hi: u64) -> Reader<T> {
     })
 }
 
+/// [`int`], or null for none.
+pub(super) fn opt_int<T: TryFrom<u64> + 'static>(lo: u64, hi: u64) -> Reader<Option<T>> {
+    let inner = int::<T>(lo, hi);
+    Reader {
+        expected: format!("{} or null", inner.expected),
+        parse: Box::new(move |v, notes| match v {
+            Value::Null => Ok(None),
+            v => (inner.parse)(v, notes).map(Some),
+        }),
+    }
+}
+
 pub(super) fn seconds<T: TryFrom<u64> + 'static>(lo: u64, hi: u64) -> Reader<T> {
     int(lo, hi).expecting(format!("an integer {lo}-{hi} (seconds)"))
 }

@@ -78,7 +78,7 @@ fn host_names_are_kept_for_the_caller_to_resolve() {
 #[test]
 fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
     let keys = Config::keys();
-    assert_eq!(keys.len(), 41);
+    assert_eq!(keys.len(), 42);
     for k in &keys {
         if k.name == "switchmode" {
             continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)
@@ -306,4 +306,23 @@ fn cipher_restricts_the_offer() {
         e.contains(r#""cipher": expected one of "auto", "aes-256-gcm", "chacha20-poly1305""#),
         "{e}"
     );
+}
+
+#[test]
+fn metrics_port_is_off_unless_set_and_needs_a_restart() {
+    assert_eq!(parse_ok(r#"{"switchmode": 1}"#).0.metrics_port, None);
+    let on = parse_ok(r#"{"switchmode": 1, "metrics_port": 9105}"#).0;
+    assert_eq!(on.metrics_port, Some(9105));
+    let off = parse_ok(r#"{"switchmode": 1, "metrics_port": null}"#).0;
+    assert_eq!(off.metrics_port, None);
+    for bad in ["0", "65536", "\"9105\"", "-1"] {
+        let e = error(&format!(r#"{{"switchmode": 1, "metrics_port": {bad}}}"#));
+        assert!(
+            e.contains(r#""metrics_port": expected an integer 1-65535 or null"#),
+            "{e}"
+        );
+    }
+    let plan = Reload::plan(&off, &on);
+    assert_eq!(plan.need_restart, ["metrics_port"]);
+    assert_eq!(plan.config.metrics_port, None);
 }
