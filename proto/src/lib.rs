@@ -15,6 +15,7 @@ pub mod offload;
 pub mod ratelimit;
 pub mod replay;
 pub mod rpc;
+pub mod rpc_stream;
 pub mod secure;
 pub mod signal;
 pub mod storm;

@@ -1,10 +1,15 @@
 //! The control side of the data plane: the typed JSON-RPC methods the controller (and
-//! `--rpc`) call (`proto::api::tincan`), the notifications tincan sends back, and whether the
-//! controller is alive.
+//! `--rpc`) call (`proto::api::tincan`), who may call them, the notifications tincan sends
+//! back, and whether the controller is alive.
+//!
+//! Methods that change state are answered only on the control socket, to root or tincan's own
+//! user (`control_sock`); the UDP port answers `get_state` and `echo_request` to anyone local
+//! and refuses the rest with an error that says where to go.
 
+use crate::control_sock::{Caller, ConnId};
 use crate::dataplane::{Node, CONTROLLER_TIMEOUT_MS};
 use ipop_tincan::keys;
-use log::{debug, info};
+use log::{debug, info, warn};
 use proto::api::tincan::{
     ConStat, CreateLink, EchoReply, Icc, LinkStatus, PuntFrame, SetLocalIp, SetNat,
     TincanNotification, TincanRequest,
@@ -19,12 +24,23 @@ use proto::secure::CipherOffer;
 use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use proto::wire::link::MAX_INNER_LEN;
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// What identifies this node once `set_local_ip` loaded it; it changes only with a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    uid: Uid,
+    sec: bool,
+    key_file: Option<PathBuf>,
+}
 
 /// What the controller told tincan about itself, and whether it is still there.
 #[derive(Debug, Default)]
 pub struct Control {
-    cb: Option<SocketAddr>,
+    /// The controller's connection to the control socket (it called `set_cb_endpoint` on it).
+    cb: Option<ConnId>,
+    identity: Option<Identity>,
     heard: Option<Millis>,
     alive: bool,
     pub switchmode: u8,
@@ -38,8 +54,16 @@ pub struct Control {
 
 impl Control {
     /// Where notifications go.
-    pub fn cb(&self) -> Option<SocketAddr> {
+    pub fn cb(&self) -> Option<ConnId> {
         self.cb
+    }
+
+    /// The controller's connection closed: notifications have nowhere to go until it connects
+    /// again (liveness runs out as usual).
+    pub fn controller_gone(&mut self) {
+        if self.cb.take().is_some() {
+            info!("controller's connection to the control socket closed");
+        }
     }
 
     /// ARP goes to the controller only while it answers.
@@ -47,14 +71,12 @@ impl Control {
         self.alive
     }
 
-    /// A datagram came from `from` on the control socket.
-    pub fn heard_from(&mut self, from: SocketAddr, now: Millis) {
-        if Some(from) == self.cb {
-            self.heard = Some(now);
-            if !self.alive {
-                self.alive = true;
-                info!("controller at {from} is answering: ARP goes to it");
-            }
+    /// A message came from the controller's connection.
+    fn heard_from_controller(&mut self, now: Millis) {
+        self.heard = Some(now);
+        if !self.alive {
+            self.alive = true;
+            info!("controller is answering: ARP goes to it");
         }
     }
 
@@ -93,23 +115,29 @@ fn no_link(uid: &Uid) -> ApiError {
 }
 
 impl Node {
-    /// Answers one control datagram; returns the reply, if the request wants one.
-    pub fn handle_ctrl(
-        &mut self,
-        datagram: &[u8],
-        from: SocketAddr,
-        now: Millis,
-    ) -> Option<Vec<u8>> {
-        match rpc::parse(datagram) {
+    /// Answers one control message (a UDP datagram or a line of the control socket); returns
+    /// the reply, if the request wants one.
+    pub fn handle_ctrl(&mut self, message: &[u8], caller: Caller, now: Millis) -> Option<Vec<u8>> {
+        let from_controller = caller.conn().is_some() && caller.conn() == self.control.cb();
+        if from_controller {
+            self.control.heard_from_controller(now);
+        }
+        match rpc::parse(message) {
             Incoming::Call { id, method, params } => {
-                let result =
-                    TincanRequest::from_call(&method, params).and_then(|r| self.call(r, from, now));
+                let result = if proto::rpc_stream::changes_state(&method) && !caller.trusted() {
+                    Err(self.refuse(&method, caller))
+                } else {
+                    TincanRequest::from_call(&method, params)
+                        .and_then(|r| self.call(r, caller, now))
+                };
                 if let Err(e) = &result {
-                    debug!("rpc {method} from {from}: {}", e.message);
-                    self.counters.ctrl_bad_request += 1;
+                    if e.code != ErrorCode::NotPermitted {
+                        debug!("rpc {method} from {caller:?}: {}", e.message);
+                        self.counters.ctrl_bad_request += 1;
+                    }
                 }
                 // The controller's heartbeat paces the reports of ARP answered here.
-                if Some(from) == self.control.cb() {
+                if from_controller {
                     self.report_neigh_answers();
                 }
                 id.map(|id| api::response(id, result))
@@ -122,12 +150,23 @@ impl Node {
         }
     }
 
-    fn call(
-        &mut self,
-        req: TincanRequest,
-        from: SocketAddr,
-        now: Millis,
-    ) -> Result<Value, ApiError> {
+    /// A state-changing call from a caller that may not change state: counted, logged (the
+    /// first and then every 100th), and answered with where to go.
+    fn refuse(&mut self, method: &str, caller: Caller) -> ApiError {
+        let n = &mut self.ctl_sock.counters.control_refused_unauthenticated;
+        *n += 1;
+        let message = proto::rpc_stream::refusal(method, self.ctl_sock.port, caller.uid());
+        if *n % 100 == 1 {
+            let who = match caller {
+                Caller::Udp(from) => format!("UDP {from}"),
+                Caller::Stream { uid, .. } => format!("uid {uid} on the control socket"),
+            };
+            warn!("refused {method} from {who} ({n} refused so far): {message}");
+        }
+        ApiError::new(ErrorCode::NotPermitted, message)
+    }
+
+    fn call(&mut self, req: TincanRequest, caller: Caller, now: Millis) -> Result<Value, ApiError> {
         match req {
             TincanRequest::EchoRequest(e) => {
                 Ok(serde_json::to_value(EchoReply { msg: e.msg }).expect("echo serialises"))
@@ -139,13 +178,18 @@ impl Node {
                 }
                 Ok(api::DONE)
             }
-            TincanRequest::SetCbEndpoint(c) => {
-                let cb = c.endpoint(from);
-                if self.control.cb() != Some(cb) {
-                    info!("controller callback endpoint is {cb}");
+            TincanRequest::SetCbEndpoint(_) => {
+                // Only a trusted connection gets here: notifications go over it (the address
+                // in the params dates from the UDP callbacks and is not used).
+                let conn = caller.conn().expect("state changes come over the socket");
+                if self.control.cb() != Some(conn) {
+                    info!(
+                        "controller (uid {}) connected: notifications go over its connection",
+                        caller.uid().unwrap_or(0)
+                    );
                 }
-                self.control.cb = Some(cb);
-                self.control.heard_from(cb, now);
+                self.control.cb = Some(conn);
+                self.control.heard_from_controller(now);
                 Ok(api::DONE)
             }
             TincanRequest::SetLocalIp(p) => self.set_local_ip(p),
@@ -257,7 +301,50 @@ impl Node {
         self.switch.punt_arp = icc;
     }
 
+    /// The identity of the first `set_local_ip` stays until tincan restarts: the same values
+    /// again are fine (a restarted controller configures tincan again), others are refused.
+    fn check_identity(&mut self, p: &SetLocalIp) -> Result<Identity, ApiError> {
+        let new = Identity {
+            uid: p.uid,
+            sec: p.sec,
+            key_file: p.key_file.clone().filter(|_| p.sec),
+        };
+        let Some(old) = &self.control.identity else {
+            return Ok(new);
+        };
+        let mut changes = Vec::new();
+        if old.uid != new.uid {
+            changes.push(format!("uid {} -> {}", old.uid, new.uid));
+        }
+        if old.sec != new.sec {
+            changes.push(format!("\"sec\" {} -> {}", old.sec, new.sec));
+        }
+        if old.sec && new.sec && old.key_file != new.key_file {
+            let show = |k: &Option<PathBuf>| {
+                k.as_ref()
+                    .map_or("none".to_string(), |p| p.display().to_string())
+            };
+            changes.push(format!(
+                "key_file {} -> {}",
+                show(&old.key_file),
+                show(&new.key_file)
+            ));
+        }
+        if changes.is_empty() {
+            return Ok(new);
+        }
+        self.ctl_sock.counters.control_refused_identity_change += 1;
+        let message = format!(
+            "set_local_ip would change this tincan's identity ({}): refused, the loaded one \
+             stays; restart ipop-tincan to take another",
+            changes.join(", ")
+        );
+        warn!("{message}");
+        Err(ApiError::new(ErrorCode::NotPermitted, message))
+    }
+
     fn set_local_ip(&mut self, p: SetLocalIp) -> Result<Value, ApiError> {
+        let identity = self.check_identity(&p)?;
         let key = match &p.key_file {
             Some(path) => {
                 let (key, created) = keys::load_or_create(path)
@@ -284,6 +371,7 @@ impl Node {
                 rekey_after: u64::from(p.rekey_after_secs) * 1000,
             })
             .map_err(|e| ApiError::new(ErrorCode::InvalidParams, e.0))?;
+        self.control.identity = Some(identity);
         if let Some(mtu) = p.link_mtu.filter(|m| *m != self.core.link_mtu()) {
             self.core
                 .set_link_mtu(mtu)

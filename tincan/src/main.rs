@@ -3,6 +3,7 @@
 //! JSON-RPC on 127.0.0.1:<port>.
 
 mod control;
+mod control_sock;
 mod dataplane;
 
 mod neigh;

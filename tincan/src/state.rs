@@ -110,6 +110,7 @@ impl Node {
         add_counters(&mut counters, self.core.counters());
         add_counters(&mut counters, &self.control.neigh.counters);
         add_counters(&mut counters, &self.storm.counters);
+        add_counters(&mut counters, &self.ctl_sock.counters);
         let sc = &self.switch.counters;
         counters.insert("mac_new".into(), sc.mac_new);
         counters.insert("mac_moves".into(), sc.mac_moved);

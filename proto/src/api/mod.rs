@@ -96,10 +96,13 @@ pub enum ErrorCode {
     CannotSetMtu,
     /// `set_local_ip`: the key file cannot be read or created.
     KeyFileError,
+    /// Not allowed to this caller or at this time: a method that changes state on the UDP
+    /// port or from another user, or `set_local_ip` changing an identity already loaded.
+    NotPermitted,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 10] = [
+    const ALL: [ErrorCode; 11] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -110,6 +113,7 @@ impl ErrorCode {
         ErrorCode::CannotBindLinkPort,
         ErrorCode::CannotSetMtu,
         ErrorCode::KeyFileError,
+        ErrorCode::NotPermitted,
     ];
 
     /// The number on the wire.
@@ -125,6 +129,7 @@ impl ErrorCode {
             ErrorCode::CannotBindLinkPort => 3,
             ErrorCode::CannotSetMtu => 4,
             ErrorCode::KeyFileError => 5,
+            ErrorCode::NotPermitted => 6,
         }
     }
 

@@ -12,6 +12,7 @@ mod to_links;
 mod to_tap;
 
 use crate::control::Control;
+use crate::control_sock::{Caller, ControlSock, LISTENER};
 use crate::signals::{SignalAction, Signals};
 use crate::tap::{Offload, Tap};
 use crate::udp::{BatchSocket, RxBatch, TxBatch, UdpCounters};
@@ -110,6 +111,9 @@ pub struct Node {
     poll: Poll,
     pub tap: Tap,
     pub ctrl: UdpSocket,
+    /// The control socket `@ipop-tincan/<port>`: the controller's connection, and any other
+    /// local caller's.
+    pub ctl_sock: ControlSock,
     pub link_sock: Option<BatchSocket>,
     pub core: LinkTable,
     pub switch: Switch<LinkId>,
@@ -153,9 +157,12 @@ impl Node {
             .register(&mut SourceFd(&tap.fd()), TAP, Interest::READABLE)?;
         poll.registry()
             .register(&mut ctrl, CTRL, Interest::READABLE)?;
+        let ctl_sock = ControlSock::bind(port, poll.registry())?;
         info!(
-            "TAP {} up, mac {}, mtu {mtu}; control on {ctrl_addr}",
-            tap.name, tap.mac
+            "TAP {} up, mac {}, mtu {mtu}; control on {ctrl_addr} (read-only) and {}",
+            tap.name,
+            tap.mac,
+            proto::rpc_stream::socket_display(port)
         );
         let tso = tap.offload == Offload::Vnet
             && match tap.enable_tso() {
@@ -185,6 +192,7 @@ impl Node {
             poll,
             tap,
             ctrl,
+            ctl_sock,
             link_sock: None,
             core: LinkTable::new(boot_id, seed, wall),
             switch: Switch::new(MAC_TABLE_SIZE, MAC_TTL_MS),
@@ -243,7 +251,8 @@ impl Node {
         // Edge-triggered sources not drained to WouldBlock in the last round.
         let (mut tap_more, mut link_more, mut ctrl_more) = (true, false, false);
         loop {
-            let timeout = if tap_more || link_more || ctrl_more {
+            let sock_more = self.ctl_sock.busy().next().is_some();
+            let timeout = if tap_more || link_more || ctrl_more || sock_more {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.next_deadline().saturating_sub(self.now()))
@@ -258,6 +267,11 @@ impl Node {
                     TAP => tap_more = true,
                     LINK => link_more = true,
                     CTRL => ctrl_more = true,
+                    LISTENER => self.ctl_sock.accept(self.poll.registry()),
+                    t if ControlSock::slot_of(t).is_some() => {
+                        let slot = ControlSock::slot_of(t).expect("checked");
+                        self.ctl_sock.on_event(slot, self.poll.registry());
+                    }
                     SIGNALS => {
                         if let Some(SignalAction::Stop(name)) =
                             self.signals.as_mut().map(Signals::drain)
@@ -279,6 +293,7 @@ impl Node {
             if ctrl_more {
                 ctrl_more = self.drain_ctrl();
             }
+            self.drain_ctl_sock();
             if tap_more {
                 tap_more = self.drain_tap();
             }
@@ -397,9 +412,8 @@ impl Node {
                 continue;
             }
             let now = self.now();
-            self.control.heard_from(from, now);
             let datagram = self.ctrl_buf[..n].to_vec();
-            if let Some(reply) = self.handle_ctrl(&datagram, from, now) {
+            if let Some(reply) = self.handle_ctrl(&datagram, Caller::Udp(from), now) {
                 let _ = self.ctrl.send_to(&reply, from);
             }
             self.flush();
@@ -407,13 +421,41 @@ impl Node {
         true
     }
 
-    /// Sends a notification to the controller's callback endpoint.
-    pub fn notify(&mut self, datagram: &[u8]) {
+    /// Handles the lines waiting on the control socket's connections (a bounded number per
+    /// connection) and answers each on its connection.
+    fn drain_ctl_sock(&mut self) {
+        let busy: Vec<usize> = self.ctl_sock.busy().collect();
+        let mut lines = Vec::new();
+        for slot in busy {
+            lines.clear();
+            let Some(caller) = self
+                .ctl_sock
+                .read_lines(slot, self.poll.registry(), &mut lines)
+            else {
+                continue;
+            };
+            for line in &lines {
+                let now = self.now();
+                if let Some(reply) = self.handle_ctrl(line, caller, now) {
+                    if let Some(conn) = caller.conn() {
+                        self.ctl_sock.send(conn, &reply, self.poll.registry());
+                    }
+                }
+                self.flush();
+            }
+            if self.ctl_sock.id(slot) != caller.conn() && self.control.cb() == caller.conn() {
+                self.control.controller_gone();
+            }
+        }
+    }
+
+    /// Sends a notification to the controller, over its connection to the control socket.
+    pub fn notify(&mut self, message: &[u8]) {
         let Some(cb) = self.control.cb() else {
             self.counters.punt_errors += 1;
             return;
         };
-        if self.ctrl.send_to(datagram, cb).is_err() {
+        if !self.ctl_sock.send(cb, message, self.poll.registry()) {
             self.counters.punt_errors += 1;
         }
     }
