@@ -16,8 +16,8 @@ use std::process::ExitCode;
     version,
     about = "IPOP switch-mode controller: configures ipop-tincan and replicates ARP across the overlay",
     long_about = "IPOP switch-mode controller. Reads the IPOP gvpn config (the original keys and \
-defaults, plus \"peers\", \"bridge\", \"link_port\", \"tap_mtu\", \"link_mtu\"), configures ipop-tincan on \
-127.0.0.1:<svpn_port>, attaches its TAP to the bridge named in the config, and answers or \
+defaults, plus \"peers\", \"bridge\", \"link_port\", \"tap_mtu\", \"link_mtu\"), configures ipop-tincan over its \
+control socket @ipop-tincan/<svpn_port> (only when root or the controller's own user holds it), attaches its TAP to the bridge named in the config, and answers or \
 replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_state --port <icc_port>`."
 )]
 struct Args {

@@ -1,12 +1,16 @@
-//! The controller's loop against a stand-in for ipop-tincan on loopback: what it sends to
-//! configure tincan (method order and JSON, as docs/rpc.md gives them), how it takes a link
-//! event, and what its own `get_state` answers. No root needed.
+//! The controller's loop against a stand-in for ipop-tincan on its control socket: what it
+//! sends to configure tincan (method order and JSON, as docs/rpc.md gives them), how it takes a
+//! link event, that it ignores notifications on its UDP port, and what its own `get_state`
+//! answers. No root needed.
 
 use gvpn_controller::controller::Controller;
 use proto::config::Config;
 use proto::id::Uid;
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -23,12 +27,45 @@ fn recv(sock: &UdpSocket) -> (Value, SocketAddr) {
     (serde_json::from_slice(&buf[..n]).unwrap(), from)
 }
 
-/// The next request, skipping the heartbeat's `get_state`s.
-fn next_request(sock: &UdpSocket) -> Value {
-    loop {
-        let (v, _) = recv(sock);
-        if v["method"] != "get_state" {
-            return v;
+/// The stand-in's end of the controller's connection.
+struct Conn {
+    lines: BufReader<UnixStream>,
+    out: UnixStream,
+}
+
+impl Conn {
+    /// Listens on `@ipop-tincan/<port>` and takes the controller's connection.
+    fn accept(port: u16) -> Conn {
+        let name = format!("ipop-tincan/{port}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Conn {
+            out: stream.try_clone().unwrap(),
+            lines: BufReader::new(stream),
+        }
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        self.lines.read_line(&mut line).expect("a line within 5 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    fn send(&mut self, v: &Value) {
+        self.out.write_all(format!("{v}\n").as_bytes()).unwrap();
+    }
+
+    /// The next request, skipping the heartbeat's `get_state`s.
+    fn next_request(&mut self) -> Value {
+        loop {
+            let v = self.recv();
+            if v["method"] != "get_state" {
+                return v;
+            }
         }
     }
 }
@@ -46,22 +83,26 @@ fn uid(ip4: &str) -> String {
 
 #[test]
 fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
-    let tincan = UdpSocket::bind("127.0.0.1:0").unwrap();
-    tincan
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let svpn_port = free_port();
     let icc_port = free_port();
     let text = json!({
         "switchmode": 1, "ip4": "10.0.3.1", "sec": false,
-        "svpn_port": tincan.local_addr().unwrap().port(), "icc_port": icc_port,
+        "svpn_port": svpn_port, "icc_port": icc_port,
         "peers": [{"ip4": "10.0.3.2", "endpoint": "192.0.2.2:5900"}]
     })
     .to_string();
     let (cfg, _) = Config::from_json_layers(&[(&text, "test")]).unwrap();
+    let listening = std::thread::spawn(move || Conn::accept(svpn_port));
     Controller::spawn_thread(cfg, "/nonexistent/ipop.key".into());
+    let mut tincan = listening.join().unwrap();
+    let controller = SocketAddr::from(([127, 0, 0, 1], icc_port));
 
-    // The heartbeat asks for tincan's state; an unconfigured tincan answers.
-    let (req, controller) = recv(&tincan);
+    // On connecting, the controller makes its connection the one notifications go over; then
+    // its heartbeat asks for tincan's state, and an unconfigured tincan answers.
+    let sub = tincan.recv();
+    assert_eq!(sub["method"], "set_cb_endpoint", "{sub}");
+    tincan.send(&json!({"jsonrpc": "2.0", "id": sub["id"], "result": true}));
+    let req = tincan.recv();
     assert_eq!(req["method"], "get_state");
     assert_eq!(set(&req["params"]), json!({}));
     let state = json!({
@@ -73,15 +114,12 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
         "configured": false, "switchmode": 1, "icc": true, "controller_alive": false,
         "link_port": null, "counters": {}, "peers": [], "macs": []
     });
-    let answer = json!({"jsonrpc": "2.0", "id": req["id"], "result": state});
-    tincan
-        .send_to(answer.to_string().as_bytes(), controller)
-        .unwrap();
+    tincan.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result": state}));
 
     // It configures tincan, in this order.
     let mut calls = Vec::new();
     while calls.len() < 5 {
-        calls.push(next_request(&tincan));
+        calls.push(tincan.next_request());
     }
     let methods: Vec<&str> = calls
         .iter()
@@ -111,18 +149,22 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
         json!({"uid": uid("10.0.3.2"), "endpoint": "192.0.2.2:5900", "candidates": []})
     );
 
-    // tincan reports the link up.
-    let up = json!({"jsonrpc": "2.0", "method": "con_stat",
-                    "params": {"uid": uid("10.0.3.2"), "data": "online"}});
-    tincan
-        .send_to(up.to_string().as_bytes(), controller)
-        .unwrap();
-
-    // The controller's own state, asked by a status client.
+    // Another local process sends a link event to the controller's UDP port: ignored. tincan
+    // reports the link up over its connection.
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    let forged = json!({"jsonrpc": "2.0", "method": "con_stat",
+                        "params": {"uid": uid("10.0.3.9"), "data": "online"}});
+    client
+        .send_to(forged.to_string().as_bytes(), controller)
+        .unwrap();
+    let up = json!({"jsonrpc": "2.0", "method": "con_stat",
+                    "params": {"uid": uid("10.0.3.2"), "data": "online"}});
+    tincan.send(&up);
+
+    // The controller's own state, asked by a status client.
     let mut online = false;
     for id in 0..50 {
         let q = json!({"jsonrpc": "2.0", "id": id, "method": "get_state", "params": {}});
@@ -139,13 +181,16 @@ fn configures_tincan_takes_link_events_and_answers_its_own_get_state() {
         assert_eq!(s["signalling"], Value::Null);
         let expected = json!([{"uid": uid("10.0.3.2"), "online": true, "claims_refused": 0,
                                "requests_rate_limited": 0}]);
-        if s["peers"] == expected {
+        if s["peers"] == expected && s["counters"]["udp_notifications_ignored"] == 1 {
             online = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(online, "con_stat online not reflected in get_state");
+    assert!(
+        online,
+        "con_stat online not reflected in get_state, or the forged one not ignored"
+    );
 
     // A method the controller does not have is refused with its name.
     let q = json!({"jsonrpc": "2.0", "id": 99, "method": "create_link", "params": {}});

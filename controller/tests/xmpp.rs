@@ -742,6 +742,8 @@ mod trust {
     use proto::config::Config;
     use serde_json::{json, Value};
     use std::net::UdpSocket;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::UnixListener;
     use std::sync::{Arc, Mutex};
 
     const F1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -754,11 +756,11 @@ mod trust {
         Uid::from_ip4(ip4.parse().unwrap()).to_string()
     }
 
-    /// Stands in for ipop-tincan: answers `get_state` as a configured tincan with key F1 and
-    /// one host candidate, acknowledges everything else, and records every request.
-    fn fake_tincan(sock: UdpSocket, log: Arc<Mutex<Vec<Value>>>) {
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+    /// Stands in for ipop-tincan on its control socket: answers `get_state` as a configured
+    /// tincan with key F1 and one host candidate, acknowledges everything else, and records
+    /// every request.
+    fn fake_tincan(listener: UnixListener, log: Arc<Mutex<Vec<Value>>>) {
+        use std::io::{BufRead, BufReader, Write};
         let state = json!({
             "type": "local_state", "_uid": uid_of("10.0.3.1"), "_ip4": "10.0.3.1", "_fpr": F1,
             "_mac": "02:00:00:00:00:01", "sec": true, "rekey_after_secs": 120,
@@ -769,12 +771,15 @@ mod trust {
             "configured": true, "switchmode": 1, "icc": true, "controller_alive": true,
             "link_port": 5900, "counters": {}, "peers": [], "macs": []
         });
-        let mut buf = [0u8; 65536];
-        loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut out = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else {
+                return;
             };
-            let Ok(req) = serde_json::from_slice::<Value>(&buf[..n]) else {
+            let Ok(req) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
             let result = if req["method"] == "get_state" {
@@ -785,7 +790,7 @@ mod trust {
             };
             if !req["id"].is_null() {
                 let answer = json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
-                let _ = sock.send_to(answer.to_string().as_bytes(), from);
+                let _ = out.write_all(format!("{answer}\n").as_bytes());
             }
         }
     }
@@ -843,8 +848,14 @@ mod trust {
 
         // The victim: a controller (node1, 10.0.3.1) with one static peer 10.0.3.2 pinned to
         // F2, its tincan stood in for.
-        let tincan = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let svpn_port = tincan.local_addr().unwrap().port();
+        let svpn_port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let name = format!("ipop-tincan/{svpn_port}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let tincan = UnixListener::bind_addr(&addr).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let tlog = log.clone();
         std::thread::spawn(move || fake_tincan(tincan, tlog));

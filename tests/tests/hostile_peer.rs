@@ -77,17 +77,22 @@ fn a_hostile_peer_cannot_claim_other_hosts_addresses() {
         lab.rpc("h2", TINCAN_PORT, "send_icc", Some(&params))
             .unwrap_or_else(|e| panic!("send_icc {msg}: {e}"));
     }
-    // A burst of requests h2 may make (for its own host h2c1): more than the per-peer rate.
+    // A burst of requests h2 may make (for its own host h2c1): more than the per-peer rate,
+    // sent as root over h2's tincan's control socket.
     let burst = format!(
         r#"
 import json, socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\0ipop-tincan/{port}")
 for i in range(60):
     msg = {{"msg_type": "arp_request", "target_ip4": "10.0.3.%d" % (150 + i),
             "requester_ip4": "{ip}", "requester_mac": "{mac}"}}
     req = {{"jsonrpc": "2.0", "id": i, "method": "send_icc",
             "params": {{"uid": "{uid}", "msg": msg}}}}
-    s.sendto(json.dumps(req).encode(), ("127.0.0.1", {port}))
+    s.sendall(json.dumps(req).encode() + b"\n")
+s.shutdown(socket.SHUT_WR)
+while s.recv(65536):
+    pass
 "#,
         ip = ip4("h2c1"),
         mac = lab.mac_of("h2c1", "eth0"),

@@ -1,9 +1,11 @@
-//! Another process on the same host, speaking to the daemons' loopback ports: it cannot make
-//! the controller put an interface of its choosing on the bridge, and a change it makes to
-//! tincan's security is put back by the controller.
+//! Another process on the same host, speaking to the daemons' loopback ports and to tincan's
+//! control socket: it cannot make the controller put an interface of its choosing on the
+//! bridge; as another user it reads tincan's state but changes nothing, over UDP or the
+//! socket; holding tincan's port and socket name while tincan is down it gets nothing from the
+//! controller; and not even root can give a running tincan another identity.
 
-use ipop_lab_tests::{ip4, prefix, require_root, wait_until, Daemon, Lab, LabOptions};
-use serde_json::Value;
+use ipop_lab_tests::{ip4, prefix, require_root, Daemon, Lab, LabOptions, TINCAN_PORT};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 fn counter(state: &Value, name: &str) -> u64 {
@@ -69,31 +71,246 @@ while time.time() < end:
     );
 }
 
+/// Runs the system's python (readable by anyone) as the unprivileged user `nobody` in `host`,
+/// with `args` as its `sys.argv[1:]`.
+fn as_nobody(lab: &Lab, host: &str, script: &str, args: &[&str]) -> String {
+    let mut cmd = vec![
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        script,
+    ];
+    cmd.extend(args);
+    lab.exec_ok(host, &cmd)
+}
+
+/// Sends each request (argv[1], a JSON list of [method, params]) over UDP to 127.0.0.1:5800
+/// and over the control socket, and prints the answers as a JSON list of [udp, socket] pairs.
+const CALL_BOTH: &str = r#"
+import json, socket, sys
+calls = json.loads(sys.argv[1])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(3)
+s.connect("\0ipop-tincan/5800")
+f = s.makefile("rb")
+out = []
+for i, (method, params) in enumerate(calls):
+    req = json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode()
+    u.sendto(req, ("127.0.0.1", 5800))
+    by_udp = json.loads(u.recv(65536))
+    s.sendall(req + b"\n")
+    by_sock = json.loads(f.readline())
+    out.append([by_udp, by_sock])
+print(json.dumps(out))
+"#;
+
+/// The peers' (uid, status), sorted.
+fn peers(state: &Value) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = state["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| (p["uid"].to_string(), p["status"].to_string()))
+        .collect();
+    p.sort();
+    p
+}
+
 #[test]
-fn a_security_change_by_another_process_is_put_back() {
+fn another_user_reads_tincans_state_but_changes_nothing_and_root_cannot_change_its_identity() {
     if !require_root() {
         return;
     }
-    let lab = lab("drift");
-    let state = lab.tincan_state("h1");
-    assert_eq!(state["sec"], true);
-    let uid = state["_uid"].as_str().unwrap().to_string();
-    // Another process turns encryption off: links drop (the peer still encrypts).
+    let lab = lab("nobody");
+    let before = lab.tincan_state("h1");
+    let uid = before["_uid"].as_str().unwrap().to_string();
+    let uid_h2 = lab.tincan_state("h2")["_uid"].as_str().unwrap().to_string();
+    let frame = format!(
+        "ffffffffffff020000000066080600010800060400010200000000660a00030c{}",
+        "00".repeat(10)
+    );
+    let changes = json!([
+        ["set_local_ip", {"uid": uid, "ip4": "10.0.3.1", "sec": false}],
+        ["set_local_ip", {"uid": uid, "ip4": "10.0.3.1", "sec": true, "key_file": "/tmp/nobody.key"}],
+        ["create_link", {"uid": "ab".repeat(20), "endpoint": "10.99.0.9:5900", "fpr": "cd".repeat(32)}],
+        ["trim_link", {"uid": uid_h2}],
+        ["inject_frame", {"frame": frame}],
+        ["set_neigh", {"replace": true, "add": [{"ip": "10.0.3.12", "mac": "02:00:00:00:00:66"}]}],
+        ["set_nat", {"stun": ["127.0.0.1:3478"],
+                     "turn": {"server": "127.0.0.1:3478", "user": "u", "pass": "p"}}],
+        ["set_mac", {"mac": "02:00:00:00:00:66", "uid": uid_h2}],
+        ["send_icc", {"uid": uid_h2, "msg": {"msg_type": "hello"}}],
+        ["set_cb_endpoint", {"ip": "127.0.0.1", "port": 4444}],
+        ["set_switchmode", {"switchmode": 1, "icc": false}],
+        ["set_logging", {"logging": 0}],
+    ]);
+    let n = changes.as_array().unwrap().len();
+    let mut calls = changes.as_array().unwrap().clone();
+    calls.push(json!(["get_state", {}]));
+    let out = as_nobody(
+        &lab,
+        "h1",
+        CALL_BOTH,
+        &[&Value::from(calls.clone()).to_string()],
+    );
+    let answers: Vec<Value> = serde_json::from_str(out.trim()).expect("the script's JSON");
+    assert_eq!(answers.len(), calls.len(), "{out}");
+    for (call, pair) in calls.iter().zip(&answers).take(n) {
+        for (how, a) in ["UDP", "the socket"].iter().zip(pair.as_array().unwrap()) {
+            let msg = a["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                a["error"]["code"] == 6
+                    && msg.contains("changes state")
+                    && msg.contains("@ipop-tincan/5800"),
+                "{} over {how} as nobody was not refused: {a}",
+                call[0]
+            );
+        }
+    }
+    // Reading works for anyone, over both.
+    for a in answers[n].as_array().unwrap() {
+        assert_eq!(
+            a["result"]["_uid"],
+            uid.as_str(),
+            "get_state as nobody: {a}"
+        );
+    }
+    // Nothing changed, and every refusal was counted.
+    let after = lab.tincan_state("h1");
+    assert_eq!(
+        counter(&after, "control_refused_unauthenticated"),
+        counter(&before, "control_refused_unauthenticated") + 2 * n as u64,
+        "{}",
+        after["counters"]
+    );
+    assert_eq!(after["_uid"], before["_uid"]);
+    assert_eq!(after["_fpr"], before["_fpr"]);
+    assert_eq!((&after["sec"], &after["icc"]), (&json!(true), &json!(true)));
+    assert_eq!(after["nat"]["turn_server"], Value::Null, "{}", after["nat"]);
+    assert_eq!(peers(&after), peers(&before));
+    assert_eq!(after["controller_alive"], true);
+    assert_eq!(
+        counter(&after, "injected_frames"),
+        counter(&before, "injected_frames")
+    );
+    assert!(!std::path::Path::new("/tmp/nobody.key").exists());
+
+    // Root cannot give the running tincan another uid, turn "sec" off or load another key;
+    // the same identity again (what a restarted controller sends) is fine.
+    let key = lab.dir().join("h1").join("ipop.key");
+    let key = key.to_str().unwrap();
+    let other = "12".repeat(20);
+    for (params, says) in [
+        (
+            json!({"uid": other, "ip4": "10.0.3.1", "sec": true, "key_file": key}),
+            "uid",
+        ),
+        (
+            json!({"uid": uid, "ip4": "10.0.3.1", "sec": false}),
+            "\"sec\" true -> false",
+        ),
+        (
+            json!({"uid": uid, "ip4": "10.0.3.1", "sec": true, "key_file": "/tmp/root.key"}),
+            "key_file",
+        ),
+    ] {
+        let e = lab
+            .rpc("h1", TINCAN_PORT, "set_local_ip", Some(&params))
+            .expect_err("a new identity from root was accepted");
+        assert!(
+            e.contains("would change this tincan's identity") && e.contains(says),
+            "{params}: {e}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/root.key").exists());
     lab.rpc(
         "h1",
-        ipop_lab_tests::TINCAN_PORT,
+        TINCAN_PORT,
         "set_local_ip",
-        Some(&serde_json::json!({"uid": uid, "ip4": "10.0.3.1", "sec": false})),
+        Some(&json!({"uid": uid, "ip4": "10.0.3.1", "sec": true, "key_file": key})),
     )
-    .expect("set_local_ip");
+    .expect("the same identity again");
+    let last = lab.tincan_state("h1");
+    assert_eq!(last["_uid"], before["_uid"]);
+    assert_eq!(last["_fpr"], before["_fpr"]);
+    assert_eq!(counter(&last, "control_refused_identity_change"), 3);
+    let ping = lab.ping("h1c1", &ip4("h2c1"), 3, None);
+    assert!(ping.is_clean(), "{}", ping.raw);
+}
+
+/// Holds 127.0.0.1:5800 and @ipop-tincan/5800 for argv[1] seconds, as tincan would, and prints
+/// what arrived: connections accepted, bytes read from them, datagrams.
+const IMPOSTOR: &str = r#"
+import json, select, socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 5800))
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); l.bind("\0ipop-tincan/5800"); l.listen(8)
+conns, accepted, got, datagrams = [], 0, b"", []
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    r, _, _ = select.select([u, l] + conns, [], [], 0.1)
+    for s in r:
+        if s is l:
+            conns.append(l.accept()[0]); accepted += 1
+        elif s is u:
+            datagrams.append(u.recv(65536).decode(errors="replace"))
+        else:
+            b = s.recv(65536)
+            got += b
+            if not b:
+                conns.remove(s); s.close()
+print(json.dumps({"accepted": accepted, "bytes": got.decode(errors="replace"),
+                  "datagrams": datagrams}))
+"#;
+
+#[test]
+fn a_process_holding_tincans_names_while_it_is_down_gets_nothing_from_the_controller() {
+    if !require_root() {
+        return;
+    }
+    let lab = lab("squat");
+    let before = lab.controller_state("h1");
+    lab.kill("h1", Daemon::Tincan);
+    // nobody takes tincan's port and socket name for 4 s, while the controller tries to
+    // connect every second.
+    let out = as_nobody(&lab, "h1", IMPOSTOR, &["4"]);
+    let got: Value = serde_json::from_str(out.trim()).expect("the impostor's JSON");
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            lab.tincan_state("h1")["sec"] == true && lab.links_online("h1") == 1
-        }),
-        "the controller did not put \"sec\" back: {}",
-        lab.tincan_state("h1")
+        got["accepted"].as_u64().unwrap() >= 2,
+        "the controller never came: {got}"
     );
-    assert!(counter(&lab.controller_state("h1"), "tincan_configured_again") >= 1);
-    let ping = lab.ping("h1c1", &ip4("h2c1"), 5, None);
-    assert_eq!(ping.received, 5, "{}", ping.raw);
+    assert_eq!(
+        got["bytes"], "",
+        "the controller sent the impostor something: {got}"
+    );
+    assert_eq!(
+        got["datagrams"],
+        json!([]),
+        "datagrams to the impostor: {got}"
+    );
+    let state = lab.controller_state("h1");
+    assert!(
+        counter(&state, "tincan_socket_refused") >= 2,
+        "{}",
+        state["counters"]
+    );
+    assert_eq!(
+        counter(&state, "tincan_configured"),
+        counter(&before, "tincan_configured")
+    );
+    assert!(lab
+        .log_tail("h1", Daemon::Controller)
+        .contains("held by uid 65534"));
+    // The real tincan comes back: the controller configures it and traffic flows.
+    lab.start("h1", Daemon::Tincan);
+    assert!(
+        lab.wait_links_online(Duration::from_secs(20)),
+        "links not back:\n{}",
+        lab.status()
+    );
+    let ping = lab.ping("h1c1", &ip4("h2c1"), 3, None);
+    assert!(ping.is_clean(), "{}", ping.raw);
+    assert!(counter(&lab.controller_state("h1"), "tincan_restarts_seen") >= 1);
 }

@@ -268,14 +268,10 @@ impl ControlSock {
             .filter_map(|(i, c)| c.as_ref().filter(|c| c.more).map(|_| i))
     }
 
-    /// Up to [`LINES_PER_WAKE`] complete lines of `slot`, with who sent them; reads as needed.
-    /// A closed connection, or one that sent a line over the bound, is closed here.
-    pub fn read_lines(
-        &mut self,
-        slot: usize,
-        registry: &Registry,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Option<Caller> {
+    /// Up to [`LINES_PER_WAKE`] complete lines of `slot`, with who sent them and whether the
+    /// connection is to be closed once they are answered (the caller closed its end, or sent
+    /// a line over the bound); reads as needed.
+    pub fn read_lines(&mut self, slot: usize, out: &mut Vec<Vec<u8>>) -> Option<(Caller, bool)> {
         let c = self.conns[slot].as_mut()?;
         let caller = Caller::Stream {
             conn: ConnId {
@@ -298,6 +294,7 @@ impl ControlSock {
                         "control socket: uid {} sent a line over {MAX_LINE} bytes: connection closed",
                         c.uid
                     );
+                    out.clear();
                     close = true;
                     break;
                 }
@@ -320,10 +317,7 @@ impl ControlSock {
                 }
             }
         }
-        if close {
-            self.close(slot, registry);
-        }
-        Some(caller)
+        Some((caller, close))
     }
 
     /// Queues `message` (one line) for `conn` and writes what the socket takes; false when the

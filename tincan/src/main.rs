@@ -25,7 +25,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
     about = "IPOP switch-mode data plane: joins the local bridge to peers over UDP links",
     long_about = "IPOP switch-mode data plane. Creates the TAP device (default \"ipop\"), forwards \
 Ethernet frames between it and UDP links to peer tincans, and is configured by gvpn-controller \
-over JSON-RPC on 127.0.0.1:<port>.\n\nThe original positional form `ipop-tincan <tapname> <port>` \
+over JSON-RPC on the control socket @ipop-tincan/<port> (an abstract Unix socket: only root and \
+tincan's own user may change state, by their kernel credentials). 127.0.0.1:<port> (UDP) answers \
+the read-only get_state and echo_request to any local user.\n\nThe original positional form `ipop-tincan <tapname> <port>` \
 is accepted.",
     disable_version_flag = true
 )]
@@ -60,7 +62,8 @@ struct Args {
     #[arg(short = 'V', long = "version", visible_short_alias = 'v')]
     version: bool,
     /// Query tool: send one JSON-RPC request to 127.0.0.1:<port> (tincan, or a controller's
-    /// icc_port) and print the result as JSON
+    /// icc_port), or over @ipop-tincan/<port> for tincan's methods that change state, and
+    /// print the result as JSON
     #[arg(long, value_name = "METHOD")]
     rpc: Option<String>,
     /// Params for --rpc, a JSON object

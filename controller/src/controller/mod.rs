@@ -1,10 +1,13 @@
-//! The controller's loop: one UDP socket on 127.0.0.1:<icc_port> that sends RPCs to tincan,
-//! receives its notifications (punted ARP, ICC, link events) and answers status queries, a
-//! heartbeat that drives the timers of the ARP table and of signalling, and the XMPP module's
-//! events; all on one tokio task. What crosses the socket is the typed control API
+//! The controller's loop: a connection to tincan's control socket `@ipop-tincan/<svpn_port>`
+//! (checked to be held by root or our own user) that carries RPCs to tincan and its
+//! notifications (punted ARP, ICC, link events) back, one UDP socket on 127.0.0.1:<icc_port>
+//! that answers status queries, a heartbeat that drives the timers of the ARP table and of
+//! signalling (and connects to tincan again when it restarted), and the XMPP module's events;
+//! all on one tokio task. What crosses the socket is the typed control API
 //! (`proto::api`); ARP decisions come from `proto::neigh`, signalling decisions from
 //! `proto::signal`; the controller carries out their actions:
 //!
+//! - `channel`: the connection to tincan's control socket;
 //! - `tincan`: tincan's state, its configuration, the TAP on the bridge;
 //! - `arp`: ARP replication between tincan and the ARP table;
 //! - `signalling`: XMPP events and the signalling state machine;
@@ -14,14 +17,15 @@
 use crate::bridge::Netlink;
 use crate::source::ConfigSource;
 use crate::xmpp::{XmppClient, XmppConfig, XmppEvent};
-use log::{debug, info, warn};
+use channel::{channel_ready, TincanChannel};
+use log::{info, warn};
 use proto::api as typed;
 use proto::api::controller::{ControllerRequest, XmppState};
 use proto::api::tincan::{self as api, EchoReply, TincanNotification, TincanRequest, TurnServer};
 use proto::config::{Config, HostPort};
 use proto::id::{Candidate, Fingerprint, Millis, Uid};
 use proto::neigh::{NeighConfig, NeighTable, Programmed};
-use proto::rpc::{self, Id, Incoming};
+use proto::rpc::{self, Incoming};
 use proto::signal::Signalling;
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +38,7 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 mod arp;
+mod channel;
 mod metrics;
 mod metrics_http;
 mod service;
@@ -62,8 +67,16 @@ struct Counters {
     /// tincan's uid or "sec" no longer matched the config, so it was configured again.
     tincan_configured_again: u64,
     rpc_errors: u64,
-    /// Datagrams on the control socket from a loopback port other than tincan's: ignored.
+    /// Answers arriving on the UDP port (tincan answers over its control socket): ignored.
     foreign_source: u64,
+    /// Notifications arriving on the UDP port (tincan's come over its control socket): ignored.
+    udp_notifications_ignored: u64,
+    /// Connections to tincan's control socket refused because another user held it.
+    tincan_socket_refused: u64,
+    /// Connections made to tincan's control socket.
+    tincan_connected: u64,
+    /// Requests not sent: no connection to tincan, or its queue was full.
+    rpc_not_sent: u64,
     bad_notifications: u64,
     status_queries: u64,
 }
@@ -80,7 +93,12 @@ pub struct Controller {
     uid: Uid,
     peers: Vec<StaticPeer>,
     sock: UdpSocket,
-    tincan: SocketAddr,
+    /// tincan's control socket, for messages: `@ipop-tincan/<svpn_port>`.
+    tincan: String,
+    /// The connection to it, once made and checked.
+    channel: Option<TincanChannel>,
+    /// An impostor holding tincan's socket was logged (until a real connection is made).
+    impostor_reported: bool,
     neigh: NeighTable,
     /// What tincan's ARP responder was told to hold.
     programmed: Programmed,
@@ -166,10 +184,10 @@ impl Controller {
             });
         }
         info!(
-            "uid {uid} (ip4 {}), {} static peers, tincan at 127.0.0.1:{}, icc {}",
+            "uid {uid} (ip4 {}), {} static peers, tincan at {}, icc {}",
             cfg.ip4,
             peers.len(),
-            cfg.svpn_port,
+            proto::rpc_stream::socket_display(cfg.svpn_port),
             if cfg.icc {
                 "on: ARP replicated by the controllers"
             } else {
@@ -224,7 +242,9 @@ impl Controller {
             PathBuf::from(p)
         });
         Ok(Controller {
-            tincan: SocketAddr::from(([127, 0, 0, 1], cfg.svpn_port)),
+            tincan: proto::rpc_stream::socket_display(cfg.svpn_port),
+            channel: None,
+            impostor_reported: false,
             neigh,
             programmed: Programmed::default(),
             neigh_reprogrammed_at: None,
@@ -297,7 +317,7 @@ impl Controller {
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         if from.ip().is_loopback() {
-                            self.handle(&buf[..n], from).await;
+                            self.handle(&buf[..n], from);
                         }
                     }
                     Err(e)
@@ -313,6 +333,7 @@ impl Controller {
                         return Err(e);
                     }
                 },
+                r = channel_ready(&self.channel) => self.on_channel_ready(r).await,
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
                 Some(reply) = next_scrape(&mut self.metrics) => {
                     let _ = reply.send(self.metrics_text());
@@ -330,14 +351,22 @@ impl Controller {
         }
     }
 
-    /// Requests are small datagrams on loopback: sent without waiting; one that the socket
-    /// cannot take at once is lost like any datagram, and the heartbeat repeats what matters.
+    /// Requests go over the connection to tincan's control socket without waiting (queued
+    /// when the socket cannot take them at once); without a connection they are not sent, and
+    /// the heartbeat repeats what matters once tincan is back.
     fn send_rpc(&mut self, req: impl Into<TincanRequest>) {
         let req = req.into();
+        let Some(ch) = self.channel.as_mut() else {
+            self.counters.rpc_not_sent += 1;
+            return;
+        };
         let id = self.next_id;
         self.next_id += 1;
-        self.inflight.insert(id, (req.method(), Instant::now()));
-        let _ = self.sock.try_send_to(&req.request(id), self.tincan);
+        if ch.send(&req.request(id)) {
+            self.inflight.insert(id, (req.method(), Instant::now()));
+        } else {
+            self.counters.rpc_not_sent += 1;
+        }
     }
 
     fn heartbeat(&mut self) {
@@ -348,6 +377,7 @@ impl Controller {
             Some(t) => now.duration_since(t) >= TINCAN_TIMEOUT,
             None => now.duration_since(self.start) >= TINCAN_TIMEOUT,
         };
+        self.connect_tincan();
         if silent && !self.tincan_silent_reported {
             warn!(
                 "ipop-tincan is not answering on {}; will configure it when it is back",
@@ -368,41 +398,20 @@ impl Controller {
         }
     }
 
-    async fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
+    /// A datagram on the UDP port: status queries are answered; answers and notifications,
+    /// which tincan sends over its control socket, are ignored and counted (another local
+    /// process guessing a request id must not steer the controller).
+    fn handle(&mut self, datagram: &[u8], from: SocketAddr) {
         match rpc::parse(datagram) {
-            // Answers count only from the tincan this controller configures: another local
-            // process guessing a request id must not steer it.
-            Incoming::Response { .. } if from != self.tincan => {
+            Incoming::Response { .. } => {
                 self.counters.foreign_source += 1;
             }
-            Incoming::Response { id, result } => {
-                let Id::Num(n) = id else { return };
-                let Some((method, _)) = self.inflight.remove(&n) else {
-                    return;
-                };
-                match result {
-                    Ok(v) => {
-                        if method == "get_state" {
-                            self.on_tincan_answer(v).await;
-                        }
-                    }
-                    Err(e) => {
-                        self.counters.rpc_errors += 1;
-                        warn!("tincan refused {method}: {}", e.message);
-                    }
-                }
+            Incoming::Call {
+                id: None, method, ..
+            } if TincanNotification::METHODS.contains(&method.as_str()) => {
+                self.counters.udp_notifications_ignored += 1;
             }
             Incoming::Call { id, method, params } => {
-                if from == self.tincan && id.is_none() {
-                    match TincanNotification::from_call(&method, params) {
-                        Ok(n) => self.on_notification(n),
-                        Err(e) => {
-                            self.counters.bad_notifications += 1;
-                            debug!("notification {method} from tincan: {e}");
-                        }
-                    }
-                    return;
-                }
                 let result =
                     ControllerRequest::from_call(&method, params).map(|q| self.on_query(q));
                 if let Some(id) = id {

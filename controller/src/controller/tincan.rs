@@ -68,8 +68,9 @@ impl Controller {
             let actions = sig.set_candidates(state.candidates, now);
             self.apply_signal(actions);
         }
-        // tincan's control port is open to local processes: if its identity or security no
-        // longer match the config, someone else changed them; put them back.
+        // Only root and our user can change tincan's state, and tincan refuses a new identity
+        // once it has one; if its identity or security still differ from the config (an
+        // operator's change, or another controller's), configure it again and say so.
         let drifted = state.configured
             && self.configured_boot == boot
             && (state.sec != self.cfg.sec || state.uid != Some(self.uid));

@@ -224,7 +224,8 @@ config_keys! {
     ip6_mask: u8 = 64, "ip6_mask", int(0, 128), Support::Supported;
     /// The original's per-node subnet prefix length (routed mode).
     subnet_mask: u8 = 32, "subnet_mask", int(0, 32), Support::Supported;
-    /// tincan's control port on loopback.
+    /// tincan's control port on loopback (read-only queries over UDP; state changes over the
+    /// control socket @ipop-tincan/<svpn_port>, for root and tincan's user only).
     svpn_port: u16 = 5800, "svpn_port", int(1, 65535), Support::Supported;
     /// Hex digits of a uid; only whole sha1 uids (40) are supported.
     uid_size: usize = UID_SIZE, "uid_size",
@@ -244,7 +245,8 @@ config_keys! {
         Support::Supported;
     /// ARP replicated by the controllers (true) or flooded like any broadcast (false).
     icc: bool = false, "icc", boolean(), Support::Supported;
-    /// The controller's port on loopback for what tincan hands up (punts, ICC, link events).
+    /// The controller's status port on loopback (`get_state`); tincan's punts, ICC messages and
+    /// link events come over its control socket instead.
     icc_port: u16 = 30000, "icc_port", int(1, 65535), Support::Supported;
     /// 0 (routed GroupVPN, refused by validation) or 1 (switch mode).
     switchmode: u8 = 0, "switchmode", int(0, 1).expecting("0 or 1"), Support::Supported;

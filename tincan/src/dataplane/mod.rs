@@ -428,10 +428,7 @@ impl Node {
         let mut lines = Vec::new();
         for slot in busy {
             lines.clear();
-            let Some(caller) = self
-                .ctl_sock
-                .read_lines(slot, self.poll.registry(), &mut lines)
-            else {
+            let Some((caller, close)) = self.ctl_sock.read_lines(slot, &mut lines) else {
                 continue;
             };
             for line in &lines {
@@ -442,6 +439,9 @@ impl Node {
                     }
                 }
                 self.flush();
+            }
+            if close {
+                self.ctl_sock.close(slot, self.poll.registry());
             }
             if self.ctl_sock.id(slot) != caller.conn() && self.control.cb() == caller.conn() {
                 self.control.controller_gone();
