@@ -303,6 +303,26 @@ fn a_process_holding_tincans_names_while_it_is_down_gets_nothing_from_the_contro
     assert!(lab
         .log_tail("h1", Daemon::Controller)
         .contains("held by uid 65534"));
+    // A squatter that never accepts (its backlog fills after one connection) does not hang
+    // the controller: it keeps answering while the squatter holds the name.
+    let stuck = r#"
+import socket, time
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); l.bind("\0ipop-tincan/5800"); l.listen(0)
+time.sleep(6)
+"#;
+    std::thread::scope(|s| {
+        let squatter = s.spawn(|| as_nobody(&lab, "h1", stuck, &[]));
+        std::thread::sleep(Duration::from_millis(2000));
+        let t0 = std::time::Instant::now();
+        let state = lab.controller_state("h1");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the controller took {:?} to answer",
+            t0.elapsed()
+        );
+        assert_eq!(state["tincan_alive"], false, "{state}");
+        squatter.join().unwrap();
+    });
     // The real tincan comes back: the controller configures it and traffic flows.
     lab.start("h1", Daemon::Tincan);
     assert!(

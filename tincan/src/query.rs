@@ -7,7 +7,7 @@ use proto::rpc::{self, Incoming};
 use proto::rpc_stream::{self, LineReader, MAX_LINE};
 use std::io::{Read, Write};
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,12 +67,18 @@ fn call_stream(
 ) -> Result<serde_json::Value, String> {
     let shown = rpc_stream::socket_display(port);
     let addr = address(port).map_err(|e| format!("{shown}: {e}"))?;
-    let mut sock = UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
+    // Connected without waiting (a listener that does not accept is an error, not a hang),
+    // then used blocking, with timeouts.
+    let mio_sock = mio::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
         std::io::ErrorKind::ConnectionRefused => {
             format!("nothing listens on {shown} (tincan's control socket, where {method} must go)")
         }
+        std::io::ErrorKind::WouldBlock => format!("{shown} accepts no connection (backlog full)"),
         _ => format!("cannot connect to {shown}: {e}"),
     })?;
+    // SAFETY: the fd is mio's, whose ownership `into_raw_fd` hands over.
+    let mut sock = unsafe { UnixStream::from_raw_fd(mio_sock.into_raw_fd()) };
+    sock.set_nonblocking(false).map_err(|e| e.to_string())?;
     let owner = peer_uid(sock.as_raw_fd()).map_err(|e| format!("{shown}: SO_PEERCRED: {e}"))?;
     let me = euid();
     if owner != 0 && owner != me {

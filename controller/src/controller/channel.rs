@@ -46,24 +46,19 @@ fn euid() -> u32 {
 }
 
 impl TincanChannel {
-    /// Connects to tincan's control socket and checks who holds it. Must run on a tokio
-    /// runtime with I/O enabled.
-    pub(super) fn connect(port: u16) -> Result<TincanChannel, ConnectError> {
-        use std::os::linux::net::SocketAddrExt;
-        let name = rpc_stream::socket_name(port);
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .map_err(|e| ConnectError::Other(e.to_string()))?;
-        // A Unix stream connect completes (or fails) at once.
-        let std =
-            std::os::unix::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
+    /// Connects to tincan's control socket and checks who holds it. The connect never waits:
+    /// a listener that does not accept (its backlog full) is an error, not a hang.
+    pub(super) async fn connect(port: u16) -> Result<TincanChannel, ConnectError> {
+        // A leading NUL byte names an abstract socket.
+        let path = format!("\0{}", rpc_stream::socket_name(port));
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| match e.kind() {
                 io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
                     ConnectError::NotListening
                 }
                 _ => ConnectError::Other(e.to_string()),
             })?;
-        std.set_nonblocking(true)
-            .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let stream = UnixStream::from_std(std).map_err(|e| ConnectError::Other(e.to_string()))?;
         let cred = stream
             .peer_cred()
             .map_err(|e| ConnectError::Other(format!("SO_PEERCRED: {e}")))?;
@@ -159,11 +154,11 @@ pub(super) async fn channel_ready(ch: &Option<TincanChannel>) -> io::Result<Read
 impl Controller {
     /// Connects to tincan's control socket if there is no connection: checks who holds it,
     /// and makes the connection the one tincan's notifications come over.
-    pub(super) fn connect_tincan(&mut self) {
+    pub(super) async fn connect_tincan(&mut self) {
         if self.channel.is_some() {
             return;
         }
-        match TincanChannel::connect(self.cfg.svpn_port) {
+        match TincanChannel::connect(self.cfg.svpn_port).await {
             Ok(ch) => {
                 self.channel = Some(ch);
                 self.counters.tincan_connected += 1;

@@ -313,7 +313,10 @@ impl Controller {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = beat.tick() => self.heartbeat(),
+                _ = beat.tick() => {
+                    self.connect_tincan().await;
+                    self.heartbeat();
+                }
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         if from.ip().is_loopback() {
@@ -377,7 +380,6 @@ impl Controller {
             Some(t) => now.duration_since(t) >= TINCAN_TIMEOUT,
             None => now.duration_since(self.start) >= TINCAN_TIMEOUT,
         };
-        self.connect_tincan();
         if silent && !self.tincan_silent_reported {
             warn!(
                 "ipop-tincan is not answering on {}; will configure it when it is back",
