@@ -1,7 +1,8 @@
 //! The line framing of tincan's control socket (`proto::rpc_stream::LineReader`) on any byte
 //! stream cut into any reads: it never panics, never hands out a line over its bound, one with
-//! a newline, or an empty one, and the lines it hands out are those of the stream, in order,
-//! up to the first line over the bound, which it refuses (also before that line's newline).
+//! a newline, or an empty one, and the lines it hands out are those of the stream (less one
+//! `\r` before each newline), in order, up to the first line over the bound, which it refuses
+//! (also before that line's newline).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,7 +24,6 @@ fuzz_target!(|data: &[u8]| {
             match line {
                 Ok(l) => {
                     assert!(!l.is_empty() && l.len() <= MAX && !l.contains(&b'\n'));
-                    assert!(!l.ends_with(b"\r"));
                     let _ = proto::rpc::parse(l);
                     got.push(l.to_vec());
                 }
