@@ -16,6 +16,12 @@ pub fn socket_name(port: u16) -> String {
     format!("ipop-tincan/{port}")
 }
 
+/// The abstract socket name of the controller whose `icc_port` is `port`:
+/// `ipop-controller/30000` (where `ipopctl log-level` goes).
+pub fn controller_socket_name(port: u16) -> String {
+    format!("ipop-controller/{port}")
+}
+
 /// The name as people write it (`ss -xl` shows it so): `@ipop-tincan/5800`.
 pub fn socket_display(port: u16) -> String {
     format!("@{}", socket_name(port))

@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 use proto::rpc_stream::{self, LineError, LineReader, MAX_LINE};
 use serde::Serialize;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 /// Connections held at once.
 pub const MAX_CONNS: usize = 8;
@@ -107,39 +107,11 @@ pub struct ControlSock {
     read_buf: Vec<u8>,
 }
 
-/// The uid of the process at the other end of a Unix socket (`SO_PEERCRED`).
-pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
+pub use ipop_tincan::ctl_client::{euid, peer_uid};
 
 /// The abstract address `@ipop-tincan/<port>`.
 pub fn address(port: u16) -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::os::linux::net::SocketAddrExt;
-    std::os::unix::net::SocketAddr::from_abstract_name(rpc_stream::socket_name(port).as_bytes())
+    ipop_tincan::ctl_client::abstract_address(&rpc_stream::socket_name(port))
 }
 
 impl ControlSock {

@@ -2,13 +2,10 @@
 //! state go over the control socket `@ipop-tincan/<port>` (the only place tincan takes them),
 //! after checking that root or our own user holds it; everything else goes to the UDP port.
 
-use crate::control_sock::{address, euid, peer_uid};
-use proto::rpc::{self, Incoming};
-use proto::rpc_stream::{self, LineReader, MAX_LINE};
-use std::io::{Read, Write};
+use ipop_tincan::ctl_client::{self, result_of};
+use proto::rpc;
+use proto::rpc_stream;
 use std::net::UdpSocket;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,70 +44,13 @@ pub fn run(port: u16, method: &str, params: Option<&str>) -> ExitCode {
     }
 }
 
-/// The result of a response, or what was wrong with it.
-fn result_of(method: &str, answer: &[u8]) -> Result<serde_json::Value, String> {
-    match rpc::parse(answer) {
-        Incoming::Response { result: Ok(v), .. } => Ok(v),
-        Incoming::Response { result: Err(e), .. } => {
-            Err(format!("{method}: error {}: {}", e.code.code(), e.message))
-        }
-        _ => Err(format!("{method}: not a JSON-RPC response")),
-    }
-}
-
-/// One request over the control socket, answered within 2 s. The socket must be held by root
-/// or by our own user: anyone else could be impersonating tincan to collect what we send.
+/// One request over tincan's control socket (see [`ctl_client::call`]).
 fn call_stream(
     port: u16,
     method: &str,
     params: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let shown = rpc_stream::socket_display(port);
-    let addr = address(port).map_err(|e| format!("{shown}: {e}"))?;
-    // Connected without waiting (a listener that does not accept is an error, not a hang),
-    // then used blocking, with timeouts.
-    let mio_sock = mio::net::UnixStream::connect_addr(&addr).map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            format!("nothing listens on {shown} (tincan's control socket, where {method} must go)")
-        }
-        std::io::ErrorKind::WouldBlock => format!("{shown} accepts no connection (backlog full)"),
-        _ => format!("cannot connect to {shown}: {e}"),
-    })?;
-    // SAFETY: the fd is mio's, whose ownership `into_raw_fd` hands over.
-    let mut sock = unsafe { UnixStream::from_raw_fd(mio_sock.into_raw_fd()) };
-    sock.set_nonblocking(false).map_err(|e| e.to_string())?;
-    let owner = peer_uid(sock.as_raw_fd()).map_err(|e| format!("{shown}: SO_PEERCRED: {e}"))?;
-    let me = euid();
-    if owner != 0 && owner != me {
-        return Err(format!(
-            "{shown} is held by uid {owner}, neither root nor us (uid {me}): not sending {method} to it"
-        ));
-    }
-    sock.set_read_timeout(Some(Duration::from_secs(2)))
-        .and_then(|_| sock.set_write_timeout(Some(Duration::from_secs(2))))
-        .map_err(|e| e.to_string())?;
-    sock.write_all(&rpc_stream::frame(&rpc::request(1, method, params)))
-        .map_err(|e| format!("cannot send to {shown}: {e}"))?;
-    let mut lines = LineReader::new(MAX_LINE);
-    let mut buf = vec![0u8; 65536];
-    loop {
-        if let Some(line) = lines.next_line() {
-            let line = line.map_err(|_| format!("{method}: an answer over {MAX_LINE} bytes"))?;
-            return result_of(method, line);
-        }
-        match sock.read(&mut buf) {
-            Ok(0) => return Err(format!("{method}: {shown} closed without an answer")),
-            Ok(n) => lines.feed(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return Err(format!("no answer from {shown} within 2 s"))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("receive from {shown}: {e}")),
-        }
-    }
+    ctl_client::call("tincan", &rpc_stream::socket_name(port), method, params)
 }
 
 fn call(port: u16, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {

@@ -40,7 +40,7 @@ pub(super) struct TincanChannel {
 }
 
 /// The controller's effective uid.
-fn euid() -> u32 {
+pub(super) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }

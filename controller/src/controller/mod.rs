@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
+mod admin;
 mod arp;
 mod channel;
 mod metrics;
@@ -150,6 +151,8 @@ pub struct Controller {
     detach_on_exit: bool,
     /// The Prometheus endpoint, with `metrics_port`.
     metrics: Option<metrics_http::Endpoint>,
+    /// `@ipop-controller/<icc_port>`: `ipopctl log-level`.
+    admin: tokio::net::UnixListener,
     /// tincan's last `get_state` answer, kept for the endpoint.
     tincan_snapshot: Option<metrics::TincanSnapshot>,
 }
@@ -164,6 +167,7 @@ impl Controller {
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
+        let admin = admin::bind(cfg.icc_port)?;
         let metrics = match cfg.metrics_port {
             Some(port) => Some(metrics_http::Endpoint::bind(port).await.map_err(|e| {
                 io::Error::other(format!("cannot bind 127.0.0.1:{port} (metrics_port): {e}"))
@@ -281,6 +285,7 @@ impl Controller {
             ready: false,
             detach_on_exit: false,
             metrics,
+            admin,
             tincan_snapshot: None,
         })
     }
@@ -338,6 +343,9 @@ impl Controller {
                 },
                 r = channel_ready(&self.channel) => self.on_channel_ready(r).await,
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
+                Ok((stream, _)) = self.admin.accept() => {
+                    tokio::spawn(admin::serve(stream, !self.log_follows_config));
+                }
                 Some(reply) = next_scrape(&mut self.metrics) => {
                     let _ = reply.send(self.metrics_text());
                 }
