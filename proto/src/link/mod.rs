@@ -37,6 +37,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+pub use handshake::{UNDER_LOAD_FOR, UNDER_LOAD_RATE};
 pub use path::{PathKind, Route};
 
 /// A link's slot in the table; stable for the link's life, reused after a trim.
