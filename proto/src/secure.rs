@@ -17,6 +17,9 @@
 //! must grow per peer, so a captured init replayed later cannot reset a session. Inner types
 //! reuse the plaintext link types: data, ICC, keepalive.
 //!
+//! Handshake messages also carry WireGuard's mac1 and mac2, and a responder under load answers
+//! with a cookie reply: [`cookie`] (the link core decides when; see `link::handshake`).
+//!
 //! Key confirmation (WireGuard's rule): the responder's new session waits, unconfirmed, until
 //! the first authentic message from the initiator arrives on it; only then does it send on it.
 //! Until then it keeps sending on its previous session, if any. An init replayed where the
