@@ -56,6 +56,9 @@ icc = json.dumps({"msg_type": "arp_request", "target_ip4": "10.0.3.21",
                   "requester_ip4": "10.0.3.11", "requester_mac": "02:42:0a:00:03:0b"})
 put("link_message", "icc", struct.pack("<BBBBIQ", 3, 0, 0, 0, 3, 43) + icc.encode())
 put("link_message", "keepalive", struct.pack("<BBBBIQ", 4, 0, 0, 0, 3, 44))
+put("link_message", "init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(range(157)))
+put("link_message", "resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, 3) + bytes(range(81)))
+put("link_message", "cookie_reply", struct.pack("<BBBBI", 10, 0, 0, 0, 9) + bytes(range(56)))
 
 # --- ethernet_arp -------------------------------------------------------------------------
 put("ethernet_arp", "arp_request", ARP_REQ)
@@ -122,8 +125,11 @@ put("config", "switchmode0.json", '{"ip4": "10.0.3.1", "switchmode": 0}')
 # Raw messages of the right types and lengths (no valid MAC: the fuzzer works towards it).
 IDX_A = 0x0a0a0001
 IDX_B = 0x0b0b0002
-put("secure_receive", "raw_init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(125))
-put("secure_receive", "raw_resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, IDX_A) + bytes(49))
+# Version 3: inits and responses end with mac1 and mac2 (32 bytes); a cookie reply is the
+# receiver index, a 24-byte nonce and the sealed 16-byte cookie with its tag.
+put("secure_receive", "raw_init", struct.pack("<BBBBI", 5, 0, 0, 0, 9) + bytes(125 + 32))
+put("secure_receive", "raw_resp", struct.pack("<BBBBII", 6, 0, 0, 0, 9, IDX_A) + bytes(49 + 32))
+put("secure_receive", "raw_cookie", struct.pack("<BBBBI", 10, 0, 0, 0, IDX_A) + bytes(56))
 put("secure_receive", "raw_data", struct.pack("<BBBBIQ", 7, 0, 0, 0, IDX_B, 0) + bytes(17 + 42))
 # Mutation modes: [mode][len delta i8][(pos u16 le, xor u8)...].
 put("secure_receive", "init_intact", b"\xa0\x00")
@@ -132,6 +138,14 @@ put("secure_receive", "init_ephemeral", b"\xa0\x00" + struct.pack("<HB", 39, 0x8
 put("secure_receive", "resp_intact", b"\xa1\x00")
 put("secure_receive", "resp_reserved", b"\xa1\x00" + struct.pack("<HB", 2, 0xff))
 put("secure_receive", "resp_short", b"\xa1\xff")
+put("secure_receive", "init_mac1", b"\xa0\x00" + struct.pack("<HB", 133, 0x01))
+put("secure_receive", "init_mac2", b"\xa0\x00" + struct.pack("<HB", 164, 0x01))
+put("secure_receive", "resp_mac1", b"\xa1\x00" + struct.pack("<HB", 61, 0x01))
+# 0xa3: the cookie reply to the pending init, mutated.
+put("secure_receive", "cookie_intact", b"\xa3\x00")
+put("secure_receive", "cookie_reserved", b"\xa3\x00" + struct.pack("<HB", 2, 0xff))
+put("secure_receive", "cookie_nonce", b"\xa3\x00" + struct.pack("<HB", 8, 0x01))
+put("secure_receive", "cookie_short", b"\xa3\xff")
 # [0xa2][inner type][n][n payload bytes][len delta][flips...]
 put("secure_receive", "data_intact", b"\xa2\x02" + bytes([len(ARP_REQ)]) + ARP_REQ + b"\x00")
 put("secure_receive", "data_counter", b"\xa2\x03\x02{}\x00" + struct.pack("<HB", 8, 1))

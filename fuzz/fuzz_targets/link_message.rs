@@ -1,11 +1,13 @@
-//! `LinkMessage::parse` on any datagram: never panics, and what it accepts re-emits to the
-//! same bytes (up to the flag and reserved bits the parser ignores).
+//! `LinkMessage::parse` and the handshake views (`InitView`, `RespView`, `CookieReplyView`) on
+//! any datagram: never panic, and what they accept re-emits to the same bytes (up to the flag
+//! and reserved bits the parser ignores).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use proto::wire::link::{
-    emit_header, FragHeader, LinkMessage, MessageType, DATA_HEADER_LEN, FLAG_REPLY_WANTED,
-    FRAG_META_LEN, HELLO_LEN,
+    emit_header, CookieReplyView, FragHeader, InitView, LinkMessage, MessageType, RespView,
+    COOKIE_REPLY_LEN, DATA_HEADER_LEN, FLAG_REPLY_WANTED, FRAG_META_LEN, HELLO_LEN, INIT_LEN,
+    MAC_LEN, RESP_LEN,
 };
 
 /// The input with the bits the parser does not read cleared: the rest of byte 1 and the two
@@ -18,7 +20,36 @@ fn canonical_preamble(data: &[u8], flag_mask: u8) -> Vec<u8> {
     v
 }
 
+/// The handshake views: an accepted message has its exact length, and its header, body and
+/// macs re-emit to the same bytes.
+fn handshakes(data: &[u8]) {
+    if let Ok(v) = InitView::parse(data) {
+        assert_eq!(data.len(), INIT_LEN);
+        let mut buf = data.to_vec();
+        let noise = InitView::emit_header(&mut buf, v.sender_idx).expect("sized");
+        assert_eq!(&noise[..], v.noise);
+        assert_eq!(buf, canonical_preamble(data, 0));
+        assert_eq!([v.mac1, v.mac2].concat(), &data[INIT_LEN - 2 * MAC_LEN..]);
+    }
+    if let Ok(v) = RespView::parse(data) {
+        assert_eq!(data.len(), RESP_LEN);
+        let mut buf = data.to_vec();
+        let noise = RespView::emit_header(&mut buf, v.sender_idx, v.receiver_idx).expect("sized");
+        assert_eq!(&noise[..], v.noise);
+        assert_eq!(buf, canonical_preamble(data, 0));
+        assert_eq!(v.mac1, &data[RESP_LEN - 2 * MAC_LEN..RESP_LEN - MAC_LEN]);
+    }
+    if let Ok(v) = CookieReplyView::parse(data) {
+        assert_eq!(data.len(), COOKIE_REPLY_LEN);
+        let mut buf = data.to_vec();
+        let (nonce, sealed) = CookieReplyView::emit_header(&mut buf, v.receiver_idx).expect("sized");
+        assert_eq!((&nonce[..], &sealed[..]), (v.nonce, v.sealed));
+        assert_eq!(buf, canonical_preamble(data, 0));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    handshakes(data);
     let Ok(msg) = LinkMessage::parse(data) else {
         return;
     };

@@ -13,15 +13,22 @@
 //! comes out is always a frame the peer sent, whole); others hand a plaintext node fragments
 //! with any header and piece behind a valid counted header. Reassembly stays within its
 //! per-link and total bounds throughout.
+//!
+//! Handshake floods: some steps send B an init of the fuzzer's bytes with a valid mac1 (as
+//! someone who knows B's public key would) from one of several addresses, and others put B
+//! under load or take it out, so the cookie path (mac2 checks, cookie replies) runs too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use proto::id::{Millis, Uid};
 use proto::link::frag::{LINK_BUDGET, MAX_PENDING, TOTAL_BUDGET};
-use proto::link::{Encapsulated, LinkTable, LocalConfig, Received, FRAME_HEADROOM};
+use proto::link::{
+    Encapsulated, LinkTable, LocalConfig, Received, FRAME_HEADROOM, UNDER_LOAD_RATE,
+};
 use proto::offload::Csum;
+use proto::secure::cookie::PeerMacs;
 use proto::secure::StaticKey;
-use proto::wire::link::{emit_header, MessageType};
+use proto::wire::link::{emit_header, MessageType, INIT_LEN};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -212,9 +219,10 @@ fuzz_target!(|data: &[u8]| {
     let mut out = vec![0u8; 65_536];
     let mut rest = data;
     // Each step: [selector][time step][length][bytes]. Selector 0-3: a datagram to B from one
-    // of four addresses; 4: A sends B a frame (4 bytes of input); 5: a plaintext fragment.
+    // of four addresses; 4: A sends B a frame (4 bytes of input); 5: a plaintext fragment;
+    // 6: an init with a valid mac1 made of the bytes; 7: B under load (odd length) or not.
     while rest.len() >= 3 {
-        let (sel, step, len) = (rest[0] % 6, rest[1], usize::from(rest[2]) * 4);
+        let (sel, step, len) = (rest[0] % 8, rest[1], usize::from(rest[2]) * 4);
         rest = &rest[3..];
         now += Millis::from(step);
         if sel == 4 {
@@ -230,7 +238,24 @@ fuzz_target!(|data: &[u8]| {
             plaintext_fragment(now, &mut d, d_idx, counter, dgram);
             continue;
         }
-        let from = if sel == 0 { addr(1) } else { addr(100 + sel) };
+        if sel == 7 {
+            b.set_handshake_load(if rest.len() % 2 == 1 { 0 } else { UNDER_LOAD_RATE });
+            continue;
+        }
+        let mut init;
+        let (dgram, from) = if sel == 6 {
+            init = vec![0u8; INIT_LEN];
+            for (i, x) in init.iter_mut().enumerate() {
+                *x = dgram.get(i % dgram.len().max(1)).copied().unwrap_or(0);
+            }
+            init[0] = MessageType::Init as u8;
+            PeerMacs::new(kb.public()).seal_init(&mut init, now);
+            (&init[..], addr(100 + step % 4))
+        } else if sel == 0 {
+            (dgram, addr(1))
+        } else {
+            (dgram, addr(100 + sel))
+        };
         match b.handle_datagram(now, from, dgram, &mut out) {
             Received::Nothing => {}
             other => panic!("forged datagram delivered: {other:?}"),

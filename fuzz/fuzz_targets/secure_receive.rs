@@ -1,19 +1,24 @@
 //! The receive path of encrypted links (Noise IK, `proto::secure`).
 //!
 //! Every input is first fed as a raw datagram to `data_receiver_idx`, `resp_receiver_idx`,
-//! `read_init` (to both nodes' keys), `SecureLink::on_response` (to a link with a pending
-//! handshake when the receiver index is the one it waits for) and `SecureLink::decrypt` (on
-//! both ends of an established session). None may panic; a response or data message that was
-//! not made with the session's keys must be refused, and an init only gets a session from the
-//! link that pins its sender's key.
+//! `cookie_receiver_idx`, `read_init` (to both nodes' keys), the mac1 and mac2 checks of a
+//! `CookieChecker`, `SecureLink::on_response` and `SecureLink::on_cookie_reply` (to a link
+//! with a pending handshake when the receiver index is the one it waits for) and
+//! `SecureLink::decrypt` (on both ends of an established session). None may panic; a
+//! response, cookie reply or data message that was not made with the right keys must be
+//! refused, and an init only gets a session from the link that pins its sender's key.
 //!
 //! Then, if the first byte selects it, the rest of the input mutates a valid message (a length
 //! change, then `(position u16 le, xor u8)` triples):
 //!
 //! - `0xA0`: an init; `read_init` fails or returns the sender's real key, uid, time and cipher
-//!   offer (a changed offer byte never gets through: no downgrade);
+//!   offer (a changed offer byte never gets through: no downgrade); its mac1 passes only if no
+//!   byte in front of mac2 changed;
 //! - `0xA1`: a response; `on_response` fails, or nothing authenticated changed and the session
-//!   it installs talks to the responder's, on the cipher the responder chose;
+//!   it installs talks to the responder's, on the cipher the responder chose; its mac1 passes
+//!   only if no byte in front of mac2 changed;
+//! - `0xA3`: the responder's cookie reply to the pending init; `on_cookie_reply` fails, or
+//!   only the reserved bytes changed and the initiator holds the cookie;
 //! - `0xA2`: a data message (type and payload from the input); `decrypt` and `decrypt_in_place`
 //!   fail or return the original plaintext, and no byte may have changed (the header is the
 //!   AEAD's associated data).
@@ -24,10 +29,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use proto::id::Uid;
+use proto::secure::cookie::CookieChecker;
 use proto::secure::{
-    data_receiver_idx, read_init, resp_receiver_idx, Cipher, CipherOffer, CipherSetting,
-    SecureLink, StaticKey, INIT_LEN, RESP_LEN,
+    cookie_receiver_idx, data_receiver_idx, read_init, resp_receiver_idx, Cipher, CipherOffer,
+    CipherSetting, SecureLink, StaticKey, INIT_LEN, RESP_LEN,
 };
+use proto::wire::link::{COOKIE_REPLY_LEN, MAC_LEN};
+use std::net::SocketAddr;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -146,10 +154,37 @@ fn roundtrip(from: &mut SecureLink, to: &mut SecureLink, inner: u8, payload: &[u
     assert_eq!((o.inner, &out[1..1 + o.len]), (inner, payload));
 }
 
+/// A's address as B sees it.
+fn a_addr() -> SocketAddr {
+    SocketAddr::from(([10, 99, 0, 1], 5900))
+}
+
+/// Whether `m` changed only in its last `free` bytes from `orig`.
+fn same_but_tail(orig: &[u8], m: &[u8], free: usize) -> bool {
+    orig.len() == m.len() && orig[..orig.len() - free] == m[..m.len() - free]
+}
+
 fn raw(data: &[u8]) {
     let k = keys();
     let _ = data_receiver_idx(data);
     let ridx = resp_receiver_idx(data);
+    // Nobody without B's public key makes a valid mac1 (the fuzzer would have to find a
+    // keyed BLAKE2s tag); the checks never panic on any length.
+    let mut checker = CookieChecker::new(k.b.public());
+    if data.len() >= 2 * MAC_LEN {
+        let _ = checker.mac1_ok(data);
+        let _ = checker.mac2(data, a_addr(), NOW);
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        let _ = checker.reply(data, 1, a_addr(), NOW, &mut reply);
+    }
+    if cookie_receiver_idx(data) == Some(IDX_A) {
+        let (mut a, _) = start();
+        assert!(
+            a.on_cookie_reply(data, NOW).is_err(),
+            "forged cookie reply accepted"
+        );
+        assert!(!a.has_cookie(NOW));
+    }
     // Anyone with a key pair can write a valid init (IK sends the initiator's key), so one
     // may decrypt; pinning is what refuses it: B's link to A takes only A's key.
     if let Ok(init) = read_init(&k.b, data) {
@@ -191,9 +226,18 @@ fn mutated_init(ctl: &[u8]) {
     static INIT: OnceLock<Vec<u8>> = OnceLock::new();
     let init = INIT.get_or_init(|| start().1);
     let m = mutate(init, ctl);
+    if CookieChecker::new(k.b.public()).mac1_ok(&m) {
+        assert!(same_but_tail(init, &m, MAC_LEN), "mac1 passed with bytes changed");
+    }
     if let Ok(got) = read_init(&k.b, &m) {
+        // The sender index and reserved bytes are outside Noise; the macs are the table's
+        // to check (above).
+        let macs = INIT_LEN - 2 * MAC_LEN..INIT_LEN;
+        let (mut x, mut y) = (init.to_vec(), m.clone());
+        x[macs.clone()].fill(0);
+        y[macs].fill(0);
         assert!(
-            same_except(init, &m, 1..8),
+            same_except(&x, &y, 1..8),
             "init accepted with authenticated bytes changed"
         );
         assert_eq!(got.peer_static, k.a.fingerprint());
@@ -207,12 +251,19 @@ fn mutated_resp(selector: u8, ctl: &[u8]) {
     let cipher = Cipher::ALL[usize::from(selector & 1)];
     let (mut a, mut b, resp) = half_open(cipher);
     let m = mutate(&resp, ctl);
+    if CookieChecker::new(keys().a.public()).mac1_ok(&m) {
+        assert!(same_but_tail(&resp, &m, MAC_LEN), "mac1 passed with bytes changed");
+    }
     if a.on_response(&m, NOW).is_err() {
         assert!(!a.has_session());
         return;
     }
+    let macs = RESP_LEN - 2 * MAC_LEN..RESP_LEN;
+    let (mut x, mut y) = (resp.clone(), m.clone());
+    x[macs.clone()].fill(0);
+    y[macs].fill(0);
     assert!(
-        same_except(&resp, &m, 1..8),
+        same_except(&x, &y, 1..8),
         "response accepted with authenticated bytes changed"
     );
     assert!(a.has_session());
@@ -221,6 +272,26 @@ fn mutated_resp(selector: u8, ctl: &[u8]) {
         roundtrip(&mut a, &mut b, 2, b"after a mutated response");
         roundtrip(&mut b, &mut a, 3, b"both ways");
     }
+}
+
+fn mutated_cookie_reply(ctl: &[u8]) {
+    let k = keys();
+    let (mut a, init) = start();
+    let mut checker = CookieChecker::new(k.b.public());
+    let mut reply = vec![0u8; COOKIE_REPLY_LEN];
+    checker
+        .reply(&init, IDX_A, a_addr(), NOW, &mut reply)
+        .expect("reply");
+    let m = mutate(&reply, ctl);
+    if a.on_cookie_reply(&m, NOW).is_err() {
+        assert!(!a.has_cookie(NOW));
+        return;
+    }
+    assert!(
+        same_except(&reply, &m, 1..4),
+        "cookie reply accepted with authenticated bytes changed"
+    );
+    assert!(a.has_cookie(NOW));
 }
 
 fn mutated_data(selector: u8, rest: &[u8]) {
@@ -265,6 +336,7 @@ fuzz_target!(|data: &[u8]| {
         0xA0 => mutated_init(rest),
         0xA1 | 0xB1 => mutated_resp(selector, rest),
         0xA2 | 0xB2 => mutated_data(selector, rest),
+        0xA3 => mutated_cookie_reply(rest),
         _ => {}
     }
 });

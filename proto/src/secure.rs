@@ -17,6 +17,9 @@
 //! must grow per peer, so a captured init replayed later cannot reset a session. Inner types
 //! reuse the plaintext link types: data, ICC, keepalive.
 //!
+//! Handshake messages also carry WireGuard's mac1 and mac2, and a responder under load answers
+//! with a cookie reply: [`cookie`] (the link core decides when; see `link::handshake`).
+//!
 //! Key confirmation (WireGuard's rule): the responder's new session waits, unconfirmed, until
 //! the first authentic message from the initiator arrives on it; only then does it send on it.
 //! Until then it keeps sending on its previous session, if any. An init replayed where the
@@ -29,15 +32,18 @@
 use crate::id::{Fingerprint, Millis, Uid};
 use crate::replay::ReplayWindow;
 use crate::wire::link::{
-    init_payload, CountedHeader, InitView, MessageType, RespView, SealedView, DATA_HEADER_LEN,
-    INIT_PAYLOAD_LEN, PROLOGUE, RESP_PAYLOAD_LEN, TAG_LEN,
+    init_payload, CookieReplyView, CountedHeader, InitView, MessageType, RespView, SealedView,
+    DATA_HEADER_LEN, INIT_PAYLOAD_LEN, PROLOGUE, RESP_PAYLOAD_LEN, TAG_LEN,
 };
+use crate::wire::link_handshake::{INIT_NOISE_LEN, RESP_NOISE_LEN};
+use cookie::PeerMacs;
 use ring::aead::Aad;
 use snow::HandshakeState;
 
 pub use crate::wire::link::{INIT_LEN, RESP_LEN, SEALED_OVERHEAD as DATA_OVERHEAD};
 
 mod cipher;
+pub mod cookie;
 mod static_key;
 
 pub use cipher::{aes_hardware, Cipher, CipherOffer, CipherSetting};
@@ -85,11 +91,6 @@ impl std::fmt::Display for SecureError {
             SecureError::NoCommonCipher => "no cipher in common",
         })
     }
-}
-
-/// Bytes of the Noise part of a handshake message of `len` bytes with an `header`-byte header.
-const fn noise_len(len: usize, header: usize) -> usize {
-    len - header
 }
 
 fn params() -> snow::params::NoiseParams {
@@ -198,6 +199,11 @@ pub fn resp_receiver_idx(msg: &[u8]) -> Option<u32> {
     RespView::parse(msg).ok().map(|v| v.receiver_idx)
 }
 
+/// The receiver index of a cookie reply (the sender index of the init it answers).
+pub fn cookie_receiver_idx(msg: &[u8]) -> Option<u32> {
+    CookieReplyView::parse(msg).ok().map(|v| v.receiver_idx)
+}
+
 /// The encrypted side of one link.
 pub struct SecureLink {
     pub peer_static: Fingerprint,
@@ -206,6 +212,8 @@ pub struct SecureLink {
     /// [`PROLOGUE`]; another one only in tests, to play a peer of another version.
     prologue: &'static [u8],
     pending: Option<Pending>,
+    /// mac1 and mac2 of our handshake messages to the peer, and its cookie.
+    macs: PeerMacs,
     /// Confirmed sessions, oldest first; the last one sends.
     sessions: Vec<Session>,
     /// The session of the last init we answered, until the initiator confirms it: at most one,
@@ -239,6 +247,7 @@ impl SecureLink {
             offer,
             prologue: PROLOGUE,
             pending: None,
+            macs: PeerMacs::new(&peer_static.0),
             sessions: Vec::new(),
             unconfirmed: None,
             last_peer_init_time: 0,
@@ -365,9 +374,10 @@ impl SecureLink {
         let n = hs
             .write_message(&payload, noise_out)
             .map_err(|_| SecureError::Malformed)?;
-        if n != noise_len(INIT_LEN, 8) {
+        if n != INIT_NOISE_LEN {
             return Err(SecureError::Malformed);
         }
+        self.macs.seal_init(&mut out[..INIT_LEN], now);
         self.pending = Some(Pending {
             hs,
             local_idx,
@@ -408,9 +418,10 @@ impl SecureLink {
             .hs
             .write_message(&[cipher.bit()], noise_out)
             .map_err(|_| SecureError::Malformed)?;
-        if n != noise_len(RESP_LEN, 12) || !init.hs.is_handshake_finished() {
+        if n != RESP_NOISE_LEN || !init.hs.is_handshake_finished() {
             return Err(SecureError::Malformed);
         }
+        self.macs.seal_resp(&mut out[..RESP_LEN]);
         let keys = SessionKeys::split(&mut init.hs, cipher, false);
         self.last_peer_init_time = init.time;
         let replaced = self.unconfirmed.replace(Session {
@@ -426,6 +437,28 @@ impl SecureLink {
             self.unconfirmed_dropped += 1;
         }
         Ok(RESP_LEN)
+    }
+
+    /// A cookie reply to our pending init (the peer is under load): the cookie is kept for
+    /// the next inits' mac2, and the next init goes out at once rather than after the backoff.
+    /// Refused unless it answers the pending init (its index, and its mac1 as the AEAD's
+    /// associated data).
+    pub fn on_cookie_reply(&mut self, msg: &[u8], now: Millis) -> Result<(), SecureError> {
+        let idx = cookie_receiver_idx(msg).ok_or(SecureError::Malformed)?;
+        if self.pending.as_ref().is_none_or(|p| p.local_idx != idx) {
+            return Err(SecureError::UnknownSession);
+        }
+        if let Err(e) = self.macs.take_reply(msg, now) {
+            self.auth_failures += 1;
+            return Err(e);
+        }
+        self.next_attempt = now;
+        Ok(())
+    }
+
+    /// Whether the peer gave us a cookie that is still fresh (our inits carry mac2).
+    pub fn has_cookie(&self, now: Millis) -> bool {
+        self.macs.has_cookie(now)
     }
 
     /// A response to our pending init. Returns Ok once the session is installed, on the

@@ -375,7 +375,7 @@ fn a_response_choosing_what_was_not_offered_fails() {
 /// The offset of the last payload byte in a handshake message of `len` bytes: the offer in an
 /// init, the choice in a response (each payload is encrypted, then the tag).
 fn last_payload_byte(len: usize) -> usize {
-    len - TAG_LEN - 1
+    len - crate::wire::link_handshake::MACS_LEN - TAG_LEN - 1
 }
 
 #[test]
@@ -429,10 +429,11 @@ fn another_protocol_version_fails_the_handshake() {
     la.start_handshake(&a.key, &a.uid, 1, 2000, 0, &mut init)
         .unwrap();
     assert_eq!(
-        read_init_with(&b.key, &init, b"ipop-switch/3").err(),
+        read_init_with(&b.key, &init, b"ipop-switch/2").err(),
         Some(SecureError::Auth)
     );
-    // An init of the first format (no offer: 28 payload bytes) has another length.
+    // An init of an earlier format (without the offer, or without the macs) has another
+    // length.
     assert_eq!(
         read_init(&b.key, &init[..INIT_LEN - 1]).err(),
         Some(SecureError::Malformed)

@@ -16,6 +16,7 @@
 //! and path.
 
 pub mod frag;
+mod handshake;
 pub mod liveness;
 pub mod path;
 pub mod peer;
@@ -27,7 +28,6 @@ mod tests;
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
 use crate::nat::{Nat, TurnServerConfig};
 use crate::offload::Csum;
-use crate::ratelimit::RateLimiter;
 use crate::secure::{CipherOffer, StaticKey};
 use crate::wire::link::CSUM_META_LEN;
 use frag::{FragBudget, FragCounters};
@@ -37,6 +37,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+pub use handshake::{UNDER_LOAD_FOR, UNDER_LOAD_RATE};
 pub use path::{PathKind, Route};
 
 /// A link's slot in the table; stable for the link's life, reused after a trim.
@@ -61,10 +62,6 @@ pub const UNDERLAY_OVERHEAD_V6: usize = 48;
 /// Bytes a TURN Send indication adds around a datagram relayed through our TURN server
 /// (header, XOR-PEER-ADDRESS for IPv6, DATA with padding), rounded up.
 pub const RELAY_OVERHEAD: usize = 64;
-/// Handshakes per second from one source address, and its burst.
-const PER_SOURCE_RATE: (f64, f64) = (10.0, 20.0);
-/// Handshakes per second from all sources together.
-const GLOBAL_RATE: f64 = 300.0;
 /// A kind of bad input is logged at most this often.
 const LOG_EVERY: Millis = 10_000;
 
@@ -174,6 +171,22 @@ pub struct CoreCounters {
     pub drop_sec_mismatch: u64,
     pub drop_unknown_key: u64,
     pub drop_handshake_rate: u64,
+    /// Inits and responses whose mac1 is not keyed by this node's public key: dropped before
+    /// any Diffie-Hellman work.
+    pub drop_bad_mac1: u64,
+    /// Inits under load whose mac2 is not made with the cookie of their source address (each
+    /// answered with a cookie reply, as are those without a mac2).
+    pub drop_bad_mac2: u64,
+    /// Handshakes of wire format version 2 (without mac1 and mac2).
+    pub drop_old_version: u64,
+    /// Inits answered with a cookie reply instead of a response (under load).
+    pub cookie_replies_sent: u64,
+    /// Cookie replies to our inits that opened: the peer was under load.
+    pub cookie_replies_received: u64,
+    /// 1 while this node is under load (inits need a cookie), else 0.
+    pub handshake_under_load: u64,
+    /// Times this node went under load.
+    pub handshake_load_periods: u64,
     pub handshakes_sent: u64,
     pub handshakes_completed: u64,
     /// Answered inits whose session the initiator never confirmed (replaced by a newer init,
@@ -222,8 +235,7 @@ pub struct LinkTable {
     /// The indices of the link a slot held before its last trim: its peer may still send to
     /// them, so the slot's next link takes others.
     retired: HashMap<LinkId, Vec<u32>>,
-    limiter: RateLimiter,
-    init_budget: RateLimiter,
+    gate: handshake::HandshakeGate,
     last_init_time: u64,
     nat: Nat,
     transmits: VecDeque<Transmit>,
@@ -253,8 +265,7 @@ impl LinkTable {
             by_uid: HashMap::new(),
             by_key: HashMap::new(),
             retired: HashMap::new(),
-            limiter: RateLimiter::new(PER_SOURCE_RATE.0, PER_SOURCE_RATE.1, 4096),
-            init_budget: RateLimiter::new(GLOBAL_RATE, GLOBAL_RATE, 1),
+            gate: handshake::HandshakeGate::new(),
             last_init_time: 0,
             nat: Nat::new(SocketAddr::from(([0, 0, 0, 0], 0))),
             transmits: VecDeque::new(),
@@ -427,6 +438,7 @@ impl LinkTable {
         if uid_changed {
             info!("local uid {}", cfg.uid);
         }
+        self.gate.set_key(cfg.key.as_ref().filter(|_| cfg.sec));
         self.local = Some(cfg);
         Ok(Reconfigured {
             uid_changed,

@@ -1,6 +1,5 @@
 //! The receiving half of the link core: every datagram on the link socket, STUN/TURN first,
-//! then handshakes (acceptance: length, per-source limit, global budget, pinned key, uid bound
-//! to the key), sealed and plaintext messages (the first on an answered init's session confirms
+//! then handshakes (their acceptance in `handshake`), sealed and plaintext messages (the first on an answered init's session confirms
 //! it). Every refusal is counted.
 
 use super::path::Route;
@@ -8,10 +7,10 @@ use super::{frag, LinkEvent, LinkId, LinkTable, Received};
 use crate::id::{Millis, Uid};
 use crate::nat::NatRecv;
 use crate::offload::Csum;
-use crate::secure::{self, SecureError, RESP_LEN};
-use crate::wire::link::{parse_csum_meta, FragHeader, InitView, LinkMessage, MessageType};
+use crate::secure::{self, SecureError};
+use crate::wire::link::{parse_csum_meta, FragHeader, LinkMessage, MessageType};
 use crate::wire::link::{CSUM_META_LEN, DATA_HEADER_LEN, FRAG_META_LEN};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Range;
 
 impl LinkTable {
@@ -56,11 +55,15 @@ impl LinkTable {
         }
         match kind {
             MessageType::Init => {
-                self.on_init(now, from, route, local_uid, msg);
+                self.on_init(now, from, route, msg);
                 Received::Nothing
             }
             MessageType::Resp => {
                 self.on_resp(now, from, route, msg);
+                Received::Nothing
+            }
+            MessageType::CookieReply => {
+                self.on_cookie_reply(now, msg);
                 Received::Nothing
             }
             MessageType::Sealed => self.on_sealed(now, from, route, msg, out),
@@ -86,7 +89,7 @@ impl LinkTable {
         }
     }
 
-    fn count_secure_error(&mut self, e: SecureError) {
+    pub(super) fn count_secure_error(&mut self, e: SecureError) {
         let c = &mut self.counters;
         match e {
             SecureError::Replay => c.drop_replay += 1,
@@ -98,77 +101,10 @@ impl LinkTable {
         }
     }
 
-    /// A handshake init. Checked in this order, cheapest first, so that a flood of junk cannot
-    /// spend what real peers need: its length, the sender's own rate, the global budget of
-    /// Diffie-Hellman work, then (decrypted) the pinned key and the uid bound to that key.
-    fn on_init(&mut self, now: Millis, from: SocketAddr, route: Route, local_uid: Uid, msg: &[u8]) {
-        if InitView::parse(msg).is_err() {
-            self.counters.drop_bad_link_message += 1;
-            return;
-        }
-        if !self.limiter.allow(from.ip(), now)
-            || !self.init_budget.allow(IpAddr::from([0, 0, 0, 0]), now)
-        {
-            self.counters.drop_handshake_rate += 1;
-            return;
-        }
-        let Some(key) = self.local.as_ref().and_then(|l| l.key.as_ref()) else {
-            self.counters.drop_not_configured += 1;
-            return;
-        };
-        let init = match secure::read_init(key, msg) {
-            Ok(i) => i,
-            Err(e) => return self.count_secure_error(e),
-        };
-        let Some(&id) = self.by_key.get(&init.peer_static) else {
-            self.counters.drop_unknown_key += 1;
-            let fpr = init.peer_static;
-            self.log_limited("unknown_key", now, || {
-                format!("handshake from {from} with key {fpr}, which is not pinned for any peer: refused")
-            });
-            return;
-        };
-        let expected = self.links[id]
-            .as_ref()
-            .expect("by_key points at live slots")
-            .uid();
-        if init.peer_uid != expected || init.peer_uid == local_uid {
-            self.counters.drop_unknown_key += 1;
-            let (claimed, fpr) = (init.peer_uid, init.peer_static);
-            self.log_limited("uid_mismatch", now, || {
-                format!("handshake from {from}: key {fpr} is pinned for another uid than the {claimed} it claims: refused")
-            });
-            return;
-        }
-        let idx = self.new_index(id);
-        let link = self.links[id].as_mut().expect("checked");
-        let Some(sec) = link.secure.as_mut() else {
-            self.counters.drop_unknown_key += 1;
-            return;
-        };
-        let mut resp = [0u8; RESP_LEN];
-        let dropped = sec.unconfirmed_dropped;
-        let (theirs, ours, uid) = (init.offer, sec.offer(), init.peer_uid);
-        let accepted = sec.accept(init, idx, now, &mut resp);
-        self.counters.handshakes_unconfirmed += sec.unconfirmed_dropped - dropped;
-        // Answered, not established: the session waits for the initiator to confirm it (see
-        // `secure`), so an init replayed from elsewhere neither moves the endpoint nor
-        // displaces the session in use.
-        match accepted {
-            Ok(n) => {
-                self.queue(from, route, &resp[..n], now);
-            }
-            Err(SecureError::NoCommonCipher) => {
-                self.count_secure_error(SecureError::NoCommonCipher);
-                self.log_limited("no_common_cipher", now, || {
-                    format!("handshake from {uid} at {from}: it offers {theirs}, this node offers {ours} (\"cipher\"): no cipher in common, refused")
-                });
-            }
-            Err(e) => self.count_secure_error(e),
-        }
-    }
-
     fn on_resp(&mut self, now: Millis, from: SocketAddr, route: Route, msg: &[u8]) {
+        if !self.resp_passes(now, from, msg) {
+            return;
+        }
         let Some(id) = secure::resp_receiver_idx(msg).and_then(|i| self.link_for_index(i)) else {
             self.counters.drop_unknown_index += 1;
             return;

@@ -436,6 +436,7 @@ impl LinkTable {
     /// Runs every timer due at `now`: link liveness (keepalives, down), handshakes (first,
     /// retries, rekeys), hellos, probes back to a direct path, STUN and TURN.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.load_gauge(now);
         self.nat_timeout(now);
         self.link_timeouts(now);
         // Relay permissions the links asked for just now go out now, too.

@@ -1,5 +1,6 @@
 //! Messages between tincans over UDP: one message per datagram, a type byte first. This module
-//! owns the layout of all nine; `secure` owns only the cryptography inside types 5-7.
+//! owns the layout of all ten (the handshakes' in [`super::link_handshake`]); `secure` owns only
+//! the cryptography inside types 5-7 and 10.
 //!
 //! Every message starts with a 4-byte preamble `[type][flags][0][0]`. After it (integers
 //! little-endian):
@@ -18,8 +19,12 @@
 //! | 8    | data, csum  | receiver_idx u32, counter u64, csum start u16, offset u16, frame   |
 //! | 9    | fragment    | receiver_idx u32, counter u64, id u32, total u32, index u8, count u8, |
 //! |      |             | piece                                                              |
+//! | 10   | cookie reply| receiver_idx u32, nonce 24 B, encrypted cookie 32 B                |
 //!
-//! Types 1-4, 8 and 9 are the plaintext links (`"sec": false`); 5-7 the encrypted ones, whose
+//! Inits and responses end with mac1 and mac2 (16 bytes each); their layouts, and the cookie
+//! reply's, are in [`super::link_handshake`].
+//!
+//! Types 1-4, 8 and 9 are the plaintext links (`"sec": false`); 5-7 and 10 the encrypted ones, whose
 //! sealed payload starts with an inner type (2, 3, 4, 8 or 9). An *inner message* is
 //! `[inner type][inner meta][payload]`: on a plaintext link the type is the message's first
 //! byte and the rest follows the counted header; on an encrypted link all of it is sealed.
@@ -40,8 +45,10 @@
 //! port. The counter is per session and
 //! direction; on sealed messages it is the AEAD nonce, checked by the replay window.
 //!
-//! Version 2 of the encrypted format ([`PROLOGUE`] `"ipop-switch/2"` is the Noise prologue, so
-//! it is bound into the handshake hash): the init's payload ends with the initiator's cipher
+//! Version 3 of the encrypted format ([`PROLOGUE`] `"ipop-switch/3"` is the Noise prologue, so
+//! it is bound into the handshake hash): inits and responses carry mac1 and mac2, and a
+//! responder under load answers an init with a cookie reply (type 10) instead of a response
+//! (see [`crate::secure::cookie`]). Since version 2, the init's payload ends with the initiator's cipher
 //! offer, a bit set ([`CIPHER_AES_256_GCM`], [`CIPHER_CHACHA20_POLY1305`], and
 //! [`OFFER_AES_HARDWARE`] when its CPU runs AES-GCM in hardware; other bits are reserved, sent
 //! as 0 and ignored); the response's payload is the responder's choice, one cipher bit. Both
@@ -50,8 +57,13 @@
 //! its direction, nonce = 4 zero bytes then the counter (u64 little-endian), and the 16-byte
 //! header as associated data. A peer of version 1 (no prologue, 28-byte init payload, empty
 //! response payload) fails the handshake: its init has another length, and the handshake hash
-//! differs.
+//! differs; a peer of version 2 (the same messages without the macs) is told apart by the
+//! length of its messages, refused and counted.
 
+pub use super::link_handshake::{
+    CookieReplyView, InitView, RespView, COOKIE_REPLY_LEN, INIT_LEN, MAC_LEN, RESP_LEN,
+    V2_INIT_LEN, V2_RESP_LEN,
+};
 use super::{Result, WireError};
 use crate::id::Uid;
 
@@ -70,6 +82,8 @@ pub enum MessageType {
     DataPartial = 8,
     /// One piece of a larger inner message.
     Fragment = 9,
+    /// A responder under load answers an init with a cookie instead of a response.
+    CookieReply = 10,
     /// The sender is shutting down this link (tincan stopping): down at once, no timeout.
     Close = 11,
 }
@@ -86,6 +100,7 @@ impl MessageType {
             7 => MessageType::Sealed,
             8 => MessageType::DataPartial,
             9 => MessageType::Fragment,
+            10 => MessageType::CookieReply,
             11 => MessageType::Close,
             _ => return None,
         })
@@ -100,7 +115,7 @@ impl MessageType {
     pub fn is_secure(self) -> bool {
         matches!(
             self,
-            MessageType::Init | MessageType::Resp | MessageType::Sealed
+            MessageType::Init | MessageType::Resp | MessageType::Sealed | MessageType::CookieReply
         )
     }
 
@@ -142,19 +157,6 @@ mod field {
         pub const COUNTER: Field = 8..16;
         pub const PAYLOAD: usize = 16;
     }
-
-    pub mod init {
-        use super::Field;
-        pub const SENDER_IDX: Field = 4..8;
-        pub const NOISE: usize = 8;
-    }
-
-    pub mod resp {
-        use super::Field;
-        pub const SENDER_IDX: Field = 4..8;
-        pub const RECEIVER_IDX: Field = 8..12;
-        pub const NOISE: usize = 12;
-    }
 }
 
 /// Hello flag: the sender has not heard from the receiver yet and wants a hello back.
@@ -167,7 +169,7 @@ pub const HELLO_LEN: usize = field::hello::BOOT_ID.end;
 pub const TAG_LEN: usize = 16;
 /// The Noise prologue of every handshake: the version of the encrypted link format. A peer
 /// with another one fails the handshake (the prologue is in the handshake hash).
-pub const PROLOGUE: &[u8] = b"ipop-switch/2";
+pub const PROLOGUE: &[u8] = b"ipop-switch/3";
 /// Cipher bits of the init's offer and the response's choice.
 pub const CIPHER_AES_256_GCM: u8 = 0x01;
 pub const CIPHER_CHACHA20_POLY1305: u8 = 0x02;
@@ -186,11 +188,6 @@ pub mod init_payload {
 pub const INIT_PAYLOAD_LEN: usize = init_payload::OFFER + 1;
 /// The response's Noise payload: the chosen cipher's bit.
 pub const RESP_PAYLOAD_LEN: usize = 1;
-/// Preamble and sender index, then Noise IK message 1: e (32), encrypted s (32 + 16),
-/// encrypted payload (29 + 16).
-pub const INIT_LEN: usize = field::init::NOISE + 32 + 48 + INIT_PAYLOAD_LEN + TAG_LEN;
-/// Preamble and both indices, then Noise IK message 2: e (32), encrypted payload (1 + 16).
-pub const RESP_LEN: usize = field::resp::NOISE + 32 + RESP_PAYLOAD_LEN + TAG_LEN;
 /// All bytes a sealed message adds to its payload: header, inner type, tag.
 pub const SEALED_OVERHEAD: usize = DATA_HEADER_LEN + 1 + TAG_LEN;
 /// The meta of a type-8 inner message: csum start u16, csum offset u16.
@@ -473,73 +470,6 @@ pub fn emit_header(
     .emit(buf)
 }
 
-/// A handshake init (type 5): the sender's index and Noise IK message 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InitView<'a> {
-    pub sender_idx: u32,
-    pub noise: &'a [u8],
-}
-
-impl<'a> InitView<'a> {
-    pub fn parse(b: &'a [u8]) -> Result<InitView<'a>> {
-        if b.len() < INIT_LEN {
-            return Err(WireError::Truncated);
-        }
-        if b.len() != INIT_LEN || b[field::TYPE] != MessageType::Init as u8 {
-            return Err(WireError::Malformed);
-        }
-        Ok(InitView {
-            sender_idx: u32_at(b, field::init::SENDER_IDX),
-            noise: &b[field::init::NOISE..],
-        })
-    }
-
-    /// Writes the header; returns the part where Noise message 1 goes.
-    pub fn emit_header(buf: &mut [u8], sender_idx: u32) -> Result<&mut [u8]> {
-        if buf.len() < INIT_LEN {
-            return Err(WireError::Truncated);
-        }
-        preamble(buf, MessageType::Init, 0);
-        buf[field::init::SENDER_IDX].copy_from_slice(&sender_idx.to_le_bytes());
-        Ok(&mut buf[field::init::NOISE..INIT_LEN])
-    }
-}
-
-/// A handshake response (type 6): both indices and Noise IK message 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RespView<'a> {
-    pub sender_idx: u32,
-    pub receiver_idx: u32,
-    pub noise: &'a [u8],
-}
-
-impl<'a> RespView<'a> {
-    pub fn parse(b: &'a [u8]) -> Result<RespView<'a>> {
-        if b.len() < RESP_LEN {
-            return Err(WireError::Truncated);
-        }
-        if b.len() != RESP_LEN || b[field::TYPE] != MessageType::Resp as u8 {
-            return Err(WireError::Malformed);
-        }
-        Ok(RespView {
-            sender_idx: u32_at(b, field::resp::SENDER_IDX),
-            receiver_idx: u32_at(b, field::resp::RECEIVER_IDX),
-            noise: &b[field::resp::NOISE..],
-        })
-    }
-
-    /// Writes the header; returns the part where Noise message 2 goes.
-    pub fn emit_header(buf: &mut [u8], sender_idx: u32, receiver_idx: u32) -> Result<&mut [u8]> {
-        if buf.len() < RESP_LEN {
-            return Err(WireError::Truncated);
-        }
-        preamble(buf, MessageType::Resp, 0);
-        buf[field::resp::SENDER_IDX].copy_from_slice(&sender_idx.to_le_bytes());
-        buf[field::resp::RECEIVER_IDX].copy_from_slice(&receiver_idx.to_le_bytes());
-        Ok(&mut buf[field::resp::NOISE..RESP_LEN])
-    }
-}
-
 /// A sealed message (type 7): the counted header, then the AEAD ciphertext and tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedView<'a> {
@@ -677,24 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn handshake_and_sealed_views() {
-        let mut init = [0u8; INIT_LEN];
-        InitView::emit_header(&mut init, 0x0102_0304)
-            .unwrap()
-            .fill(0xee);
-        assert_eq!(&init[..8], &[5, 0, 0, 0, 4, 3, 2, 1]);
-        let v = InitView::parse(&init).unwrap();
-        assert_eq!((v.sender_idx, v.noise.len()), (0x0102_0304, INIT_LEN - 8));
-        assert_eq!(
-            InitView::parse(&init[..INIT_LEN - 1]),
-            Err(WireError::Truncated)
-        );
-        let mut resp = [0u8; RESP_LEN];
-        RespView::emit_header(&mut resp, 7, 9).unwrap();
-        assert_eq!(&resp[..12], &[6, 0, 0, 0, 7, 0, 0, 0, 9, 0, 0, 0]);
-        let v = RespView::parse(&resp).unwrap();
-        assert_eq!((v.sender_idx, v.receiver_idx), (7, 9));
-        assert_eq!(InitView::parse(&resp), Err(WireError::Truncated));
+    fn sealed_view() {
         let mut sealed = [0u8; SEALED_OVERHEAD + 4];
         CountedHeader {
             msg_type: MessageType::Sealed,
@@ -714,6 +627,8 @@ mod tests {
         assert_eq!(SealedView::parse(&sealed), Err(WireError::Malformed));
         assert_eq!(MessageType::of(&[7]), Some(MessageType::Sealed));
         assert!(MessageType::Sealed.is_secure() && !MessageType::Data.is_secure());
-        assert_eq!(MessageType::of(&[10]), None);
+        assert_eq!(MessageType::of(&[10]), Some(MessageType::CookieReply));
+        assert!(MessageType::CookieReply.is_secure());
+        assert_eq!(MessageType::of(&[12]), None);
     }
 }

@@ -4,6 +4,7 @@
 pub mod arp;
 pub mod ethernet;
 pub mod link;
+pub mod link_handshake;
 
 use std::fmt;
 

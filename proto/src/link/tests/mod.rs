@@ -1,12 +1,14 @@
 //! Tests of the link core through its public operations, with a simulated clock and no
 //! sockets: [`Node`] is one table with its address, [`Pair`] wires two of them together in
-//! memory. Files: handshake acceptance and rate limits (`accept`), key confirmation and
+//! memory. Files: handshake acceptance and rate limits (`accept`), mac1, mac2 and cookies
+//! under load (`cookie`), key confirmation and
 //! replayed inits (`confirm`), session indices (`index`), handshake and liveness timers
 //! (`timers`), candidates and paths (`paths`), two cores end to end (`pair`), a link through
 //! our own TURN relay (`turn`), frames and ICC messages in link fragments (`frag`).
 
 mod accept;
 mod confirm;
+mod cookie;
 mod frag;
 mod index;
 mod pair;

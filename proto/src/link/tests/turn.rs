@@ -183,9 +183,10 @@ impl Relayed {
     }
 }
 
-#[test]
-fn a_node_no_direct_path_reaches_links_through_its_relay() {
-    let rekey = 25_000;
+/// A, which only its TURN server reaches from outside, and B at 198.51.100.2:5900, each with
+/// the link to the other created at 100 ms from their signalled candidates (B knows A only by
+/// its relay); returns A's link.
+fn relayed_pair(rekey: Millis) -> (Relayed, LinkId) {
     let (mut a, b) = (Node::new(1, true, rekey), Node::new(2, true, rekey));
     let turn = TurnServerConfig {
         server: addr(SERVER),
@@ -210,7 +211,6 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
     let host: Candidate = "host:10.99.0.1:5900".parse().unwrap();
     let ips = [host.addr().ip()];
     assert_eq!(net.a.t.local_candidates(&ips, 5900), [host, relay]);
-    // Each side knows the other by its signalled candidates.
     let b_cands = vec![
         "host:192.168.2.2:5900".parse().unwrap(),
         Candidate::Srflx(b_public),
@@ -226,6 +226,39 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
         .create_link(100, b_uid, None, b_cands, b_fpr)
         .unwrap();
     net.run_until(100);
+    (net, ab)
+}
+
+#[test]
+fn under_load_both_ways_cookies_cross_the_relay_and_the_link_comes_up() {
+    let (mut net, ab) = relayed_pair(LONG);
+    // Both under load from the start: every init needs a cookie for the address it comes
+    // from, which B sees as A's relayed address and A as B's public one (from the relay).
+    net.a.t.set_handshake_load(0);
+    net.b.t.set_handshake_load(0);
+    net.run_until(3_000);
+    assert!(
+        net.a.up(ab) && net.b.up(0),
+        "no link through the relay under load"
+    );
+    let link = net.a.t.link(ab).unwrap();
+    assert_eq!(
+        (link.endpoint(), link.route),
+        (net.b_public, Route::ViaRelay)
+    );
+    let (ca, cb) = (net.a.t.counters(), net.b.t.counters());
+    assert!(
+        cb.cookie_replies_sent >= 1 && ca.cookie_replies_received >= 1,
+        "{cb:?}"
+    );
+    assert_eq!((ca.drop_bad_mac2, cb.drop_bad_mac2), (0, 0));
+}
+
+#[test]
+fn a_node_no_direct_path_reaches_links_through_its_relay() {
+    let rekey = 25_000;
+    let (mut net, ab) = relayed_pair(rekey);
+    let b_public = net.b_public;
     // The handshake went to every candidate directly, and to B's public address through
     // the relay.
     let direct: Vec<SocketAddr> = net.direct_from_a.iter().map(|d| d.1).collect();
