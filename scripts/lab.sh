@@ -38,7 +38,7 @@
 #                  1400 for a path smaller than link_mtu
 #   LAB_UNDERLAY   4 (default): the underlay is IPv4, hosts at 10.99.0.N; 6: IPv6 only, hosts at
 #                  fd99::N, and the configs' peer endpoints are [fd99::N]:port
-#   RUST_LOG       passed to the daemons (default info)
+#   RUST_LOG       passed to the daemons (default info; set empty, the configs' levels apply)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

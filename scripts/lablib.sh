@@ -344,7 +344,7 @@ start_proc() {
     # `ip netns exec` execs the command in place, so $! is the process's own PID. All three
     # standard streams are redirected: a caller reading our output (cargo test) must not wait
     # for a daemon holding its pipe.
-    RUST_LOG=${RUST_LOG:-info} ip netns exec "$P-$node" "${PROC_ARGV[@]}" \
+    RUST_LOG=${RUST_LOG-info} ip netns exec "$P-$node" "${PROC_ARGV[@]}" \
         </dev/null >>"$out" 2>&1 &
     echo $! >"$d/$name.pid"
     disown $! # not this shell's job: no "Killed" report when `down` ends it

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
     };
     // RUST_LOG, when set, fixes the filter; otherwise the config's level, which a reload moves.
-    let spec = std::env::var("RUST_LOG").ok();
+    let spec = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
     ipop_service::logging::init(spec.as_deref(), cfg.controller_logging.level_filter());
     for w in &warnings {
         log::warn!("{w}");

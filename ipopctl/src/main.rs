@@ -93,6 +93,12 @@ enum Command {
         #[arg(long, value_name = "HOST[:PORT]")]
         endpoint: Option<String>,
     },
+    /// Set both daemons' log level now (as root or the daemons' user): off, error, warn, info
+    /// or debug; until the next restart or reload
+    LogLevel {
+        #[arg(value_name = "LEVEL")]
+        level: String,
+    },
     /// Add the node of an invitation LINE (from `ipopctl invite`) to the config's `peers`;
     /// the controller links it on its next reload (SIGHUP)
     Join {
@@ -293,6 +299,72 @@ fn fingerprint(path: &Path, cfg: &Config, t: &Targets) -> Result<proto::id::Fing
     }
 }
 
+/// The level names `log-level` takes (the config's Python names too), as the controller's
+/// level and tincan's `set_logging` value.
+fn parse_level(name: &str) -> Result<(&'static str, u8), String> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "off" | "none" => ("off", 0),
+        "error" | "critical" => ("error", 1),
+        "warn" | "warning" => ("warn", 1),
+        "info" => ("info", 2),
+        "debug" | "trace" | "pktdump" => ("debug", 3),
+        _ => {
+            return Err(format!(
+                "log-level {name:?}: expected off, error, warn, info or debug"
+            ))
+        }
+    })
+}
+
+/// `ipopctl log-level LEVEL`: both daemons, over their control sockets.
+fn log_level(args: &Args, name: &str) -> Result<ExitCode, String> {
+    let (level, tincan_value) = parse_level(name)?;
+    let t = targets(args)?;
+    let answers = [
+        (
+            "tincan",
+            tincan::ctl_client::call(
+                "tincan",
+                &proto::rpc_stream::socket_name(t.tincan.addr.port()),
+                "set_logging",
+                serde_json::json!({ "logging": tincan_value }),
+            ),
+        ),
+        (
+            "controller",
+            tincan::ctl_client::call(
+                "controller",
+                &proto::rpc_stream::controller_socket_name(t.controller.addr.port()),
+                "set_log_level",
+                serde_json::json!({ "level": level }),
+            ),
+        ),
+    ];
+    let mut ok = true;
+    for (daemon, answer) in answers {
+        match answer {
+            Ok(v) => {
+                let now = v["level"].as_str().unwrap_or("?");
+                if v["fixed_by_rust_log"] == true {
+                    ok = false;
+                    println!("{daemon}: {now} (RUST_LOG sets its level; unchanged)");
+                } else {
+                    println!("{daemon}: {now}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("ipopctl: {daemon}: {e}");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// `ipopctl join LINE`.
 fn join(args: &Args, line: &str, replace: bool) -> Result<(), String> {
     let invite: enrol::Invite = line.parse()?;
@@ -397,6 +469,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             join(&args, line, *replace)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::LogLevel { level } => return log_level(&args, level),
         _ => {}
     }
     let targets = targets(&args)?;
@@ -429,7 +502,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
         Command::Genkey { .. }
         | Command::Pubkey { .. }
         | Command::Invite { .. }
-        | Command::Join { .. } => unreachable!("handled above"),
+        | Command::Join { .. }
+        | Command::LogLevel { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

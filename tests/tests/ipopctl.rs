@@ -399,3 +399,62 @@ fn status_names_each_peer_with_its_path_and_says_what_is_wrong() {
     );
     assert!(out.contains(&format!("\n{peer_ip} ")), "{out}");
 }
+
+/// `ipopctl log-level`: root changes both daemons' level at run time (their logs say so); an
+/// unprivileged user changes nothing and is told why. The daemons run without RUST_LOG here,
+/// as under the units.
+#[test]
+fn log_level_changes_both_daemons_for_root_only() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up_with(
+        &prefix("loglvl"),
+        ipop_lab_tests::LabOptions {
+            hosts: 2,
+            env: vec![("RUST_LOG".into(), String::new())],
+            ..ipop_lab_tests::LabOptions::default()
+        },
+    );
+    let bin = ipopctl_bin();
+    let config = lab.dir().join("h1/config.json");
+    let (bin, config) = (bin.to_str().unwrap(), config.to_str().unwrap());
+    let out = lab.exec("h1", &[bin, "-c", config, "log-level", "debug"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "tincan: debug\ncontroller: debug\n");
+    for d in [Daemon::Tincan, Daemon::Controller] {
+        let log = lab.log_tail("h1", d);
+        assert!(log.contains("log level now DEBUG"), "{d:?}: {log}");
+    }
+    // As nobody: refused by both, nothing changes.
+    let out = lab.exec(
+        "h1",
+        &[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            bin,
+            "-c",
+            config,
+            "log-level",
+            "off",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tincan") && err.contains("controller") && err.contains("error 6"),
+        "{err}"
+    );
+    for d in [Daemon::Tincan, Daemon::Controller] {
+        assert!(!lab.log_tail("h1", d).contains("log level now OFF"));
+    }
+    let out = lab.exec("h1", &[bin, "-c", config, "log-level", "verbose"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("expected off, error"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -172,11 +172,23 @@ impl Node {
                 Ok(serde_json::to_value(EchoReply { msg: e.msg }).expect("echo serialises"))
             }
             TincanRequest::SetLogging(l) => {
-                // An operator's RUST_LOG wins over the config.
-                if std::env::var_os("RUST_LOG").is_none() {
-                    log::set_max_level(l.level_filter());
+                // An operator's RUST_LOG wins over the config and over ipopctl.
+                let fixed = std::env::var("RUST_LOG").is_ok_and(|v| !v.is_empty());
+                let level = l.level_filter();
+                if !fixed && level != log::max_level() {
+                    let line = format!("log level now {level}");
+                    if level >= log::LevelFilter::Info {
+                        log::set_max_level(level);
+                        info!("{line}");
+                    } else {
+                        info!("{line}");
+                        log::set_max_level(level);
+                    }
                 }
-                Ok(api::DONE)
+                Ok(serde_json::json!({
+                    "level": log::max_level().to_string().to_lowercase(),
+                    "fixed_by_rust_log": fixed,
+                }))
             }
             TincanRequest::SetCbEndpoint(_) => {
                 // Only a trusted connection gets here: notifications go over it (the address

@@ -127,7 +127,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let spec = std::env::var("RUST_LOG").ok();
+    let spec = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
     ipop_service::logging::init(spec.as_deref(), log::LevelFilter::Info);
     let tap = args.tap.or(args.tap_pos).unwrap_or_else(|| "ipop".into());
     let plain = args.no_offload || std::env::var("IPOP_NO_OFFLOAD").is_ok_and(|v| v == "1");
