@@ -124,16 +124,15 @@ underlay_addr() {
     if [ "$UNDERLAY" = 6 ]; then echo "[fd99::$1]"; else echo "10.99.0.$1"; fi
 }
 
-# Each host's key (ipop.key beside its config, made by `ipop-tincan --key`) and the fingerprint
+# Each host's key (ipop.key beside its config, made by `ipopctl genkey`) and the fingerprint
 # the other hosts pin for it: its own, or for a rogue host an unrelated key's.
 make_keys() {
     local i
     for i in $(seq 1 "$HOSTS"); do
         mkdir -p "$DIR/h$i"
-        "$TINCAN_BIN" --key "$DIR/h$i/ipop.key" >"$DIR/h$i/fpr" 2>/dev/null ||
-            die "cannot make a key with $TINCAN_BIN --key"
+        make_key "$DIR/h$i/ipop.key" >"$DIR/h$i/fpr"
         if in_list "h$i" "$ROGUE_HOSTS"; then
-            "$TINCAN_BIN" --key "$DIR/h$i/decoy.key" >"$DIR/h$i/pinned-fpr" 2>/dev/null
+            make_key "$DIR/h$i/decoy.key" >"$DIR/h$i/pinned-fpr"
         else
             cp "$DIR/h$i/fpr" "$DIR/h$i/pinned-fpr"
         fi
@@ -144,10 +143,10 @@ write_configs() {
     local i j peers sep icc sec fpr rekey="" cipher="" mtus="" host_cipher entry
     icc=$([ "$ICC" = 1 ] && echo true || echo false)
     # Keys need the binary; a lab without daemons may not have one.
-    if [ "$SEC" = 1 ] && [ -x "$TINCAN_BIN" ]; then
+    if [ "$SEC" = 1 ] && [ -x "$IPOPCTL_BIN" ]; then
         make_keys
     elif [ "$SEC" = 1 ] && [ "$NO_DAEMONS" != 1 ]; then
-        die "$TINCAN_BIN not found: build it first (cargo build --release --workspace)"
+        die "$IPOPCTL_BIN not found: build it first (cargo build --release --workspace)"
     fi
     [ -z "$REKEY" ] || rekey=$'\n'"  \"rekey_interval\": $REKEY,"
     [ -z "$CIPHER" ] || cipher=$'\n'"  \"cipher\": \"$CIPHER\","
@@ -191,6 +190,7 @@ write_configs() {
   ]
 }
 EOF
+        own_host_dir "$DIR/h$i"
     done
 }
 

@@ -9,8 +9,9 @@
 # before it calls anything here: P (namespace prefix), DIR (state dir), HOSTS. A script with
 # processes other than the IPOP daemons redefines `proc_argv` (and `proc_ready`).
 #
-# Sourcing sets where the binaries are (BIN, BIN_IS_DEFAULT, TINCAN_BIN, CONTROLLER_BIN) and the
-# ports and sizes of the generated configs.
+# Sourcing sets where the binaries are (BIN, BIN_IS_DEFAULT, TINCAN_BIN, CONTROLLER_BIN,
+# IPOPCTL_BIN), the user the daemons run as (DAEMON_USER) and the ports and sizes of the
+# generated configs.
 
 if [ -n "${IPOP_BIN_DIR:-}" ]; then
     BIN=$IPOP_BIN_DIR
@@ -27,6 +28,13 @@ else
 fi
 TINCAN_BIN=$BIN/ipop-tincan
 CONTROLLER_BIN=$BIN/gvpn-controller
+IPOPCTL_BIN=$BIN/ipopctl
+
+# The daemons are started as root, as an operator would without systemd, and run as their
+# default user after start-up: "ipop" if that account exists (the package creates it), else
+# "nobody" (README.md, "Privileges"). What they read or write after that (the config on
+# SIGHUP, <key_file>.learned beside the key) is that user's: see `own_host_dir`.
+if getent passwd ipop >/dev/null 2>&1; then DAEMON_USER=ipop; else DAEMON_USER=nobody; fi
 
 # Ports and sizes of the generated configs. Containers keep LXC's MTU, 1500 (LAB_MTU overrides
 # it); the TAP takes the config's "tap_mtu" (default 1500) unless LAB_TAP_MTU is set; frames
@@ -160,11 +168,12 @@ cargo_build() {
 # Build when a binary is missing or older than any source file.
 ensure_binaries() {
     local stale="" b cargo
-    for b in "$TINCAN_BIN" "$CONTROLLER_BIN"; do
+    for b in "$TINCAN_BIN" "$CONTROLLER_BIN" "$IPOPCTL_BIN"; do
         if [ ! -x "$b" ]; then
             stale="missing $b"
         elif [ -n "$(find "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$REPO/proto" "$REPO/tincan" \
-            "$REPO/controller" \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
+            "$REPO/controller" "$REPO/service" "$REPO/ipopctl" \
+            \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
             -newer "$b" -print -quit 2>/dev/null)" ]; then
             stale="sources newer than $b"
         fi
@@ -262,6 +271,26 @@ add_lxc_host() {
     done
 }
 
+# --- keys and the files of the daemons' user -------------------------------------------------
+
+# make_key FILE: a new key in FILE (`ipopctl genkey`, mode 0600, owned by DAEMON_USER, as an
+# operator makes it); prints its fingerprint.
+make_key() {
+    [ -x "$IPOPCTL_BIN" ] || die "$IPOPCTL_BIN not found: build it first (cargo build --release --workspace)"
+    "$IPOPCTL_BIN" genkey "$1" 2>"$1.err" ||
+        die "cannot make a key with $IPOPCTL_BIN genkey $1: $(cat "$1.err")"
+    rm -f "$1.err"
+    chown "$DAEMON_USER:" "$1"
+}
+
+# own_host_dir DIR: a host's directory (config, key, learned keys) becomes DAEMON_USER's, and
+# the lab's directory above it is traversable, so that the daemons reach their files after
+# they left root.
+own_host_dir() {
+    chmod 0755 "$(dirname "$1")"
+    chown -R "$DAEMON_USER:" "$1"
+}
+
 # --- processes: the IPOP daemons, and a script's other processes -----------------------------
 # A process is "NODE:NAME": h<i>:tincan and h<i>:controller in every lab, and whatever else the
 # script's `proc_argv` knows (natlab.sh: srv:prosody, srv:turnserver). Its pidfile is
@@ -269,10 +298,11 @@ add_lxc_host() {
 # for the others (servers that write their own NAME.log).
 
 # daemon_argv NODE NAME: sets PROC_ARGV to the command line of an IPOP daemon; fails for
-# another NAME.
+# another NAME. tincan reads its control port, first MTU and key from the config, as the
+# systemd unit starts it.
 daemon_argv() {
     case $2 in
-        tincan) PROC_ARGV=("$TINCAN_BIN" "$TAP" "$TINCAN_PORT") ;;
+        tincan) PROC_ARGV=("$TINCAN_BIN" --config "$DIR/$1/config.json" --tap "$TAP") ;;
         controller) PROC_ARGV=("$CONTROLLER_BIN" -c "$DIR/$1/config.json") ;;
         *) return 1 ;;
     esac

@@ -402,13 +402,12 @@ write_configs() {
     local i
     for i in $(seq 1 "$HOSTS"); do
         mkdir -p "$DIR/h$i"
-        # The link key: made now when the binary is there (a lab without daemons may have none;
-        # tincan then makes it itself, or the controller says it is missing).
-        if [ -x "$TINCAN_BIN" ]; then
-            "$TINCAN_BIN" --key "$DIR/h$i/ipop.key" >"$DIR/h$i/fpr" 2>/dev/null ||
-                die "cannot make a key with $TINCAN_BIN --key"
+        # The link key: made now when the binary is there (a lab without daemons may have
+        # none; tincan then says it is missing).
+        if [ -x "$IPOPCTL_BIN" ]; then
+            make_key "$DIR/h$i/ipop.key" >"$DIR/h$i/fpr"
         elif [ "$NO_DAEMONS" != 1 ]; then
-            die "$TINCAN_BIN not found: build it first (cargo build --release --workspace)"
+            die "$IPOPCTL_BIN not found: build it first (cargo build --release --workspace)"
         fi
         cat >"$DIR/h$i/config.json" <<EOF
 {
@@ -430,6 +429,7 @@ write_configs() {
   "key_file": "$DIR/h$i/ipop.key"
 }
 EOF
+        own_host_dir "$DIR/h$i"
     done
 }
 

@@ -18,7 +18,11 @@ use std::process::ExitCode;
     long_about = "IPOP switch-mode controller. Reads the IPOP gvpn config (the original keys and \
 defaults, plus \"peers\", \"bridge\", \"link_port\", \"tap_mtu\", \"link_mtu\"), configures ipop-tincan over its \
 control socket @ipop-tincan/<svpn_port> (only when root or the controller's own user holds it), attaches its TAP to the bridge named in the config, and answers or \
-replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_state --port <icc_port>`."
+replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_state --port <icc_port>`.\n\n\
+Started as root, it reads its config, then runs as an unprivileged user (--user; default \"ipop\", \
+else \"nobody\") with CAP_NET_ADMIN only (to attach the TAP to the bridge) before it opens a socket \
+or resolves a name: the config (read again on SIGHUP) and the directory of key_file (where \
+<key_file>.learned is written) must be readable, and writable, by that user."
 )]
 struct Args {
     /// The gvpn config file (JSON)
@@ -41,6 +45,8 @@ struct Args {
     /// through tincan while the controller restarts; it leaves the bridge when tincan stops.
     #[arg(long)]
     detach_on_exit: bool,
+    #[arg(long, value_name = "NAME", help = ipop_service::privileges::USER_FLAG_HELP)]
+    user: Option<String>,
     /// Print the man page (roff) and exit
     #[arg(long, hide = true)]
     man: bool,
@@ -102,16 +108,20 @@ fn main() -> ExitCode {
     }
     // The key lives beside the config unless the config names it; tincan needs an absolute
     // path, since it runs in its own working directory.
-    let key_file = match &cfg.key_file {
-        Some(p) => p.clone(),
-        None => args
-            .config
-            .as_deref()
-            .and_then(|c| c.parent())
-            .map(|d| d.join("ipop.key"))
-            .unwrap_or_else(|| std::path::PathBuf::from("ipop.key")),
-    };
-    let key_file = std::path::absolute(&key_file).unwrap_or(key_file);
+    let key_file =
+        ipop_service::private_file::key_path(cfg.key_file.as_deref(), args.config.as_deref());
+    // Root is needed for nothing below: the sockets are on unprivileged ports, and the bridge
+    // takes CAP_NET_ADMIN. Dropped before the runtime starts a thread, a socket is opened or a
+    // name resolved, so that no TLS, XML, STUN or JSON from outside is parsed as root.
+    match ipop_service::privileges::RunAs::resolve(args.user.as_deref())
+        .and_then(|who| ipop_service::privileges::drop_to(&who))
+    {
+        Ok(dropped) => log::info!("{dropped}"),
+        Err(e) => {
+            eprintln!("gvpn-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

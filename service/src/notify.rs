@@ -34,13 +34,40 @@ pub fn notify_to(socket: &str, state: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A socket connected to `$NOTIFY_SOCKET` while the daemon could still reach it: a path only
+/// root may write to stays reachable after the drop to another user (connecting checks the
+/// permission, sending on the connected socket does not).
+static CONNECTED: std::sync::OnceLock<UnixDatagram> = std::sync::OnceLock::new();
+
+/// Connects to `$NOTIFY_SOCKET` now, for the later notifications (see [`CONNECTED`]); does
+/// nothing without the variable, and a failure leaves [`notify`] connecting each time.
+pub fn connect_early() {
+    let Ok(socket) = std::env::var("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = address(&socket).and_then(|addr| {
+        let sock = UnixDatagram::unbound()?;
+        sock.connect_addr(&addr)?;
+        Ok(sock)
+    });
+    if let Ok(sock) = sock {
+        let _ = CONNECTED.set(sock);
+    }
+}
+
 /// Sends `state` to `$NOTIFY_SOCKET`. `Ok(false)` when the variable is not set (not run by a
 /// service manager that waits for it); an error is the caller's to log, never fatal.
 pub fn notify(state: &str) -> io::Result<bool> {
-    match std::env::var("NOTIFY_SOCKET") {
-        Ok(socket) => notify_to(&socket, state).map(|()| true),
-        Err(_) => Ok(false),
+    let Ok(socket) = std::env::var("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
+    if let Some(sock) = CONNECTED.get() {
+        if sock.send(state.as_bytes())? != state.len() {
+            return Err(io::Error::other("short write to NOTIFY_SOCKET"));
+        }
+        return Ok(true);
     }
+    notify_to(&socket, state).map(|()| true)
 }
 
 /// [`notify`], logging a failure as a warning: readiness is worth a line, never a crash.

@@ -862,6 +862,15 @@ impl Lab {
         self.script_ok(&["start", host, daemon.name()]);
     }
 
+    /// The daemon's PID from its pidfile; panics when there is none.
+    pub fn pid(&self, host: &str, daemon: Daemon) -> u32 {
+        let f = self.dir.join(host).join(format!("{}.pid", daemon.name()));
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: not a PID: {text}", f.display()))
+    }
+
     /// Whether the daemon's process is still running.
     pub fn alive(&self, host: &str, daemon: Daemon) -> bool {
         let pidfile = self.dir.join(host).join(format!("{}.pid", daemon.name()));

@@ -400,8 +400,8 @@ fn status_names_each_peer_with_its_path_and_says_what_is_wrong() {
     assert!(out.contains(&format!("\n{peer_ip} ")), "{out}");
 }
 
-/// `ipopctl log-level`: root changes both daemons' level at run time (their logs say so); an
-/// unprivileged user changes nothing and is told why. The daemons run without RUST_LOG here,
+/// `ipopctl log-level`: root changes both daemons' level at run time (their logs say so);
+/// another user changes nothing and is told why. The daemons run without RUST_LOG here,
 /// as under the units.
 #[test]
 fn log_level_changes_both_daemons_for_root_only() {

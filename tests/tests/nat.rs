@@ -355,6 +355,7 @@ fn a_key_that_does_not_match_the_signalled_fingerprint_is_refused() {
     let out = Command::new(bin_dir().join("ipop-tincan"))
         .arg("--key")
         .arg(&key)
+        .arg("--create-key")
         .output()
         .unwrap();
     assert!(out.status.success());

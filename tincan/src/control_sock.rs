@@ -100,8 +100,6 @@ pub struct ControlSock {
     listener: UnixListener,
     conns: Vec<Option<Conn>>,
     next_serial: u64,
-    /// tincan's effective uid; with root, the users whose connections may change state.
-    euid: u32,
     pub port: u16,
     pub counters: ControlCounters,
     read_buf: Vec<u8>,
@@ -127,7 +125,6 @@ impl ControlSock {
             listener,
             conns: (0..MAX_CONNS).map(|_| None).collect(),
             next_serial: 1,
-            euid: euid(),
             port,
             counters: ControlCounters::default(),
             read_buf: vec![0u8; 64 * 1024],
@@ -158,7 +155,8 @@ impl ControlSock {
                 self.counters.control_conns_refused += 1;
                 continue;
             };
-            let trusted = uid == 0 || uid == self.euid;
+            // The uid now, not at bind time: tincan binds as root and then drops to its user.
+            let trusted = uid == 0 || uid == euid();
             let Some(slot) = self.free_slot(trusted, registry) else {
                 self.counters.control_conns_refused += 1;
                 continue;

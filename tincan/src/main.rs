@@ -28,7 +28,11 @@ Ethernet frames between it and UDP links to peer tincans, and is configured by g
 over JSON-RPC on the control socket @ipop-tincan/<port> (an abstract Unix socket: only root and \
 tincan's own user may change state, by their kernel credentials). 127.0.0.1:<port> (UDP) answers \
 the read-only get_state and echo_request to any local user.\n\nThe original positional form `ipop-tincan <tapname> <port>` \
-is accepted.",
+is accepted.\n\nStarted as root, it opens the TAP, binds its control sockets and reads its key \
+(with --config), then runs as an unprivileged user (--user; default \"ipop\", else \"nobody\") with \
+CAP_NET_ADMIN only, before it reads anything from the network or the controller. A key file must \
+be a regular file (not a symbolic link) owned by root or that user, mode 600; a missing one is \
+an error unless --create-key.",
     disable_version_flag = true
 )]
 struct Args {
@@ -69,10 +73,27 @@ struct Args {
     /// Params for --rpc, a JSON object
     #[arg(long, value_name = "JSON", requires = "rpc")]
     params: Option<String>,
-    /// Key tool: print the fingerprint of the key in FILE (creating the key, mode 0600, if the
-    /// file does not exist), for the "fpr" of this node in its peers' configs
+    /// Key tool: print the fingerprint of the key in FILE, for the "fpr" of this node in its
+    /// peers' configs (a missing FILE is an error unless --create-key: make keys with
+    /// `ipopctl genkey FILE`)
     #[arg(long, value_name = "FILE", conflicts_with = "rpc")]
     key: Option<std::path::PathBuf>,
+    /// Create the key file (mode 0600) if it does not exist: the key tool's FILE, the config's
+    /// key_file, or set_local_ip's key_file (as the config's "create_key": true). Without it a
+    /// missing key is an error
+    #[arg(long)]
+    create_key: bool,
+    #[arg(long, value_name = "NAME", help = ipop_service::privileges::USER_FLAG_HELP)]
+    user: Option<String>,
+}
+
+/// What tincan takes from the gvpn config.
+struct FromConfig {
+    port: u16,
+    mtu: u16,
+    /// The key's path when links are encrypted ("sec").
+    key: Option<std::path::PathBuf>,
+    create_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -94,15 +115,18 @@ fn main() -> ExitCode {
     let port = args
         .port
         .or(args.port_pos)
-        .or(from_config.map(|c| c.0))
+        .or(from_config.as_ref().map(|c| c.port))
         .unwrap_or(5800);
-    let mtu = args.mtu.or(from_config.map(|c| c.1)).unwrap_or(1500);
+    let mtu = args
+        .mtu
+        .or(from_config.as_ref().map(|c| c.mtu))
+        .unwrap_or(1500);
     if port == 0 {
         eprintln!("ipop-tincan: port: expected 1-65535, got 0");
         return ExitCode::from(2);
     }
     if let Some(path) = args.key {
-        return match keys::load_or_create(&path) {
+        return match keys::load_for_tool(&path, args.create_key) {
             Ok((key, created)) => {
                 if created {
                     eprintln!("ipop-tincan: created key file {}", path.display());
@@ -136,7 +160,38 @@ fn main() -> ExitCode {
     } else {
         tap::Offload::Vnet
     };
+    // Who we run as, and the key, are settled while we are still root.
+    let who = match ipop_service::privileges::RunAs::resolve(args.user.as_deref()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ipop-tincan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (key, create_key) = match &from_config {
+        Some(c) => (c.key.as_deref(), args.create_key || c.create_key),
+        None => (None, args.create_key),
+    };
+    let policy = keys::Policy {
+        owners: who.file_owners(),
+        create: create_key,
+    };
+    match policy.preload(key) {
+        Ok(created) => {
+            if let (true, Some(k)) = (created, key) {
+                log::info!("generated key file {} (--create-key)", k.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("ipop-tincan: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let run = dataplane::Node::new(&tap, port, mtu, offload).and_then(|mut n| {
+        // The TAP and the control socket exist: nothing else needs root, and nothing from
+        // the network or the controller has been read yet.
+        let dropped = ipop_service::privileges::drop_to(&who).map_err(std::io::Error::other)?;
+        log::info!("{dropped}");
         n.watch_signals(signals)?;
         // The TAP is up with its MTU and the control port is bound: the controller can
         // configure us now.
@@ -157,12 +212,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The control port (svpn_port) and the TAP's first MTU (tap_mtu) from the gvpn config, checked
-/// as the controller checks it.
-fn config_ports(path: &std::path::Path) -> Result<(u16, u16), String> {
+/// The control port (svpn_port), the TAP's first MTU (tap_mtu) and the key from the gvpn
+/// config, checked as the controller checks it.
+fn config_ports(path: &std::path::Path) -> Result<FromConfig, String> {
     use proto::config::{Config, ConfigError};
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&name, &e).0)?;
     let (cfg, _) = Config::from_json_str(&text, &name).map_err(|e| e.0)?;
-    Ok((cfg.svpn_port, cfg.tap_mtu))
+    Ok(FromConfig {
+        port: cfg.svpn_port,
+        mtu: cfg.tap_mtu,
+        key: cfg
+            .sec
+            .then(|| ipop_service::private_file::key_path(cfg.key_file.as_deref(), Some(path))),
+        create_key: cfg.create_key,
+    })
 }

@@ -18,16 +18,14 @@ use std::path::Path;
 use std::time::SystemTime;
 
 /// Reads the learned-keys file: `None` when there is none; refused (an error) when it is a
-/// symbolic link or larger than [`MAX_LEARNED_TEXT`].
+/// symbolic link, not a regular file, another user's than root's or ours, open to group or
+/// others ([`ipop_service::private_file`]) or larger than [`MAX_LEARNED_TEXT`].
 fn read_learned_file(path: &Path) -> io::Result<Option<(String, Option<SystemTime>)>> {
-    let f = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let owners = ipop_service::private_file::root_or_me();
+    let Some(f) =
+        ipop_service::private_file::open(path, "file", Some(&owners)).map_err(io::Error::other)?
+    else {
+        return Ok(None);
     };
     let meta = f.metadata()?;
     let mut text = String::new();
@@ -278,5 +276,30 @@ impl Controller {
             }
         }
         self.after_signal();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_learned_file_that_is_a_link_or_open_to_others_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ipop-learned-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let file = dir.join("ipop.key.learned");
+        assert!(read_learned_file(&file).unwrap().is_none());
+        write_learned_file(&file, "# none\n").unwrap();
+        assert_eq!(read_learned_file(&file).unwrap().unwrap().0, "# none\n");
+        let link = dir.join("link.learned");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let e = read_learned_file(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_learned_file(&file).unwrap_err().to_string();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -293,6 +293,9 @@ config_keys! {
     link_mtu: u16 = 1500, "link_mtu", int(576, 9000), Support::Supported;
     /// This node's static key (X25519, hex). None: `ipop.key` beside the config file.
     key_file: Option<PathBuf> = None, "key_file", opt_path(), Support::Supported;
+    /// Create `key_file` (mode 0600) when it does not exist; otherwise a missing key is an error
+    /// that points at `ipopctl genkey`.
+    create_key: bool = false, "create_key", boolean(), Support::Supported;
     /// PEM file the XMPP client trusts besides the system roots (a private CA, or the server's
     /// self-signed certificate).
     xmpp_ca: Option<PathBuf> = None, "xmpp_ca", opt_path(), Support::Supported;

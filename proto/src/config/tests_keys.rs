@@ -78,7 +78,7 @@ fn host_names_are_kept_for_the_caller_to_resolve() {
 #[test]
 fn every_key_takes_its_default_and_refuses_a_bad_value_by_name() {
     let keys = Config::keys();
-    assert_eq!(keys.len(), 42);
+    assert_eq!(keys.len(), 43);
     for k in &keys {
         if k.name == "switchmode" {
             continue; // its default, 0, is refused (switchmode_0_is_refused_with_the_hint)
