@@ -113,6 +113,14 @@ fn main() -> ExitCode {
     // Root is needed for nothing below: the sockets are on unprivileged ports, and the bridge
     // takes CAP_NET_ADMIN. Dropped before the runtime starts a thread, a socket is opened or a
     // name resolved, so that no TLS, XML, STUN or JSON from outside is parsed as root.
+    // The control socket is bound first, as root: clients trust a socket that root holds.
+    let admin = match gvpn_controller::controller::bind_admin_socket(cfg.icc_port) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gvpn-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match ipop_service::privileges::RunAs::resolve(args.user.as_deref())
         .and_then(|who| ipop_service::privileges::drop_to(&who))
     {
@@ -133,7 +141,7 @@ fn main() -> ExitCode {
         }
     };
     let run = async {
-        let mut c = Controller::new(cfg, key_file).await?;
+        let mut c = Controller::with_admin_socket(cfg, key_file, admin).await?;
         c.reload_from(source, spec.is_none());
         c.detach_on_exit(args.detach_on_exit);
         c.run().await

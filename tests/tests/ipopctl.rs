@@ -426,13 +426,14 @@ fn log_level_changes_both_daemons_for_root_only() {
         let log = lab.log_tail("h1", d);
         assert!(log.contains("log level now DEBUG"), "{d:?}: {log}");
     }
-    // As nobody: refused by both, nothing changes.
+    // As another user (uid 4242; the daemons run as nobody or ipop): refused by both,
+    // nothing changes.
     let out = lab.exec(
         "h1",
         &[
             "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
+            "--reuid=4242",
+            "--regid=4242",
             "--clear-groups",
             bin,
             "-c",

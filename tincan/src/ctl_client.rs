@@ -40,6 +40,18 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Who may hold a daemon's control socket for us to talk to it: root, our own user, and the
+/// `ipop` account the package creates (the daemons' user under the systemd units, which bind
+/// their sockets as that user). Not `nobody`: anything may run as `nobody`, and the daemons
+/// that drop to it bind their sockets as root first.
+pub fn trusted_holders() -> Vec<u32> {
+    let mut uids = vec![0, euid()];
+    if let Ok(Some(u)) = nix::unistd::User::from_name(ipop_service::privileges::DEFAULT_USER) {
+        uids.push(u.uid.as_raw());
+    }
+    uids
+}
+
 /// The abstract socket address `name` (shown as `@name`).
 pub fn abstract_address(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     use std::os::linux::net::SocketAddrExt;
@@ -58,8 +70,8 @@ pub fn result_of(method: &str, answer: &[u8]) -> Result<serde_json::Value, Strin
 }
 
 /// One request over the control socket `@name` of `daemon`, answered within 2 s. The socket
-/// must be held by root or by our own user: anyone else could be impersonating the daemon to
-/// collect what we send.
+/// must be held by one of [`trusted_holders`]: anyone else could be impersonating the daemon
+/// to collect what we send.
 pub fn call(
     daemon: &str,
     name: &str,
@@ -83,10 +95,11 @@ pub fn call(
     let mut sock = unsafe { UnixStream::from_raw_fd(mio_sock.into_raw_fd()) };
     sock.set_nonblocking(false).map_err(|e| e.to_string())?;
     let owner = peer_uid(sock.as_raw_fd()).map_err(|e| format!("{shown}: SO_PEERCRED: {e}"))?;
-    let me = euid();
-    if owner != 0 && owner != me {
+    if !trusted_holders().contains(&owner) {
         return Err(format!(
-            "{shown} is held by uid {owner}, neither root nor us (uid {me}): not sending {method} to it"
+            "{shown} is held by uid {owner}, not root, us (uid {}) nor the user {}: not sending {method} to it",
+            euid(),
+            ipop_service::privileges::DEFAULT_USER
         ));
     }
     sock.set_read_timeout(Some(Duration::from_secs(2)))

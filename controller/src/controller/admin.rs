@@ -13,15 +13,15 @@ use serde_json::{json, Value};
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
 /// Requests here are small.
 const MAX_LINE: usize = 4096;
 /// A connection gets this long for its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The listener, bound where the controller's socket name says.
-pub(super) fn bind(icc_port: u16) -> io::Result<UnixListener> {
+/// The controller's control socket `@ipop-controller/<icc_port>`, bound and non-blocking.
+pub fn bind(icc_port: u16) -> io::Result<std::os::unix::net::UnixListener> {
     let name = rpc_stream::controller_socket_name(icc_port);
     let addr = {
         use std::os::linux::net::SocketAddrExt;
@@ -33,7 +33,7 @@ pub(super) fn bind(icc_port: u16) -> io::Result<UnixListener> {
         ))
     })?;
     std.set_nonblocking(true)?;
-    UnixListener::from_std(std)
+    Ok(std)
 }
 
 /// Serves one connection: one request, one answer. `rust_log`: RUST_LOG fixes the level.

@@ -38,6 +38,7 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 mod admin;
+pub use admin::bind as bind_admin_socket;
 mod arp;
 mod channel;
 mod metrics;
@@ -161,13 +162,25 @@ impl Controller {
     /// Binds the socket, starts the XMPP module (when configured) and resolves the STUN and
     /// TURN servers. Must run on a tokio runtime with I/O and time enabled.
     pub async fn new(cfg: Config, key_file: PathBuf) -> io::Result<Controller> {
+        let admin = admin::bind(cfg.icc_port)?;
+        Controller::with_admin_socket(cfg, key_file, admin).await
+    }
+
+    /// [`Controller::new`] with its control socket already bound ([`bind_admin_socket`]): by
+    /// root before the privileges are dropped, so that clients see root hold it, as they see
+    /// for tincan's.
+    pub async fn with_admin_socket(
+        cfg: Config,
+        key_file: PathBuf,
+        admin: std::os::unix::net::UnixListener,
+    ) -> io::Result<Controller> {
+        let admin = tokio::net::UnixListener::from_std(admin)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], cfg.icc_port));
         let sock = UdpSocket::bind(addr).await.map_err(|e| {
             io::Error::other(format!(
                 "cannot bind {addr} (icc_port; is another gvpn-controller running?): {e}"
             ))
         })?;
-        let admin = admin::bind(cfg.icc_port)?;
         let metrics = match cfg.metrics_port {
             Some(port) => Some(metrics_http::Endpoint::bind(port).await.map_err(|e| {
                 io::Error::other(format!("cannot bind 127.0.0.1:{port} (metrics_port): {e}"))
