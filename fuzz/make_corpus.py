@@ -185,3 +185,52 @@ put("neigh", "conflict_move",
     + ev(0x80, 400) + ev(1, 0, reply_p1) + ev(0, 1, ARP_PROBE))
 put("neigh", "bad_icc", ev(1, 0, {"msg_type": "arp_reply", "target_ip4": "x"})
     + ev(1, 0, dict(reply_p1, mac="ff:ff:ff:ff:ff:ff")) + ev(0, 0, IPV4))
+
+
+# --- stanza_meter, http_head -------------------------------------------------------------------
+STREAM = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+          "xmlns:stream='http://etherx.jabber.org/streams' id='x' version='1.0'>")
+IQ = ("<iq type='set' from='a@b/tincan" + "1" * 40 + "' id='1'><query xmlns='jabber:iq:tincan'>"
+      "<data>" + "a" * 64 + " host:10.0.0.2:5900</data><type>con_req</type></query></iq>")
+put("stanza_meter", "stream_iq", b"\x40" + (STREAM + IQ + " <presence/>\n" + IQ).encode())
+put("stanza_meter", "cdata", b"\x10" + (STREAM + "<iq><![CDATA[</iq>]]></iq>").encode())
+put("http_head", "scrape", "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nAccept: */*\r\n\r\n")
+put("http_head", "lf_only", "GET /metrics?x=1 HTTP/1.0\nUser-Agent: curl\n\n")
+
+
+# --- signal --------------------------------------------------------------------------------
+def sev(op, peer, dt, body=b""):
+    if isinstance(body, str):
+        body = body.encode()
+    return struct.pack("<BBHB", op, peer, dt, len(body)) + body
+
+
+OFFER2 = "c2" * 32 + " host:10.0.0.2:5900 srflx:198.51.100.2:40000"
+OFFER_PINNED_WRONG = "ff" * 32 + " host:10.0.0.1:5900"
+# Our candidates, a peer appears, it asks and we answer; the pinned peer offers another key.
+put("signal", "link_and_refuse",
+    sev(7, 0, 0, "host:10.0.0.9:5900") + sev(0, 2, 10) + sev(2, 2, 10, OFFER2)
+    + sev(4, 2, 100) + sev(2, 1, 10, OFFER_PINNED_WRONG) + sev(6, 0, 20000) + sev(5, 2, 1)
+    + sev(6, 0, 60000))
+put("signal", "offer_text", OFFER2)
+
+
+# --- nat -----------------------------------------------------------------------------------
+def stun_success_with_mapped(ip4, port):
+    """A Binding success response with XOR-MAPPED-ADDRESS (transaction id zeros: the target
+    copies in the real one)."""
+    cookie = 0x2112A442
+    x_port = port ^ (cookie >> 16)
+    x_ip = struct.unpack(">I", ip(ip4))[0] ^ cookie
+    attr = struct.pack(">HHBBHI", 0x0020, 8, 0, 1, x_port, x_ip)
+    return struct.pack(">HHI", 0x0101, len(attr), cookie) + b"\x00" * 12 + attr
+
+
+def nev(op, dt, body=b""):
+    return struct.pack("<BHH", op, dt, len(body)) + body
+
+
+RESP = stun_success_with_mapped("198.51.100.77", 40000)
+put("nat", "stun_answers",
+    nev(3, 0) + nev(8, 5, RESP) + nev(12, 5, stun_success_with_mapped("198.51.100.77", 40001))
+    + nev(2, 1, RESP) + nev(3, 2000) + nev(9, 3, RESP) + nev(7, 10, b"hello"))

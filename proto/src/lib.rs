@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod hostport;
+pub mod http_head;
 pub mod icc;
 pub mod id;
 pub mod link;
@@ -18,6 +19,7 @@ pub mod rpc;
 pub mod rpc_stream;
 pub mod secure;
 pub mod signal;
+pub mod stanza_meter;
 pub mod storm;
 pub mod switch;
 pub mod wire;

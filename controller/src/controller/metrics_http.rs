@@ -20,8 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-/// The largest request head (request line and headers) read; more is answered 431.
-pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+pub use proto::http_head::{head_end, parse_head, Request, MAX_REQUEST_BYTES};
 /// Time for the whole request head to arrive.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for a connection from accept to the last byte of the answer.
@@ -118,16 +117,6 @@ async fn serve(listener: TcpListener, tx: mpsc::Sender<TextRequest>) {
     }
 }
 
-/// What a request head asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Request {
-    Metrics,
-    NotFound,
-    MethodNotAllowed,
-    Bad,
-    TooLarge,
-}
-
 /// Reads a request head: up to the empty line, [`MAX_REQUEST_BYTES`] at most.
 async fn read_head(stream: &mut TcpStream) -> io::Result<Request> {
     let mut head = Vec::with_capacity(512);
@@ -144,42 +133,6 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Request> {
         if head.len() > MAX_REQUEST_BYTES {
             return Ok(Request::TooLarge);
         }
-    }
-}
-
-/// Where the head ends (the empty line, CRLF or bare LF), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The request line of a head: `GET /metrics HTTP/1.x` (a query string is ignored).
-pub fn parse_head(head: &[u8]) -> Request {
-    if head.len() > MAX_REQUEST_BYTES {
-        return Request::TooLarge;
-    }
-    let Ok(text) = std::str::from_utf8(head) else {
-        return Request::Bad;
-    };
-    let line = text.lines().next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Request::Bad;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Request::Bad;
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    match (method, path) {
-        ("GET", "/metrics") => Request::Metrics,
-        ("GET", _) => Request::NotFound,
-        _ => Request::MethodNotAllowed,
     }
 }
 
