@@ -290,7 +290,8 @@ fn jumbo_frame_containers_get_tcp_through_with_a_clamped_mss() {
         let c = &lab.tincan_state(host)["counters"];
         assert!(c["mss_clamped"].as_u64() > Some(0), "{host}: {c}");
     }
-    let warned = ipop_lab_tests::wait_until(std::time::Duration::from_secs(3), || {
+    // The ports are read every 10 s.
+    let warned = ipop_lab_tests::wait_until(std::time::Duration::from_secs(12), || {
         lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
             .contains("port c1 has MTU 9000")
     });

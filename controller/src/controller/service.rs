@@ -86,6 +86,8 @@ impl Controller {
                 }
             }
         }
+        // From here on the reload is applied: the running config takes the reloadable keys.
+        self.cfg = plan.config.clone();
         for uid in &plan.trim {
             self.peers.retain(|p| p.uid != *uid);
             self.peer_online.remove(uid);
@@ -110,10 +112,7 @@ impl Controller {
             });
         }
         if plan.applied.iter().any(|k| k.starts_with("storm_")) {
-            // set_local_ip carries the rates; configuring again is idempotent.
-            self.cfg.storm_broadcast_pps = plan.config.storm_broadcast_pps;
-            self.cfg.storm_multicast_pps = plan.config.storm_multicast_pps;
-            self.cfg.storm_unknown_unicast_pps = plan.config.storm_unknown_unicast_pps;
+            // set_local_ip carries the rates (from self.cfg); configuring again is idempotent.
             self.configure_tincan();
         }
         if plan.applied.contains(&"controller_logging") {

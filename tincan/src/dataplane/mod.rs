@@ -45,6 +45,8 @@ pub const CONTROLLER_TIMEOUT_MS: Millis = 3_000;
 const MAC_TABLE_SIZE: usize = 8_192;
 const MAC_TTL_MS: Millis = 300_000;
 const MAC_EXPIRE_EVERY: Millis = 1_000;
+/// How often the bridge's ports are read for MTUs above the TAP's (a few sysfs reads).
+const BRIDGE_MTU_CHECK_EVERY: Millis = 10_000;
 /// Largest datagram we accept or send: jumbo TAP MTU plus headers.
 pub const BUF_LEN: usize = 65_536;
 /// Where a frame read from the TAP starts in `Node::buf`: room before it for the link core's
@@ -137,6 +139,7 @@ pub struct Node {
     coalescer: Coalescer,
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
+    last_mtu_check: Option<Millis>,
     /// Bridge ports already reported for an MTU larger than the TAP's (with that MTU).
     big_ports: HashMap<String, u32>,
     /// SIGTERM, SIGINT and SIGHUP, when the binary blocked them ([`Node::watch_signals`]).
@@ -209,6 +212,7 @@ impl Node {
             coalescer: Coalescer::new(),
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
+            last_mtu_check: None,
             big_ports: HashMap::new(),
             signals: None,
         })
@@ -328,6 +332,12 @@ impl Node {
         if now.saturating_sub(self.last_expire) >= MAC_EXPIRE_EVERY {
             self.last_expire = now;
             self.switch.expire(now);
+        }
+        if self
+            .last_mtu_check
+            .is_none_or(|t| now.saturating_sub(t) >= BRIDGE_MTU_CHECK_EVERY)
+        {
+            self.last_mtu_check = Some(now);
             self.check_bridge_mtus();
         }
     }
