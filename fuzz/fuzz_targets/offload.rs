@@ -8,7 +8,9 @@
 //! 2, PSH if bit 3) with `rest` = `[gso_size u16 le][n u8][n x (pos u16 le, byte)][payload]`;
 //! the `n` (at most 8) bytes replace the frame's at `pos` (modulo its length).
 //!
-//! `clamp_mss` runs on every frame too.
+//! `clamp_mss` and `too_big` run on every frame too: an ICMP answer fits 576 bytes (IPv4) or
+//! 1280 (IPv6) behind the frame's Ethernet header and tags; fragments carry the packet's
+//! bytes, each within the MTU.
 //!
 //! Besides not panicking: segments fit `max_seg`, carry at most `gso_size` payload bytes and
 //! have a checksum field inside them; every coalesced buffer starts with a parsable header
@@ -124,6 +126,16 @@ fuzz_target!(|data: &[u8]| {
     if proto::offload::clamp_mss(&mut clamped, hdr.csum(), mtu) {
         assert_eq!(clamped.len(), frame.len());
         assert!(!proto::offload::clamp_mss(&mut clamped, hdr.csum(), mtu));
+    }
+
+    match proto::offload::too_big(&frame, mtu) {
+        proto::offload::TooBig::Answer(a) => assert!(a.len() <= 14 + 8 + 1280, "{}", a.len()),
+        proto::offload::TooBig::Fragments(f) => {
+            for piece in &f {
+                assert!(piece.len() <= 14 + 8 + usize::from(mtu), "{}", piece.len());
+            }
+        }
+        proto::offload::TooBig::Fits | proto::offload::TooBig::Drop => {}
     }
 
     let mut scratch = vec![0u8; HEADROOM + max_seg.max(frame.len())];

@@ -273,7 +273,9 @@ fn containers_at_mtu_1500_over_an_ipv6_only_underlay() {
 /// Two containers with jumbo frames (MTU 9000, their bridge ports too) on hosts whose TAPs
 /// have 1500: TCP between them would send 9000-byte segments that the bridge drops at the
 /// TAP; tincan clamps the MSS of their SYNs, so bulk TCP arrives intact both ways, and it
-/// names the port in its log.
+/// names the port in its log. Other packets too big are answered with ICMP "too big": a ping
+/// with DF learns the overlay's MTU, and pings without DF then get through in fragments, over
+/// IPv4 and IPv6.
 #[test]
 fn jumbo_frame_containers_get_tcp_through_with_a_clamped_mss() {
     if !require_root() {
@@ -300,4 +302,44 @@ fn jumbo_frame_containers_get_tcp_through_with_a_clamped_mss() {
         "{}",
         lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
     );
+    assert!(
+        lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
+            .contains("device MTU raised to 9000"),
+        "{}",
+        lab.log_tail("h1", ipop_lab_tests::Daemon::Tincan)
+    );
+    for ipv6 in [false, true] {
+        let to = if ipv6 { ip6("h2c1") } else { ip4("h2c1") };
+        // With DF: the first request is answered "too big" with the overlay's MTU (later
+        // ones fail at the sender, which now knows it).
+        let df = PingOpts {
+            size: Some(4000),
+            ipv6,
+            dont_fragment: true,
+            ..PingOpts::new(3)
+        };
+        let r = lab.ping_with("h1c1", &to, &df);
+        let said = r.raw.to_lowercase();
+        assert!(
+            r.received == 0 && said.contains("mtu") && said.contains("1500"),
+            "ping -s 4000 -M do (ipv6 {ipv6}) should learn MTU 1500:\n{}",
+            r.raw
+        );
+        // Without DF the sender now fragments to the path MTU. The answering side learns the
+        // MTU from the answer to its first too-big reply (over IPv6, which only senders
+        // fragment, that first reply is lost, as behind any router with a smaller MTU).
+        let plain = PingOpts {
+            size: Some(4000),
+            ipv6,
+            ..PingOpts::new(3)
+        };
+        let r = lab.ping_with("h1c1", &to, &plain);
+        assert!(
+            r.received == 3 && r.duplicates == 0 && r.transmitted <= 4,
+            "ping -s 4000 (ipv6 {ipv6}):\n{}",
+            r.raw
+        );
+    }
+    let c = &lab.tincan_state("h1")["counters"];
+    assert!(c["icmp_too_big_sent"].as_u64() >= Some(2), "h1: {c}");
 }

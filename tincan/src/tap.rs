@@ -35,7 +35,12 @@ pub struct Tap {
     fd: OwnedFd,
     pub name: String,
     pub mac: MacAddr,
+    /// The overlay's MTU (the configured `tap_mtu`): what crosses to the peers.
     pub mtu: u16,
+    /// The device's MTU: `mtu`, or more once a bridge port with a larger MTU is seen, so that
+    /// its larger frames reach tincan (to be answered with ICMP) instead of being dropped by
+    /// the bridge in silence.
+    pub device_mtu: u16,
     pub offload: Offload,
 }
 
@@ -60,6 +65,7 @@ impl Tap {
             name,
             mac: MacAddr::ZERO,
             mtu,
+            device_mtu: mtu,
             offload,
         };
         tap.set_mtu(mtu)?;
@@ -91,17 +97,25 @@ impl Tap {
         }
     }
 
-    /// Largest frame the TAP carries: its MTU plus the Ethernet header and up to two VLAN
-    /// tags (802.1Q, 802.1ad).
+    /// Largest frame the TAP hands over (TSO super-frames aside): its device MTU plus the
+    /// Ethernet header and up to two VLAN tags (802.1Q, 802.1ad).
     pub fn max_frame(&self) -> usize {
-        self.mtu as usize + ETH_HEADER + 8
+        self.device_mtu as usize + ETH_HEADER + 8
     }
 
+    /// Sets the overlay's MTU, and the device's to the same.
     pub fn set_mtu(&mut self, mtu: u16) -> io::Result<()> {
+        self.set_device_mtu(mtu)?;
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    /// Sets the device's MTU only (the overlay's stays).
+    pub fn set_device_mtu(&mut self, mtu: u16) -> io::Result<()> {
         let mut req = ifreq(&self.name);
         req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
         ioctl(&ctl_socket()?, libc::SIOCSIFMTU, &mut req)?;
-        self.mtu = mtu;
+        self.device_mtu = mtu;
         Ok(())
     }
 

@@ -6,8 +6,8 @@ pub(crate) const ETH_HLEN: usize = 14;
 pub(crate) const VLAN_TAG_LEN: usize = 4;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
+pub(crate) const ETHERTYPE_VLAN: u16 = 0x8100;
+pub(crate) const ETHERTYPE_QINQ: u16 = 0x88a8;
 const MAX_TAGS: usize = 2;
 pub(crate) const IPPROTO_TCP: u8 = 6;
 pub(crate) const IPV6_HLEN: usize = 40;
@@ -61,7 +61,7 @@ pub(crate) fn put32(b: &mut [u8], i: usize, v: u32) {
 }
 
 /// The offset of the IP header and its EtherType, after at most two VLAN tags.
-fn l3_offset(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
+pub(crate) fn l3_offset(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
     let mut off = ETH_HLEN;
     for _ in 0..=MAX_TAGS {
         if frame.len() < off {

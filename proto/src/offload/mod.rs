@@ -24,6 +24,7 @@ mod csum;
 mod headers;
 mod mss;
 mod split;
+mod too_big;
 mod vnet;
 
 #[cfg(test)]
@@ -38,6 +39,7 @@ pub use csum::{finish_checksum, ipv4_header_checksum, ones_sum, pseudo_sum_v4, p
 pub use headers::partial_is_sane;
 pub use mss::{clamp_mss, mss_for_mtu};
 pub use split::{split, MIN_GSO_SIZE};
+pub use too_big::{too_big, TooBig};
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,

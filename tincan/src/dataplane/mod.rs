@@ -47,6 +47,11 @@ const MAC_TTL_MS: Millis = 300_000;
 const MAC_EXPIRE_EVERY: Millis = 1_000;
 /// How often the bridge's ports are read for MTUs above the TAP's (a few sysfs reads).
 const BRIDGE_MTU_CHECK_EVERY: Millis = 10_000;
+/// The TAP device's MTU is never raised above this (frames are read into 64 KiB buffers).
+const MAX_DEVICE_MTU: u32 = 65_000;
+/// ICMP "too big" answers written into the bridge, at most this many per second (after a
+/// burst of as many): a sender that ignores them costs a bounded amount of work.
+const TOO_BIG_PER_SEC: f64 = 100.0;
 /// Largest datagram we accept or send: jumbo TAP MTU plus headers.
 pub const BUF_LEN: usize = 65_536;
 /// Where a frame read from the TAP starts in `Node::buf`: room before it for the link core's
@@ -102,6 +107,12 @@ pub struct Counters {
     pub drop_tap_offload: u64,
     /// TCP SYNs whose MSS was lowered to fit the TAP's MTU.
     pub mss_clamped: u64,
+    /// ICMP "fragmentation needed" / "packet too big" answers to packets from the bridge
+    /// larger than the overlay's MTU.
+    pub icmp_too_big_sent: u64,
+    /// IPv4 packets without DF from the bridge, larger than the overlay's MTU, sent on in IP
+    /// fragments.
+    pub ip_fragmented: u64,
     /// Broadcast and multicast from peers beyond the storm control rates, dropped.
     pub storm_in_drop_broadcast: u64,
     pub storm_in_drop_multicast: u64,
@@ -142,6 +153,8 @@ pub struct Node {
     last_mtu_check: Option<Millis>,
     /// Bridge ports already reported for an MTU larger than the TAP's (with that MTU).
     big_ports: HashMap<String, u32>,
+    /// Bounds the ICMP "too big" answers.
+    too_big_rate: proto::ratelimit::RateLimiter<()>,
     /// SIGTERM, SIGINT and SIGHUP, when the binary blocked them ([`Node::watch_signals`]).
     signals: Option<Signals>,
 }
@@ -214,6 +227,7 @@ impl Node {
             last_expire: 0,
             last_mtu_check: None,
             big_ports: HashMap::new(),
+            too_big_rate: proto::ratelimit::RateLimiter::new(TOO_BIG_PER_SEC, TOO_BIG_PER_SEC, 1),
             signals: None,
         })
     }
@@ -342,23 +356,45 @@ impl Node {
         }
     }
 
-    /// Warns once per bridge port whose MTU is larger than the TAP's: frames that large from
-    /// it cannot cross (the bridge drops them at the TAP); TCP gets through with a clamped MSS.
+    /// Warns once per bridge port whose MTU is larger than the overlay's, and raises the TAP
+    /// device's MTU to the largest such port's, so that the bridge hands its larger frames to
+    /// tincan instead of dropping them in silence: TCP SYNs get a clamped MSS, other IP packets
+    /// too big an ICMP answer ([`proto::offload::too_big`]).
     fn check_bridge_mtus(&mut self) {
         let Some(bridge) = ipop_tincan::hostaddr::bridge_of(&self.tap.name) else {
             return;
         };
-        let tap_mtu = u32::from(self.tap.mtu);
+        let overlay = u32::from(self.tap.mtu);
+        let mut largest = u32::from(self.tap.device_mtu);
         for (port, mtu) in ipop_tincan::hostaddr::bridge_port_mtus(&bridge) {
-            if mtu > tap_mtu && self.big_ports.get(&port) != Some(&mtu) {
+            if port == self.tap.name || mtu <= overlay {
+                continue;
+            }
+            largest = largest.max(mtu);
+            if self.big_ports.get(&port) != Some(&mtu) {
                 warn!(
-                    "bridge {bridge} port {port} has MTU {mtu}, more than TAP {}'s {tap_mtu}: \
-                     its frames larger than {tap_mtu} bytes cannot cross the overlay (the bridge \
-                     drops them); TCP crosses with its MSS clamped to {} (counted in mss_clamped)",
+                    "bridge {bridge} port {port} has MTU {mtu}, more than the overlay's {overlay} \
+                     (TAP {}): TCP crosses with its MSS clamped to {} (counted in mss_clamped); \
+                     other packets over {overlay} bytes are answered with ICMP \"too big\" \
+                     (icmp_too_big_sent) so that their senders use smaller ones",
                     self.tap.name,
                     proto::offload::mss_for_mtu(self.tap.mtu, false)
                 );
                 self.big_ports.insert(port, mtu);
+            }
+        }
+        let largest = largest.min(MAX_DEVICE_MTU) as u16;
+        if largest > self.tap.device_mtu {
+            match self.tap.set_device_mtu(largest) {
+                Ok(()) => info!(
+                    "TAP {} device MTU raised to {largest} (the overlay's stays {overlay}), so \
+                     that larger frames from the bridge are answered, not dropped",
+                    self.tap.name
+                ),
+                Err(e) => warn!(
+                    "TAP {}: cannot raise the MTU to {largest}: {e}",
+                    self.tap.name
+                ),
             }
         }
     }

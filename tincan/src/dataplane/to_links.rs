@@ -5,10 +5,10 @@ use super::{flush_batch, Node, BATCH, FRAME_AT, PLAIN_AT};
 use log::{debug, error};
 use proto::id::Millis;
 use proto::link::{Encapsulated, LinkId, SendError, FRAME_HEADROOM};
-use proto::offload::{self, VnetHdr};
+use proto::offload::{self, Csum, TooBig, VnetHdr};
 use proto::storm::FloodClass;
 use proto::switch::{FloodReason, TapVerdict};
-use proto::wire::ethernet::peek_header;
+use proto::wire::ethernet::{peek_header, HEADER_LEN as ETH_HEADER};
 use std::io;
 
 impl Node {
@@ -53,6 +53,41 @@ impl Node {
             return;
         }
         let end = FRAME_AT + n;
+        // Larger than the overlay carries (from a bridge port with a larger MTU): answered
+        // with ICMP, or dropped.
+        if meta.gso_type == 0 && n > ETH_HEADER + usize::from(self.tap.mtu) {
+            let mut verdict = offload::too_big(&self.buf[FRAME_AT..end], self.tap.mtu);
+            // A packet cut into fragments needs its whole checksum first.
+            if matches!(verdict, TooBig::Fragments(_)) && meta.csum() != Csum::Done {
+                if offload::finish_checksum(&mut self.buf[FRAME_AT..end], meta.csum()).is_err() {
+                    self.counters.drop_bad_csum += 1;
+                    return;
+                }
+                verdict = offload::too_big(&self.buf[FRAME_AT..end], self.tap.mtu);
+            }
+            match verdict {
+                TooBig::Fits => {}
+                TooBig::Fragments(frames) => {
+                    self.counters.ip_fragmented += 1;
+                    for f in frames {
+                        self.buf[FRAME_AT..FRAME_AT + f.len()].copy_from_slice(&f);
+                        self.on_tap_frame(f.len(), VnetHdr::default(), now);
+                    }
+                    return;
+                }
+                TooBig::Answer(answer) => {
+                    if self.too_big_rate.allow((), now) && self.tap.send(&answer).is_ok() {
+                        self.counters.icmp_too_big_sent += 1;
+                    }
+                    self.counters.drop_oversize += 1;
+                    return;
+                }
+                TooBig::Drop => {
+                    self.counters.drop_oversize += 1;
+                    return;
+                }
+            }
+        }
         // A SYN from a bridge port with a larger MTU than the TAP's asks for segments the TAP
         // would drop: its MSS is lowered to what the overlay carries.
         if meta.gso_type == 0
