@@ -22,7 +22,9 @@ replicates ARP for the hosts on that bridge. Status: `ipop-tincan --rpc get_stat
 Started as root, it reads its config, then runs as an unprivileged user (--user; default \"ipop\", \
 else \"nobody\") with CAP_NET_ADMIN only (to attach the TAP to the bridge) before it opens a socket \
 or resolves a name: the config (read again on SIGHUP) and the directory of key_file (where \
-<key_file>.learned is written) must be readable, and writable, by that user."
+<key_file>.learned is written) must be readable, and writable, by that user. Under a service manager \
+that sets STATE_DIRECTORY (the ipop@.service unit does: /var/lib/ipop/<NET>), the learned keys go \
+there instead."
 )]
 struct Args {
     /// The gvpn config file (JSON)

@@ -253,11 +253,9 @@ impl Controller {
         let mut neigh = NeighTable::new(uid, NeighConfig::default());
         // Our own address (the bridge's, in switch mode) is never a peer's to claim.
         neigh.pin_local(cfg.ip4);
-        let learned_file = cfg.sec.then(|| {
-            let mut p = key_file.clone().into_os_string();
-            p.push(".learned");
-            PathBuf::from(p)
-        });
+        let learned_file = cfg
+            .sec
+            .then(|| learned_path(&key_file, std::env::var_os("STATE_DIRECTORY")));
         Ok(Controller {
             tincan: proto::rpc_stream::socket_display(cfg.svpn_port),
             channel: None,
@@ -520,8 +518,53 @@ async fn resolve_peer(i: usize, endpoint: &HostPort) -> io::Result<SocketAddr> {
         })
 }
 
+/// Where the keys learned from signalling are kept: `<key_file>.learned`, or, under a service
+/// manager that gives the controller a state directory (`StateDirectory=`, which sets
+/// `STATE_DIRECTORY`; the first one if several), `<that directory>/<key file's name>.learned`,
+/// since the key's directory is then read-only to it.
+fn learned_path(key_file: &std::path::Path, state_dir: Option<std::ffi::OsString>) -> PathBuf {
+    let mut name = key_file
+        .file_name()
+        .map_or_else(|| "ipop.key".into(), |n| n.to_os_string());
+    name.push(".learned");
+    let dir = state_dir.and_then(|d| {
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        (!first.is_empty()).then(|| PathBuf::from(first))
+    });
+    match dir {
+        Some(d) => d.join(name),
+        None => key_file.with_file_name(name),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn learned_keys_go_to_the_state_directory_when_there_is_one() {
+        let key = std::path::Path::new("/etc/ipop/ipop.key");
+        assert_eq!(
+            super::learned_path(key, None),
+            std::path::Path::new("/etc/ipop/ipop.key.learned")
+        );
+        assert_eq!(
+            super::learned_path(key, Some("/var/lib/ipop/lab".into())),
+            std::path::Path::new("/var/lib/ipop/lab/ipop.key.learned")
+        );
+        assert_eq!(
+            super::learned_path(key, Some("/var/lib/a:/var/lib/b".into())),
+            std::path::Path::new("/var/lib/a/ipop.key.learned")
+        );
+        assert_eq!(
+            super::learned_path(std::path::Path::new("k"), Some("".into())),
+            std::path::Path::new("k.learned")
+        );
+    }
+
     use super::*;
 
     #[tokio::test]
