@@ -223,6 +223,7 @@ impl LinkTable {
         // displaces the session in use.
         match accepted {
             Ok(n) => {
+                link.resp_sent_at = Some(now);
                 self.queue(from, route, &resp[..n], now);
             }
             Err(SecureError::NoCommonCipher) => {

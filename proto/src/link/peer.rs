@@ -37,13 +37,16 @@ pub struct Link {
     pub candidates: Vec<Candidate>,
     /// How the current endpoint is reached.
     pub route: Route,
-    /// Round trip of our last completed handshake.
+    /// Round trip of the last completed handshake: init to response on the side that
+    /// started it, response to the confirming first message on the other.
     pub rtt_ms: Option<Millis>,
     /// When the last handshake completed, either way.
     pub last_handshake: Option<Millis>,
     /// When the link was created.
     pub created: Millis,
     pub(super) hs_sent_at: Option<Millis>,
+    /// When we last answered an init (for the round trip once its session is confirmed).
+    pub(super) resp_sent_at: Option<Millis>,
     pub(super) last_direct_probe: Millis,
     /// Messages from the peer in progress (link fragments).
     pub(super) frag: Reassembly,
@@ -72,6 +75,7 @@ impl Link {
             last_handshake: None,
             created: 0,
             hs_sent_at: None,
+            resp_sent_at: None,
             last_direct_probe: 0,
             frag: Reassembly::new(FragBudget::default()),
             next_frag_id: 0,

@@ -222,6 +222,10 @@ impl LinkTable {
             }
         };
         if opened.confirmed {
+            let link = self.links[id].as_mut().expect("checked");
+            if let Some(t) = link.resp_sent_at.take() {
+                link.rtt_ms = Some(now.saturating_sub(t));
+            }
             self.established(id, now, from, route);
         }
         let link = self.links[id].as_mut().expect("checked");

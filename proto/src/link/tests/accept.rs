@@ -69,6 +69,8 @@ fn a_pinned_key_with_its_uid_brings_the_link_up_on_both_sides() {
     assert_eq!(confirm.len(), 1);
     assert_eq!(b.recv(3, a.addr, &confirm[0].payload), Got::Nothing);
     assert_eq!(b.t.link(0).unwrap().last_handshake, Some(3));
+    // B's round trip: from its response (at 0) to the confirmation (at 3).
+    assert_eq!(b.t.link(0).unwrap().rtt_ms, Some(3));
     assert_eq!(
         b.events(),
         [LinkEvent::Up {
