@@ -18,6 +18,8 @@
 #   scripts/natlab.sh exec NODE CMD...     NODE: pub, srv, r1, h1, h1c2, ...
 #   scripts/natlab.sh kill|start hN tincan|controller
 #   scripts/natlab.sh kill|start srv prosody|turnserver
+#   scripts/natlab.sh flush hN             host N's router forgets every mapping (conntrack flushed)
+#   scripts/natlab.sh remap hN             ... and maps host N's flows to new public ports
 #
 # `check` runs scripts/natlab-check.py against the running lab: XMPP login of every node from
 # its host (TLS through the NATs, presence, an IQ each way), the NAT type each host shows to
@@ -56,6 +58,9 @@ CHECK_PY="$REPO/scripts/natlab-check.py"
 # and MTU.
 # shellcheck source=scripts/lablib.sh
 source "$REPO/scripts/lablib.sh"
+# The routers' nftables rules, and `flush` / `remap` of their mappings.
+# shellcheck source=scripts/natlab-nat.sh
+source "$REPO/scripts/natlab-nat.sh"
 
 P=${LAB_PREFIX:-inat}
 DIR=${LAB_DIR:-/tmp/ipop-natlab-$P}
@@ -123,64 +128,6 @@ nat_of() {
     else
         echo "${NATS[$((i - 1))]:-?}"
     fi
-}
-
-# The NAT of router i, as one nftables table in the router's namespace.
-#   masquerade without flags keeps the source port whenever it is free, so every destination
-#   sees the same mapping (endpoint-independent mapping), and conntrack lets in only replies
-#   from the exact address and port the host sent to (address+port-dependent filtering): a
-#   port-restricted cone. `random,fully-random` picks a new random port for each new flow, i.e.
-#   each destination: symmetric. `full` adds a DNAT of every inbound UDP port to the host, which
-#   with the port kept by masquerade is endpoint-independent filtering: a full cone.
-#   Unsolicited packets to the router itself are dropped in `input`, before conntrack confirms
-#   an entry for them: a confirmed entry (R_peer:p -> R_wan:q) would make the router pick another
-#   port for the host's own later flow to R_peer:p, which breaks simultaneous hole punching
-#   (real home routers drop them silently as well).
-nat_rules() {
-    local i=$1 nat=$2 flags="" full_pre="" full_fwd=""
-    [ "$nat" != sym ] || flags=" random,fully-random"
-    if [ "$nat" = full ]; then
-        full_pre="        iifname \"wan0\" udp dport 1024-65535 dnat to 192.168.$i.2"
-        full_fwd="        iifname \"wan0\" oifname \"lan0\" ct status dnat accept"
-    fi
-    cat <<EOF
-table ip natlab {
-    chain prerouting {
-        type nat hook prerouting priority dstnat; policy accept;
-$full_pre
-    }
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "wan0" ip saddr 192.168.$i.0/24 masquerade$flags
-    }
-    chain forward {
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        iifname "lan0" oifname "wan0" accept
-$full_fwd
-    }
-    chain input {
-        type filter hook input priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" icmp type echo-request accept
-        iifname "wan0" drop
-    }
-}
-EOF
-    # IPv6 (LAB_V6=1) is routed, not translated, behind the stateful firewall home routers
-    # have: out from the LAN, and back only what answers it (a hole punched from both sides
-    # passes, as through a port-restricted cone).
-    [ "$V6" = 1 ] || return 0
-    cat <<EOF
-table ip6 natlab6 {
-    chain forward {
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        iifname "lan0" oifname "wan0" accept
-        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, echo-request } accept
-    }
-}
-EOF
 }
 
 # LAB_V6=1: host i's and router i's IPv6 addresses. The public net is 2001:db8:ff::/64 (router
@@ -597,7 +544,7 @@ main() {
     local cmd=${1:-help}
     [ $# -eq 0 ] || shift
     case $cmd in
-        up | down | status | check | exec | kill | start) validate_env ;;
+        up | down | status | check | exec | kill | start | flush | remap) validate_env ;;
     esac
     case $cmd in
         up) cmd_up ;;
@@ -606,6 +553,7 @@ main() {
         check) cmd_check "$@" ;;
         exec) cmd_exec "$@" ;;
         kill | start) cmd_proc "$cmd" "$@" ;;
+        flush | remap) cmd_nat "$cmd" "$@" ;;
         help | -h | --help) usage ;;
         *)
             usage >&2

@@ -206,6 +206,23 @@ impl Nat {
         next
     }
 
+    /// The node stops: its TURN allocation is deleted (a Refresh with lifetime 0; the
+    /// datagram to send is put in `out`). Behind a NAT that keeps the link socket's port, a
+    /// restarted node asks from the same address and port, and the server refuses a second
+    /// allocation for it (437, allocation mismatch) while the old one lives (up to its
+    /// 600 s lifetime): without this, a node restarted within that time has no relay.
+    pub fn release(&mut self, now_ms: Millis, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        let now = sans(now_ms);
+        let Some(t) = self.turn.as_mut() else {
+            return;
+        };
+        if t.relayed.take().is_some() && t.client.delete(now).is_ok() {
+            while let Some(tx) = t.client.poll_transmit(now) {
+                out.push((tx.to, tx.data.to_vec()));
+            }
+        }
+    }
+
     /// When [`poll`](Self::poll) has something to do at the latest.
     pub fn next_poll(&self) -> Option<Millis> {
         self.next_poll

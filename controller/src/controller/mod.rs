@@ -26,7 +26,7 @@ use proto::config::{Config, HostPort};
 use proto::id::{Candidate, Fingerprint, Millis, Uid};
 use proto::neigh::{NeighConfig, NeighTable, Programmed};
 use proto::rpc::{self, Incoming};
-use proto::signal::Signalling;
+use proto::signal::{HeldOffers, Signalling};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -132,6 +132,9 @@ pub struct Controller {
     /// Nodes present on XMPP, also before signalling could start (it needs tincan's key);
     /// at most `MAX_SIGNALLED_PEERS`.
     xmpp_present: HashSet<Uid>,
+    /// Signalling offers that arrived before `signal` started (tincan had not reported its
+    /// key yet): fed in when it starts, so an early request is answered, not dropped.
+    held_offers: HeldOffers,
     /// Where keys learned on first use are kept: `<key_file>.learned` (with "sec" only).
     learned_file: Option<PathBuf>,
     /// The learned-keys file's modification time when last read or written.
@@ -285,6 +288,7 @@ impl Controller {
             signal: None,
             signalled: HashMap::new(),
             xmpp_present: HashSet::new(),
+            held_offers: HeldOffers::default(),
             learned_file,
             learned_mtime: None,
             learned_file_error_reported: false,

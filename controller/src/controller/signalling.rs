@@ -108,6 +108,11 @@ impl Controller {
                 if let Some(sig) = self.signal.as_mut() {
                     let actions = sig.on_message(uid, &msg_type, &offer, now);
                     self.apply_signal(actions);
+                } else if self.held_offers.hold(uid, &msg_type, &offer, now) {
+                    info!(
+                        "XMPP: {msg_type} from {uid} held until ipop-tincan reports its key \
+                         (then answered)"
+                    );
                 }
             }
         }
@@ -129,6 +134,10 @@ impl Controller {
         }
         self.signal = Some(sig);
         self.reload_learned(true);
+        // Offers that came early go through every check now, after the pins are read.
+        if let Some(sig) = self.signal.as_mut() {
+            actions.extend(self.held_offers.release(sig, now));
+        }
         self.apply_signal(actions);
     }
 

@@ -234,7 +234,9 @@ config_keys! {
         Support::Supported;
     /// Links are authenticated and encrypted; false is plaintext, for trusted networks only.
     sec: bool = true, "sec", boolean(), Support::Supported;
-    /// Seconds.
+    /// Seconds: an unanswered `con_req` is repeated after 1, 2, 4 and 8 s, then every
+    /// `wait_time`; a signalled link offline for twice this (at least 10 s) is trimmed and
+    /// asked for again.
     wait_time: u64 = 15, "wait_time", seconds(1, 86400), Support::Supported;
     /// Capped at the largest UDP payload, which is what the original's default is.
     buf_size: usize = 65507, "buf_size", int(1024, 65507), Support::Supported;

@@ -399,7 +399,8 @@ impl LinkTable {
 
     /// Tells every peer whose link is up that it is closed (this node is stopping), so that
     /// it drops the link at once instead of after its timeout. The datagrams are queued like
-    /// any others (`poll_transmit`); the links here are down afterwards.
+    /// any others (`poll_transmit`); the links here are down afterwards. The TURN allocation,
+    /// if any, is deleted ([`crate::nat::Nat::release`]).
     pub fn close_all(&mut self, now: Millis) {
         let plain = [MessageType::Close as u8];
         for id in 0..self.links.len() {
@@ -415,6 +416,12 @@ impl LinkTable {
             if let Some(Some(link)) = self.links.get_mut(id) {
                 link.live.restart();
             }
+        }
+        // The relay goes too, so that the node, restarted, gets one again at once.
+        let mut nat_out = Vec::new();
+        self.nat.release(now, &mut nat_out);
+        for (to, payload) in nat_out {
+            self.transmits.push_back(Transmit { to, payload });
         }
     }
 

@@ -161,3 +161,39 @@ fn icc_messages_cross_both_ways() {
         assert_eq!(ghost, Err(SendError::NoLink));
     }
 }
+
+/// Roaming follows authenticated data only: a captured data datagram replayed from another
+/// address, or a forged one, moves nothing; the peer's own next datagram from a new address
+/// (its NAT gave it a new port) moves the endpoint at once.
+#[test]
+fn only_authentic_fresh_data_moves_the_endpoint() {
+    let mut p = Pair::new(true, LONG);
+    p.run_until(2_000);
+    p.frames_cross("up");
+    let home = p.b_seen_as;
+    let elsewhere = addr("203.0.113.66:5900");
+    // Replayed from elsewhere: refused, counted, nowhere moved.
+    let captured = p.send(Dir::BtoA, b"captured");
+    assert_eq!(p.a.recv(p.now, elsewhere, &captured.payload), Got::Nothing);
+    assert_eq!(p.a.t.counters().drop_replay, 1);
+    assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), home);
+    // Forged (one byte of the sealed part changed) from elsewhere: refused, nowhere moved.
+    let fresh = p.seal(Dir::BtoA, b"fresh");
+    let mut forged = fresh.payload.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(p.a.recv(p.now, elsewhere, &forged), Got::Nothing);
+    assert_eq!(p.a.t.counters().drop_auth, 1);
+    assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), home);
+    p.frames_cross("after the replay and the forgery");
+    // The real datagram from the new address: delivered, and A answers there from now on.
+    let moved = addr("203.0.113.101:20140");
+    assert!(matches!(
+        p.a.recv(p.now, moved, &fresh.payload),
+        Got::Frame(_, f) if f == b"fresh"
+    ));
+    assert_eq!(p.a.t.link(p.ab).unwrap().endpoint(), moved);
+    p.b_seen_as = moved;
+    p.frames_cross("moved");
+    assert_eq!(p.downs(), 0);
+}

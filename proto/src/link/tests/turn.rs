@@ -23,6 +23,8 @@ const RELAYED: &str = "203.0.113.3:50000";
 struct FakeTurn {
     key: LongTermKeyCredentials,
     permitted: Vec<IpAddr>,
+    /// The lifetime each Refresh asked for (0: delete the allocation).
+    refreshes: Vec<u32>,
 }
 
 impl FakeTurn {
@@ -31,6 +33,7 @@ impl FakeTurn {
         FakeTurn {
             key: creds.to_key("realm".into()),
             permitted: Vec::new(),
+            refreshes: Vec::new(),
         }
     }
 
@@ -73,6 +76,8 @@ impl FakeTurn {
                 Some(self.sign(Message::builder_success(&msg, MessageWriteVec::new())))
             }
             REFRESH => {
+                let asked = msg.attribute::<Lifetime>().map_or(600, |l| l.seconds());
+                self.refreshes.push(asked);
                 let mut r = Message::builder_success(&msg, MessageWriteVec::new());
                 r.add_attribute(&Lifetime::new(600)).unwrap();
                 Some(self.sign(r))
@@ -335,4 +340,24 @@ fn a_node_no_direct_path_reaches_links_through_its_relay() {
     // No more probes: the only handshake since is the rekey of the direct session.
     assert_eq!(probes(&net, 70_000), [70_000 + rekey]);
     assert!(net.a.up(ab) && net.b.up(0));
+}
+
+/// A node that stops deletes its allocation (a Refresh with lifetime 0), so that it gets a
+/// relay again at once when it restarts behind a NAT that keeps its port (the server refuses
+/// a second allocation for the same address and port while the first lives).
+#[test]
+fn a_stopping_node_deletes_its_allocation() {
+    let (mut net, _ab) = relayed_pair(LONG);
+    net.run_until(1_000);
+    assert!(net.turn.refreshes.is_empty(), "{:?}", net.turn.refreshes);
+    let now = net.now;
+    net.a.t.close_all(now);
+    net.pump();
+    assert_eq!(net.turn.refreshes, [0]);
+    let host: Candidate = "host:10.99.0.1:5900".parse().unwrap();
+    assert_eq!(net.a.t.local_candidates(&[host.addr().ip()], 5900), [host]);
+    // Nothing more to delete: a second stop sends nothing to the server.
+    net.a.t.close_all(now);
+    net.pump();
+    assert_eq!(net.turn.refreshes, [0]);
 }

@@ -6,10 +6,17 @@
 //! original's layout: fingerprint, space, candidates), read once into an [`Offer`] where it
 //! arrives. Collision rule (the modular
 //! controller's, which settles what the original left to repetition): a `con_req` is accepted
-//! when we have not sent one to that peer, or when our uid is the smaller; otherwise we wait
-//! for the peer to accept ours. Accepting means creating the link and answering `con_resp`.
-//! Links are idempotent in tincan, so a `con_resp` after a change of our candidates just
-//! updates the peer's view.
+//! when we have not sent one to that peer, or when our uid is the smaller; otherwise ours is
+//! the request that wins, and since the peer evidently did not take it (it was lost, or
+//! arrived before the peer was ready), we send it again at once, for the peer to accept.
+//! So whichever node starts first, exactly one request wins on both sides and is answered.
+//! Accepting means creating the link and answering `con_resp` (once we have candidates: a
+//! request accepted before that is answered when they arrive). Links are idempotent in
+//! tincan, so a `con_resp` after a change of our candidates just updates the peer's view.
+//!
+//! A request without an answer is repeated after 1 s, then 2, 4 and 8 s, then every
+//! `wait_time` ([`RETRY_FIRST`]). Offers that arrive before signalling runs (the local tincan
+//! has not reported its key yet) are held by [`HeldOffers`] and fed in when it starts.
 //!
 //! Keys: a message names a uid and a key, and any account allowed on the XMPP server can send
 //! one, so a message alone never changes the key a uid links with. A uid with a configured key
@@ -26,6 +33,13 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+
+mod held;
+pub use held::{HeldOffers, HOLD_MAX_AGE};
+
+/// The first repetition of an unanswered `con_req` comes this long after it; each further
+/// one waits twice as long, up to `wait_time`.
+pub const RETRY_FIRST: Millis = 1_000;
 
 /// The data of `con_req` and `con_resp`: the sender's key and the addresses its link socket
 /// may be reached at. Text form `"<fpr> <candidate> ..."`, words separated by white space.
@@ -142,6 +156,21 @@ struct Peer {
     online: bool,
     /// Seen on XMPP and not gone since.
     present: bool,
+    /// `con_req`s sent since the last answer (for the retry backoff).
+    attempts: u32,
+}
+
+impl Peer {
+    fn new(now: Millis) -> Peer {
+        Peer {
+            state: PeerState::Seen,
+            fpr: None,
+            last_online: now,
+            online: false,
+            present: true,
+            attempts: 0,
+        }
+    }
 }
 
 /// The most peers signalling keeps state for: each may become a link in tincan, so a stranger
@@ -161,6 +190,20 @@ pub struct SignalCounters {
     pub peers_full: u64,
     /// Offers from a new uid while [`MAX_LEARNED_KEYS`] keys are learned.
     pub learned_full: u64,
+    /// `con_req` messages sent (first requests, retries, and requests sent again after the
+    /// peer's request lost the collision rule).
+    pub requests_sent: u64,
+    /// `con_resp` messages sent (answers, and candidate updates to linked peers).
+    pub responses_sent: u64,
+    /// `con_req` messages received.
+    pub requests_received: u64,
+    /// Requests of a peer that lost the collision rule, answered by sending ours again.
+    pub requests_lost_collision: u64,
+    /// Offers that arrived before signalling ran, held and fed in when it started.
+    pub held_early: u64,
+    /// Held offers not fed in: older than [`HOLD_MAX_AGE`] when signalling started, or over
+    /// the bound of [`HeldOffers`].
+    pub held_dropped: u64,
 }
 
 /// Why an offer was refused: the first refusal of each kind per uid is returned by
@@ -364,6 +407,26 @@ impl Signalling {
         }
     }
 
+    /// Sends our offer to `uid` as `msg_type`, counted.
+    fn send(&mut self, uid: Uid, msg_type: &'static str, out: &mut Vec<SignalAction>) {
+        match msg_type {
+            "con_req" => self.counters.requests_sent += 1,
+            _ => self.counters.responses_sent += 1,
+        }
+        out.push(SignalAction::Send {
+            uid,
+            msg_type,
+            data: self.offer(),
+        });
+    }
+
+    /// How long after the `attempts`-th request without an answer the next one goes:
+    /// [`RETRY_FIRST`] doubling, at most `wait_time`.
+    fn retry_after(&self, attempts: u32) -> Millis {
+        let backoff = RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(16));
+        backoff.min(self.retry)
+    }
+
     pub fn peer_state(&self, uid: Uid) -> Option<PeerState> {
         self.peers.get(&uid).map(|p| p.state)
     }
@@ -385,11 +448,7 @@ impl Signalling {
             let state = self.peers[&uid].state;
             match state {
                 PeerState::Seen if first => self.request(uid, now, &mut out),
-                PeerState::Linked => out.push(SignalAction::Send {
-                    uid,
-                    msg_type: "con_resp",
-                    data: self.offer(),
-                }),
+                PeerState::Linked => self.send(uid, "con_resp", &mut out),
                 _ => {}
             }
         }
@@ -401,13 +460,13 @@ impl Signalling {
             return;
         }
         if let Some(p) = self.peers.get_mut(&uid) {
+            if !matches!(p.state, PeerState::ReqSent(_)) {
+                p.attempts = 0;
+            }
             p.state = PeerState::ReqSent(now);
+            p.attempts = p.attempts.saturating_add(1);
         }
-        out.push(SignalAction::Send {
-            uid,
-            msg_type: "con_req",
-            data: self.offer(),
-        });
+        self.send(uid, "con_req", out);
     }
 
     /// Presence from another node.
@@ -419,22 +478,10 @@ impl Signalling {
         if !self.room_for(uid) {
             return out;
         }
-        let new = !self.peers.contains_key(&uid);
-        if new {
-            self.peers.insert(
-                uid,
-                Peer {
-                    state: PeerState::Seen,
-                    fpr: None,
-                    last_online: now,
-                    online: false,
-                    present: true,
-                },
-            );
-        }
-        if let Some(p) = self.peers.get_mut(&uid) {
-            p.present = true;
-        }
+        self.peers
+            .entry(uid)
+            .or_insert_with(|| Peer::new(now))
+            .present = true;
         if self.peers[&uid].state == PeerState::Seen {
             self.request(uid, now, &mut out);
         }
@@ -503,36 +550,32 @@ impl Signalling {
         if links {
             self.learn(uid, fpr);
         }
-        let peer = self.peers.entry(uid).or_insert(Peer {
-            state: PeerState::Seen,
-            fpr: None,
-            last_online: now,
-            online: false,
-            present: true,
-        });
+        let peer = self.peers.entry(uid).or_insert_with(|| Peer::new(now));
         match msg_type {
             "con_req" => {
+                self.counters.requests_received += 1;
                 let accept = match peer.state {
                     PeerState::ReqSent(_) => self.own_uid < uid,
                     PeerState::Seen | PeerState::Linked => true,
                 };
                 if !accept {
+                    // Our request wins, but the peer asks: it did not take ours (lost, or
+                    // there before it was ready). Ours again, now that it is there.
+                    self.counters.requests_lost_collision += 1;
+                    self.request(uid, now, &mut out);
                     return out;
                 }
                 peer.state = PeerState::Linked;
                 peer.fpr = Some(fpr);
                 peer.last_online = now;
+                peer.attempts = 0;
                 out.push(SignalAction::CreateLink {
                     uid,
                     fpr,
                     candidates,
                 });
                 if !self.candidates.is_empty() {
-                    out.push(SignalAction::Send {
-                        uid,
-                        msg_type: "con_resp",
-                        data: self.offer(),
-                    });
+                    self.send(uid, "con_resp", &mut out);
                 }
             }
             "con_resp" => {
@@ -541,6 +584,7 @@ impl Signalling {
                 }
                 peer.state = PeerState::Linked;
                 peer.fpr = Some(fpr);
+                peer.attempts = 0;
                 out.push(SignalAction::CreateLink {
                     uid,
                     fpr,
@@ -569,7 +613,7 @@ impl Signalling {
         for uid in uids {
             let p = self.peers[&uid].clone();
             match p.state {
-                PeerState::ReqSent(t) if now.saturating_sub(t) >= self.retry => {
+                PeerState::ReqSent(t) if now.saturating_sub(t) >= self.retry_after(p.attempts) => {
                     self.request(uid, now, &mut out)
                 }
                 PeerState::Seen => self.request(uid, now, &mut out),
@@ -596,392 +640,4 @@ impl Signalling {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: Uid = Uid([0x11; 20]);
-    const B: Uid = Uid([0x22; 20]);
-
-    fn fpr(c: char) -> Fingerprint {
-        std::iter::repeat_n(c, 64)
-            .collect::<String>()
-            .parse()
-            .unwrap()
-    }
-
-    fn cand(text: &str) -> Candidate {
-        text.parse().unwrap()
-    }
-
-    /// Node `f` ('a', 'b', ...) has key `fpr(f)` and the host candidate 10.0.0.<f as hex>.
-    fn host_of(f: char) -> Candidate {
-        cand(&format!("host:10.0.0.{}:5900", f.to_digit(16).unwrap()))
-    }
-
-    fn node(uid: Uid, f: char) -> Signalling {
-        let mut s = Signalling::new(uid, fpr(f), 15);
-        s.set_candidates(vec![host_of(f)], 0);
-        s
-    }
-
-    /// The offer of key `f` with these candidates, read from its text as it arrives.
-    fn offer(f: char, candidates: &str) -> Offer {
-        format!("{} {candidates}", fpr(f)).parse().unwrap()
-    }
-
-    /// Delivers every Send from `from` to `to` as text, as XMPP carries it; returns the
-    /// receiver's actions.
-    fn deliver(
-        from_uid: Uid,
-        actions: &[SignalAction],
-        to: &mut Signalling,
-        now: Millis,
-    ) -> Vec<SignalAction> {
-        let mut out = Vec::new();
-        for a in actions {
-            if let SignalAction::Send { msg_type, data, .. } = a {
-                let data: Offer = data.to_string().parse().unwrap();
-                out.extend(to.on_message(from_uid, msg_type, &data, now));
-            }
-        }
-        out
-    }
-
-    fn created(actions: &[SignalAction]) -> bool {
-        actions
-            .iter()
-            .any(|a| matches!(a, SignalAction::CreateLink { .. }))
-    }
-
-    #[test]
-    fn both_request_at_once_and_both_end_linked() {
-        let (mut a, mut b) = (node(A, 'a'), node(B, 'b'));
-        let ra = a.on_available(B, 0);
-        let rb = b.on_available(A, 0);
-        assert!(matches!(
-            &ra[..],
-            [SignalAction::Send {
-                msg_type: "con_req",
-                ..
-            }]
-        ));
-        // A (smaller uid) accepts B's request; B ignores A's and waits.
-        let at_a = deliver(B, &rb, &mut a, 1);
-        let at_b = deliver(A, &ra, &mut b, 1);
-        assert!(created(&at_a));
-        assert!(at_b.is_empty());
-        // A's con_resp makes B link too, with A's fingerprint and candidates.
-        let at_b = deliver(A, &at_a, &mut b, 2);
-        assert_eq!(
-            at_b,
-            vec![SignalAction::CreateLink {
-                uid: A,
-                fpr: fpr('a'),
-                candidates: vec![host_of('a')]
-            }]
-        );
-        assert_eq!(a.peer_state(B), Some(PeerState::Linked));
-        assert_eq!(b.peer_state(A), Some(PeerState::Linked));
-    }
-
-    #[test]
-    fn no_request_before_we_have_candidates() {
-        let mut a = Signalling::new(A, fpr('a'), 15);
-        assert!(a.on_available(B, 0).is_empty());
-        let out = a.set_candidates(vec![cand("srflx:203.0.113.1:5900")], 5);
-        assert!(matches!(
-            &out[..],
-            [SignalAction::Send {
-                msg_type: "con_req",
-                ..
-            }]
-        ));
-    }
-
-    #[test]
-    fn new_candidates_are_sent_to_linked_peers() {
-        let (mut a, mut b) = (node(A, 'a'), node(B, 'b'));
-        let rb = b.on_available(A, 0);
-        deliver(B, &rb, &mut a, 0);
-        let out = a.set_candidates(vec![cand("relay:203.0.113.10:50000")], 10);
-        assert!(
-            matches!(&out[..], [SignalAction::Send { msg_type: "con_resp", data, .. }] if data.to_string().contains("relay:"))
-        );
-    }
-
-    #[test]
-    fn unanswered_requests_repeat_and_a_leaving_peer_is_trimmed() {
-        let mut a = node(A, 'a');
-        a.on_available(B, 0);
-        assert!(a.tick(1_000).is_empty());
-        assert_eq!(a.tick(15_000).len(), 1);
-        a.on_message(B, "con_resp", &offer('b', "host:1.2.3.4:5900"), 16_000);
-        assert_eq!(a.on_unavailable(B), vec![SignalAction::TrimLink { uid: B }]);
-        assert_eq!(a.peer_state(B), None);
-    }
-
-    #[test]
-    fn an_unavailable_peer_with_a_live_link_is_kept_until_the_link_dies() {
-        let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
-        a.on_link_status(B, true, 100);
-        // The XMPP server went down and said everyone left: the link stays.
-        assert!(a.on_unavailable(B).is_empty());
-        assert!(a.tick(5_000).is_empty());
-        assert_eq!(a.peer_state(B), Some(PeerState::Linked));
-        // Back on XMPP: nothing to redo.
-        assert!(a.on_available(B, 6_000).is_empty());
-        // Really gone: unavailable, then the link dies; trimmed at the next tick.
-        a.on_unavailable(B);
-        a.on_link_status(B, false, 7_000);
-        assert_eq!(a.tick(7_100), vec![SignalAction::TrimLink { uid: B }]);
-        assert_eq!(a.peer_state(B), None);
-    }
-
-    #[test]
-    fn a_link_offline_too_long_is_trimmed_and_asked_again() {
-        let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
-        a.on_link_status(B, true, 1_000);
-        a.on_link_status(B, false, 2_000);
-        assert!(a.tick(20_000).is_empty());
-        let out = a.tick(31_000);
-        assert_eq!(out[0], SignalAction::TrimLink { uid: B });
-        assert!(matches!(
-            &out[1],
-            SignalAction::Send {
-                msg_type: "con_req",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn a_linked_peers_key_is_not_replaced_by_another_offer() {
-        let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 0);
-        let out = a.on_message(B, "con_resp", &offer('e', "host:6.6.6.6:5900"), 10);
-        assert!(out.is_empty());
-        assert_eq!(a.counters.refused_new_key, 1);
-        // The same key with new candidates is an update.
-        let out = a.on_message(B, "con_resp", &offer('b', "host:1.2.3.5:5900"), 20);
-        assert!(matches!(&out[..], [SignalAction::CreateLink { .. }]));
-    }
-
-    #[test]
-    fn bad_offers_are_refused_where_they_arrive_and_own_uid_is_ignored() {
-        for bad in [
-            "not-a-fingerprint host:1.2.3.4:5",
-            "",
-            &format!("{} host:1.2.3.4", fpr('b')),
-            &format!("{} peer:1.2.3.4:5 host:1.2.3.4:5", fpr('b')),
-        ] {
-            assert!(bad.parse::<Offer>().is_err(), "{bad:?}");
-        }
-        let mut a = node(A, 'a');
-        assert!(a.on_message(A, "con_req", &offer('a', ""), 0).is_empty());
-        assert!(a.on_available(A, 0).is_empty());
-        assert!(a.on_message(B, "other", &offer('b', ""), 0).is_empty());
-    }
-
-    #[test]
-    fn an_offer_keeps_at_most_as_many_candidates_as_a_link() {
-        let many: Vec<String> = (0..10_000)
-            .map(|i| format!("host:10.1.{}.{}:5900", i / 250, i % 250))
-            .collect();
-        let o: Offer = format!("{} {}", fpr('b'), many.join(" ")).parse().unwrap();
-        assert_eq!(o.candidates.len(), crate::link::MAX_CANDIDATES);
-        assert_eq!(o.candidates[0], cand("host:10.1.0.0:5900"));
-    }
-
-    fn uid_n(n: u32) -> Uid {
-        let mut u = [0x33; 20];
-        u[..4].copy_from_slice(&n.to_be_bytes());
-        Uid(u)
-    }
-
-    #[test]
-    fn a_configured_key_is_kept_whatever_signalling_says() {
-        let mut a = node(A, 'a');
-        a.pin_configured(B, fpr('b'));
-        // Another account claims B's uid with its own key: no link, counted, reported once.
-        for t in [0, 10, 20_000] {
-            let out = a.on_message(B, "con_req", &offer('e', "host:6.6.6.6:5900"), t);
-            assert!(out.is_empty(), "{out:?}");
-            assert!(a.on_message(B, "con_resp", &offer('e', ""), t).is_empty());
-        }
-        assert_eq!(a.counters.refused_key, 6);
-        assert_eq!(
-            a.take_refusals(),
-            vec![Refusal::ConfiguredKey {
-                uid: B,
-                pinned: fpr('b'),
-                offered: fpr('e')
-            }]
-        );
-        assert!(a.take_refusals().is_empty());
-        // The real B links, and its key is not "learned": it is configured.
-        let out = a.on_message(B, "con_req", &offer('b', "host:1.2.3.4:5900"), 30_000);
-        assert!(created(&out));
-        assert!(a.take_learned().is_empty());
-        assert_eq!(a.learned().count(), 0);
-        // Forgetting does not touch a configured key.
-        assert!(!a.forget(B));
-        a.on_link_status(B, false, 30_000);
-        a.tick(100_000);
-        assert!(a
-            .on_message(B, "con_resp", &offer('e', ""), 100_001)
-            .is_empty());
-        assert_eq!(a.counters.refused_key, 7);
-    }
-
-    #[test]
-    fn a_learned_key_changes_only_after_the_operator_forgets_it_and_the_old_link_is_gone() {
-        let mut a = node(A, 'a');
-        assert!(created(&a.on_message(
-            B,
-            "con_req",
-            &offer('b', "host:1.2.3.4:5900"),
-            0
-        )));
-        assert_eq!(a.take_learned(), vec![(B, fpr('b'))]);
-        a.on_link_status(B, true, 1_000);
-        a.on_link_status(B, false, 2_000);
-        // The link is trimmed after 30 s offline (wait_time 15): B is asked again, and a new
-        // key offered by a message alone is still refused.
-        let out = a.tick(40_000);
-        assert_eq!(out[0], SignalAction::TrimLink { uid: B });
-        assert!(a
-            .on_message(B, "con_resp", &offer('e', ""), 40_001)
-            .is_empty());
-        assert_eq!(a.counters.refused_new_key, 1);
-        assert!(matches!(
-            &a.take_refusals()[..],
-            [Refusal::LearnedKey { uid: B, .. }]
-        ));
-        // The old key relinks.
-        assert!(created(&a.on_message(
-            B,
-            "con_resp",
-            &offer('b', ""),
-            40_002
-        )));
-        // The operator forgets the key while that link exists: still refused.
-        assert!(a.forget(B));
-        assert!(a
-            .on_message(B, "con_resp", &offer('e', ""), 40_003)
-            .is_empty());
-        assert_eq!(a.counters.refused_new_key, 2);
-        // Once the old link has been down long enough to be trimmed, the new key links and is
-        // learned in turn.
-        a.on_link_status(B, false, 40_004);
-        assert!(a.tick(80_000).contains(&SignalAction::TrimLink { uid: B }));
-        assert!(created(&a.on_message(
-            B,
-            "con_resp",
-            &offer('e', ""),
-            80_001
-        )));
-        assert_eq!(a.take_learned(), vec![(B, fpr('e'))]);
-        assert!(a
-            .on_message(B, "con_resp", &offer('b', ""), 80_002)
-            .is_empty());
-        assert_eq!(a.counters.refused_new_key, 3);
-    }
-
-    #[test]
-    fn signalled_peers_and_learned_keys_are_bounded() {
-        let mut a = node(A, 'a');
-        for n in 0..MAX_SIGNALLED_PEERS as u32 {
-            assert_eq!(a.on_available(uid_n(n), 0).len(), 1);
-        }
-        let stranger = uid_n(100_000);
-        assert!(a.on_available(stranger, 1).is_empty());
-        assert!(a
-            .on_message(stranger, "con_req", &offer('e', "host:6.6.6.6:5900"), 1)
-            .is_empty());
-        assert_eq!(a.peer_state(stranger), None);
-        assert_eq!(a.peers().count(), MAX_SIGNALLED_PEERS);
-        assert_eq!(a.counters.peers_full, 2);
-        assert!(matches!(
-            &a.take_refusals()[..],
-            [Refusal::PeersFull { .. }]
-        ));
-        // A known uid still links.
-        assert!(created(&a.on_message(
-            uid_n(7),
-            "con_resp",
-            &offer('b', ""),
-            2
-        )));
-        // One leaves: there is room again.
-        a.on_unavailable(uid_n(3));
-        assert_eq!(a.on_available(stranger, 3).len(), 1);
-
-        let mut b = node(B, 'b');
-        for n in 0..MAX_LEARNED_KEYS as u32 {
-            b.pin_learned(uid_n(n), fpr('c'));
-        }
-        assert_eq!(b.learned().count(), MAX_LEARNED_KEYS);
-        assert!(b.on_message(A, "con_req", &offer('a', ""), 0).is_empty());
-        assert_eq!(b.counters.learned_full, 1);
-        assert!(matches!(
-            &b.take_refusals()[..],
-            [Refusal::LearnedFull { uid: A }]
-        ));
-        // A uid whose key is known still links; forgetting one makes room.
-        assert!(created(&b.on_message(
-            uid_n(5),
-            "con_req",
-            &offer('c', ""),
-            1
-        )));
-        assert!(b.forget(uid_n(9)));
-        assert!(created(&b.on_message(A, "con_req", &offer('a', ""), 2)));
-    }
-
-    #[test]
-    fn learned_keys_read_back_from_their_text() {
-        let mut a = node(A, 'a');
-        a.on_message(B, "con_req", &offer('b', ""), 0);
-        let text = format_learned(a.learned());
-        let (keys, bad) = parse_learned(&text);
-        assert_eq!((keys, bad), (vec![(B, fpr('b'))], 0));
-        let (keys, bad) = parse_learned(&format!("{text}\nnot a key\n{B} {} extra\n", fpr('c')));
-        assert_eq!((keys.len(), bad), (1, 2));
-        let many: String = (0..MAX_LEARNED_KEYS as u32 + 3)
-            .map(|n| format!("{} {}\n", uid_n(n), fpr('c')))
-            .collect();
-        let (keys, bad) = parse_learned(&many);
-        assert_eq!((keys.len(), bad), (MAX_LEARNED_KEYS, 3));
-    }
-
-    #[test]
-    fn offers_keep_the_original_text_form() {
-        let text = format!(
-            "{}  host:192.168.1.2:5900 srflx:203.0.113.101:5900\trelay:[fd00::1]:5900 ",
-            "AB".repeat(32)
-        );
-        let o: Offer = text.parse().unwrap();
-        assert_eq!(o.fpr.to_string(), "ab".repeat(32));
-        assert_eq!(
-            o.candidates,
-            vec![
-                cand("host:192.168.1.2:5900"),
-                cand("srflx:203.0.113.101:5900"),
-                cand("relay:[fd00::1]:5900")
-            ]
-        );
-        assert_eq!(
-            o.to_string(),
-            format!(
-                "{} host:192.168.1.2:5900 srflx:203.0.113.101:5900 relay:[fd00::1]:5900",
-                "ab".repeat(32)
-            )
-        );
-        // Without sec the key is all zeros; the offer is still one.
-        let zeros: Offer = "0".repeat(64).parse().unwrap();
-        assert_eq!(zeros.fpr, Fingerprint([0; 32]));
-        assert!(zeros.candidates.is_empty());
-    }
-}
+mod tests;
