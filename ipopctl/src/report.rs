@@ -394,6 +394,7 @@ pub(crate) mod tests {
             controller_alive: true,
             link_port: Some(5900),
             neigh_entries: 0,
+            nd_entries: 0,
             counters: Default::default(),
             peers,
             macs,

@@ -211,9 +211,9 @@ impl NdFrame {
             }
             NdMessage::Advert(a) => {
                 msg[0] = TYPE_NA;
-                msg[4] = u8::from(a.router) * FLAG_ROUTER
-                    | u8::from(a.solicited) * FLAG_SOLICITED
-                    | u8::from(a.override_) * FLAG_OVERRIDE;
+                msg[4] = (u8::from(a.router) * FLAG_ROUTER)
+                    | (u8::from(a.solicited) * FLAG_SOLICITED)
+                    | (u8::from(a.override_) * FLAG_OVERRIDE);
                 (a.target, OPT_TARGET_LL, a.target_ll)
             }
         };
