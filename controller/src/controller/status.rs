@@ -25,6 +25,7 @@ impl Controller {
             .collect();
         let mut counters = counter_map(&self.counters);
         counters.extend(counter_map(&self.neigh.counters));
+        add_prefixed(&mut counters, "nd_", &self.nd.table.counters);
         if let Some(sig) = self.signal.as_ref() {
             add_prefixed(&mut counters, "signal_", &sig.counters);
         }
@@ -50,11 +51,14 @@ impl Controller {
                         .find(|(p, _)| *p == u)
                         .map(|(_, c)| *c)
                         .unwrap_or_default();
+                    // IPv4 and IPv6 claims together.
+                    let nd = self.nd.table.peer_claims(u);
                     PeerOnline {
                         uid: *u,
                         online: *up,
-                        claims_refused: refused.claims_refused,
-                        requests_rate_limited: refused.requests_rate_limited,
+                        claims_refused: refused.claims_refused + nd.claims_refused,
+                        requests_rate_limited: refused.requests_rate_limited
+                            + nd.requests_rate_limited,
                     }
                 })
                 .collect(),
