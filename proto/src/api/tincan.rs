@@ -291,15 +291,8 @@ impl SetNeigh {
 
 impl Params for SetNeigh {
     fn check(&self) -> Result<(), ApiError> {
-        for (name, len) in [("add", self.add.len()), ("remove", self.remove.len())] {
-            if len > Self::MAX_ENTRIES {
-                return Err(ApiError::param(
-                    name,
-                    format_args!("at most {} entries, got {len}", Self::MAX_ENTRIES),
-                ));
-            }
-        }
-        Ok(())
+        let lists = [("add", self.add.len()), ("remove", self.remove.len())];
+        super::tincan_nd::at_most(&lists, Self::MAX_ENTRIES)
     }
 }
 

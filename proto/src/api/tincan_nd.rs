@@ -28,15 +28,20 @@ impl SetNd {
 
 impl Params for SetNd {
     fn check(&self) -> Result<(), ApiError> {
-        for (name, len) in [("add", self.add.len()), ("remove", self.remove.len())] {
-            if len > Self::MAX_ENTRIES {
-                return Err(ApiError::param(
-                    name,
-                    format_args!("at most {} entries, got {len}", Self::MAX_ENTRIES),
-                ));
-            }
-        }
-        Ok(())
+        let lists = [("add", self.add.len()), ("remove", self.remove.len())];
+        at_most(&lists, Self::MAX_ENTRIES)
+    }
+}
+
+/// Each of the named `lists` (name, length) holds at most `max` entries: else an error that
+/// names the first one that holds more.
+pub(super) fn at_most(lists: &[(&str, usize)], max: usize) -> Result<(), ApiError> {
+    match lists.iter().find(|(_, len)| *len > max) {
+        Some((name, len)) => Err(ApiError::param(
+            name,
+            format_args!("at most {max} entries, got {len}"),
+        )),
+        None => Ok(()),
     }
 }
 
