@@ -440,6 +440,8 @@ pub(crate) mod tests {
             peers_truncated: 0,
             signalling_truncated: 0,
             neigh_truncated: 0,
+            neigh6: vec![],
+            neigh6_truncated: 0,
         }
     }
 

@@ -18,6 +18,16 @@ fn counter(state: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {state}"))
 }
 
+/// The controller's IPv6 entry for `ip` (`neigh6` of its `get_state`), if any.
+fn neigh6(state: &Value, ip: &str) -> Option<Value> {
+    state["neigh6"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no neigh6 in {state}"))
+        .iter()
+        .find(|e| e["ip"] == ip)
+        .cloned()
+}
+
 fn nd_entries(lab: &Lab, host: &str) -> u64 {
     lab.tincan_state(host)["nd_entries"]
         .as_u64()
@@ -178,6 +188,18 @@ fn neighbour_discovery_is_answered_locally_dad_reaches_the_owner_and_lies_are_re
             .unwrap_or_else(|| panic!("no peer {uid_h2} in {s}"))
     };
     assert!(peer_refused(&after) >= peer_refused(&before) + 2, "{after}");
+    let e = neigh6(&after, &ip6("h1c1")).expect("h1c1 in h1's IPv6 table");
+    assert_eq!(
+        (e["owner"].as_str(), e["mac"].as_str()),
+        (Some("local"), Some(h1c1_mac.as_str())),
+        "h1 keeps h1c1 on its own bridge with its real MAC: {e}"
+    );
+    let e = neigh6(&after, &target).expect("h2c1 in h1's IPv6 table");
+    assert_eq!(
+        (e["owner"].as_str(), e["mac"].as_str()),
+        (Some(uid_h2.as_str()), Some(target_mac.as_str())),
+        "{e}"
+    );
     assert_eq!(
         lab.neigh_mac("h1c2", &ip6("h1c1")).as_deref(),
         Some(h1c1_mac.as_str()),
