@@ -394,6 +394,7 @@ pub(crate) mod tests {
             controller_alive: true,
             link_port: Some(5900),
             neigh_entries: 0,
+            nd_entries: 0,
             counters: Default::default(),
             peers,
             macs,
@@ -439,6 +440,8 @@ pub(crate) mod tests {
             peers_truncated: 0,
             signalling_truncated: 0,
             neigh_truncated: 0,
+            neigh6: vec![],
+            neigh6_truncated: 0,
         }
     }
 

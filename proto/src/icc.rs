@@ -3,7 +3,7 @@
 
 use crate::id::Uid;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "msg_type", rename_all = "snake_case")]
@@ -20,6 +20,23 @@ pub enum IccMsg {
         target_ip4: Ipv4Addr,
         mac: String,
         uid: Uid,
+    },
+    /// IPv6: a host behind the sender solicits `target_ip6` (never a duplicate address
+    /// detection probe: those reach the owner itself).
+    NdRequest {
+        target_ip6: Ipv6Addr,
+        requester_ip6: Ipv6Addr,
+        /// The requester's real MAC, the source of the injected solicitation.
+        requester_mac: String,
+    },
+    /// IPv6: `target_ip6` is at `mac`, on the bridge of node `uid`; `router` as its own
+    /// advertisements say.
+    NdReply {
+        target_ip6: Ipv6Addr,
+        mac: String,
+        uid: Uid,
+        #[serde(default)]
+        router: bool,
     },
 }
 
@@ -67,6 +84,21 @@ mod tests {
                          "mac": "02:00:00:00:00:21", "uid": "not-a-uid"});
         let e = IccMsg::from_json(&bad).unwrap_err();
         assert!(e.contains("40 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn nd_messages_json() {
+        let uid = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+        let v = json!({"msg_type": "nd_reply", "target_ip6": "fd00:3::21",
+                       "mac": "02:00:00:00:00:21", "uid": uid});
+        let m = IccMsg::from_json(&v).unwrap();
+        assert!(matches!(m, IccMsg::NdReply { router: false, .. }), "{m:?}");
+        let v = json!({"msg_type": "nd_request", "target_ip6": "fd00:3::21",
+                       "requester_ip6": "fd00:3::11", "requester_mac": "02:00:00:00:00:11"});
+        assert_eq!(IccMsg::from_json(&v).unwrap().to_json(), v);
+        let bad = json!({"msg_type": "nd_request", "target_ip6": "10.0.3.21",
+                         "requester_ip6": "fd00:3::11", "requester_mac": "02:00:00:00:00:11"});
+        assert!(IccMsg::from_json(&bad).is_err());
     }
 
     #[test]

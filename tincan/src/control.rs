@@ -18,6 +18,7 @@ use proto::api::{self, ApiError, ErrorCode};
 use proto::id::{Millis, Uid};
 use proto::link::{LinkId, LocalConfig, SendError};
 use proto::nat::TurnServerConfig;
+use proto::neigh::nd_responder::NdResponder;
 use proto::neigh::responder::Responder;
 use proto::rpc::{self, Incoming};
 use proto::secure::CipherOffer;
@@ -50,6 +51,8 @@ pub struct Control {
     pub ignore_ifs: Vec<String>,
     /// The ARP bindings the controller programmed (`set_neigh`), answered in the data plane.
     pub neigh: Responder,
+    /// The IPv6 bindings the controller programmed (`set_nd`), answered in the data plane.
+    pub nd: NdResponder,
 }
 
 impl Control {
@@ -97,6 +100,7 @@ impl Control {
             if !alive {
                 // Its successor programs its own bindings; until then ARP is flooded.
                 self.neigh.clear();
+                self.nd.clear();
             }
             alive
         })
@@ -139,6 +143,7 @@ impl Node {
                 // The controller's heartbeat paces the reports of ARP answered here.
                 if from_controller {
                     self.report_neigh_answers();
+                    self.report_nd_answers();
                 }
                 id.map(|id| api::response(id, result))
             }
@@ -291,6 +296,10 @@ impl Node {
             }
             TincanRequest::SetNeigh(n) => {
                 self.set_neigh(&n, now);
+                Ok(api::DONE)
+            }
+            TincanRequest::SetNd(n) => {
+                self.set_nd(&n, now);
                 Ok(api::DONE)
             }
             TincanRequest::GetState(_) => {

@@ -109,6 +109,7 @@ impl Node {
         add_counters(&mut counters, &self.counters);
         add_counters(&mut counters, self.core.counters());
         add_counters(&mut counters, &self.control.neigh.counters);
+        add_counters(&mut counters, &self.control.nd.counters);
         add_counters(&mut counters, &self.storm.counters);
         add_counters(&mut counters, &self.ctl_sock.counters);
         let sc = &self.switch.counters;
@@ -153,6 +154,7 @@ impl Node {
             controller_alive: self.control.alive(),
             link_port: self.control.link_port,
             neigh_entries: self.control.neigh.len() as u64,
+            nd_entries: self.control.nd.len() as u64,
             counters,
             peers: self.core.links().map(|(_, l)| peer_state(l, now)).collect(),
             macs: self

@@ -8,12 +8,16 @@ use proto::api::tincan::{InjectFrame, LinkStatus, SendIcc, SetMac, TincanNotific
 use proto::icc::IccMsg;
 use proto::id::Uid;
 use proto::neigh::{NeighAction, Owner};
+use proto::wire::icmpv6;
 use std::time::Instant;
 
 impl Controller {
     pub(super) fn on_notification(&mut self, n: TincanNotification) {
         let now = self.now_ms();
         match n {
+            TincanNotification::PuntFrame(p) if icmpv6::is_nd(&p.frame) => {
+                self.on_punted_nd(&p.frame, now);
+            }
             TincanNotification::PuntFrame(p) => {
                 let actions = self.neigh.on_local_arp(&p.frame, now);
                 self.apply(actions);
@@ -21,6 +25,9 @@ impl Controller {
             TincanNotification::Icc(icc) => {
                 self.counters.icc_received += 1;
                 match IccMsg::from_json(&icc.msg) {
+                    Ok(m @ (IccMsg::NdRequest { .. } | IccMsg::NdReply { .. })) => {
+                        self.on_icc_nd(icc.uid, &m, now);
+                    }
                     Ok(m) => {
                         let actions = self.neigh.on_icc(icc.uid, &m, now);
                         self.apply(actions);
@@ -51,6 +58,7 @@ impl Controller {
                     sig.on_link_status(c.uid, online, now);
                 }
             }
+            TincanNotification::NdAnswered(n) => self.on_nd_answered(&n, now),
             TincanNotification::NeighAnswered(n) => {
                 for a in &n.answers {
                     let actions = self.neigh.on_answered_by_tincan(a, now);
@@ -59,6 +67,7 @@ impl Controller {
             }
         }
         self.program_neigh();
+        self.program_nd(false);
     }
 
     /// Tells tincan what changed among the bindings it answers ARP from (`set_neigh`): the

@@ -248,6 +248,11 @@ pub(super) fn render(
         "Entries in the controller's ARP table",
         (c.neigh.len() as u64 + c.neigh_truncated) as i64,
     );
+    f.gauge(
+        "ipop_nd_entries",
+        "Entries in the controller's IPv6 neighbour table",
+        (c.neigh6.len() as u64 + c.neigh6_truncated) as i64,
+    );
     f.counters(
         "ipop_peer_claims_refused",
         "ICC claims from the peer for an IP or MAC bound to this host or to another peer",

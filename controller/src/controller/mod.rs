@@ -43,6 +43,7 @@ mod arp;
 mod channel;
 mod metrics;
 mod metrics_http;
+mod nd;
 mod service;
 mod signalling;
 mod status;
@@ -102,6 +103,8 @@ pub struct Controller {
     /// An impostor holding tincan's socket was logged (until a real connection is made).
     impostor_reported: bool,
     neigh: NeighTable,
+    /// IPv6 neighbours, replicated like ARP.
+    nd: nd::Nd,
     /// What tincan's ARP responder was told to hold.
     programmed: Programmed,
     neigh_reprogrammed_at: Option<Instant>,
@@ -264,6 +267,7 @@ impl Controller {
             channel: None,
             impostor_reported: false,
             neigh,
+            nd: nd::Nd::new(uid),
             programmed: Programmed::default(),
             neigh_reprogrammed_at: None,
             uid,
@@ -414,6 +418,7 @@ impl Controller {
         self.apply(actions);
         // Before the state query, so that its answer counts tincan's bindings after the change.
         self.program_neigh();
+        self.tick_nd();
         self.send_rpc(api::GetState::default());
         let now = self.now_ms();
         self.reload_learned(false);

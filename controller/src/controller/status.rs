@@ -1,7 +1,9 @@
 //! The controller's own `get_state` answer.
 
 use super::{Controller, TINCAN_TIMEOUT};
-use proto::api::controller::{ControllerState, NeighOwner, NeighState, PeerOnline, SignallingPeer};
+use proto::api::controller::{
+    ControllerState, Neigh6State, NeighOwner, NeighState, PeerOnline, SignallingPeer,
+};
 use proto::api::tincan as api;
 use proto::neigh::Owner;
 use serde::Serialize;
@@ -10,21 +12,23 @@ impl Controller {
     /// The `get_state` answer.
     pub(super) fn state(&self) -> ControllerState {
         let now = self.now_ms();
+        let owner = |o: Owner| match o {
+            Owner::Local => NeighOwner::Local,
+            Owner::Peer(u) => NeighOwner::Peer(u),
+        };
         let neigh = self
             .neigh
             .entries()
             .map(|(ip, e)| NeighState {
                 ip: *ip,
                 mac: e.mac,
-                owner: match e.owner {
-                    Owner::Local => NeighOwner::Local,
-                    Owner::Peer(u) => NeighOwner::Peer(u),
-                },
+                owner: owner(e.owner),
                 age_ms: now.saturating_sub(e.updated),
             })
             .collect();
         let mut counters = counter_map(&self.counters);
         counters.extend(counter_map(&self.neigh.counters));
+        add_prefixed(&mut counters, "nd_", &self.nd.table.counters);
         if let Some(sig) = self.signal.as_ref() {
             add_prefixed(&mut counters, "signal_", &sig.counters);
         }
@@ -50,11 +54,14 @@ impl Controller {
                         .find(|(p, _)| *p == u)
                         .map(|(_, c)| *c)
                         .unwrap_or_default();
+                    // IPv4 and IPv6 claims together.
+                    let nd = self.nd.table.peer_claims(u);
                     PeerOnline {
                         uid: *u,
                         online: *up,
-                        claims_refused: refused.claims_refused,
-                        requests_rate_limited: refused.requests_rate_limited,
+                        claims_refused: refused.claims_refused + nd.claims_refused,
+                        requests_rate_limited: refused.requests_rate_limited
+                            + nd.requests_rate_limited,
                     }
                 })
                 .collect(),
@@ -73,16 +80,35 @@ impl Controller {
             peers_truncated: 0,
             signalling_truncated: 0,
             neigh_truncated: 0,
+            neigh6: self
+                .nd
+                .table
+                .entries()
+                .map(|(ip, e)| Neigh6State {
+                    ip: *ip,
+                    mac: e.mac,
+                    owner: owner(e.owner),
+                    router: e.router,
+                    age_ms: now.saturating_sub(e.updated),
+                })
+                .collect(),
+            neigh6_truncated: 0,
         };
         state.bound(proto::api::MAX_STATE_BYTES);
-        if state.neigh_truncated + state.peers_truncated + state.signalling_truncated > 0
+        if state.neigh_truncated
+            + state.neigh6_truncated
+            + state.peers_truncated
+            + state.signalling_truncated
+            > 0
             && !self.state_truncated_reported.get()
         {
             log::warn!(
-                "get_state: the answer would exceed {} bytes; {} ARP entries, {} signalling \
-                 peers and {} links left out (counted in the answer; logged once)",
+                "get_state: the answer would exceed {} bytes; {} ARP entries, {} IPv6 \
+                 neighbours, {} signalling peers and {} links left out (counted in the answer; \
+                 logged once)",
                 proto::api::MAX_STATE_BYTES,
                 state.neigh_truncated,
+                state.neigh6_truncated,
                 state.signalling_truncated,
                 state.peers_truncated
             );

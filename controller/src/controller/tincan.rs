@@ -102,6 +102,7 @@ impl Controller {
             self.counters.neigh_reprogrammed += 1;
             self.reprogram_neigh();
         }
+        self.check_nd_programmed(state.configured, state.nd_entries);
         if self.cfg.bridge.is_some()
             && self.bridge_attached_boot != boot
             && self.attach_bridge().await
@@ -182,6 +183,7 @@ impl Controller {
         // A restarted tincan has no ARP bindings; a restarted controller replaces the ones
         // its predecessor programmed.
         self.reprogram_neigh();
+        self.program_nd(true);
         info!("configured ipop-tincan ({n} links)");
     }
 

@@ -7,7 +7,7 @@ use crate::id::{Fingerprint, Millis, Uid};
 use crate::wire::ethernet::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 calls! {
@@ -45,6 +45,12 @@ pub struct ControllerState {
     pub signalling_truncated: u64,
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub neigh_truncated: u64,
+    /// The IPv6 neighbour table.
+    #[serde(default)]
+    pub neigh6: Vec<Neigh6State>,
+    /// Entries left out of `neigh6` (the oldest, before anything else).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub neigh6_truncated: u64,
 }
 
 impl ControllerState {
@@ -54,6 +60,8 @@ impl ControllerState {
         let mut peers = std::mem::take(&mut self.peers);
         let mut signalling = self.signalling.as_mut().map(std::mem::take);
         let mut neigh = std::mem::take(&mut self.neigh);
+        let mut neigh6 = std::mem::take(&mut self.neigh6);
+        self.neigh6_truncated = u64::MAX;
         self.peers_truncated = u64::MAX;
         self.signalling_truncated = u64::MAX;
         self.neigh_truncated = u64::MAX;
@@ -64,6 +72,9 @@ impl ControllerState {
             .map_or(0, |s| super::keep_fitting(s, &mut budget));
         neigh.sort_by_key(|n| n.age_ms);
         self.neigh_truncated = super::keep_fitting(&mut neigh, &mut budget);
+        neigh6.sort_by_key(|n| n.age_ms);
+        self.neigh6_truncated = super::keep_fitting(&mut neigh6, &mut budget);
+        self.neigh6 = neigh6;
         self.peers = peers;
         self.signalling = signalling;
         self.neigh = neigh;
@@ -81,6 +92,17 @@ pub struct PeerOnline {
     /// ICC `arp_request`s over the per-peer rate.
     #[serde(default)]
     pub requests_rate_limited: u64,
+}
+
+/// One IPv6 neighbour mapping: IP -> (MAC, owner); `router` as the owner's advertisements say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neigh6State {
+    pub ip: Ipv6Addr,
+    pub mac: MacAddr,
+    pub owner: NeighOwner,
+    #[serde(default)]
+    pub router: bool,
+    pub age_ms: Millis,
 }
 
 /// One ARP mapping: IP -> (MAC, owner).
@@ -175,12 +197,17 @@ mod tests {
                 {"ip": "10.0.3.5", "mac": "02:00:00:00:00:05", "owner": "local", "age_ms": 10},
                 {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20}
             ],
+            "neigh6": [
+                {"ip": "fd00:3::7", "mac": "02:00:00:00:00:07", "owner": UID, "router": false,
+                 "age_ms": 20}
+            ],
             "xmpp": "off",
             "signalling": null
         });
         let s: ControllerState = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(s.neigh[0].owner, NeighOwner::Local);
         assert_eq!(s.neigh[1].owner, NeighOwner::Peer(UID.parse().unwrap()));
+        assert_eq!(s.neigh6[0].ip, "fd00:3::7".parse::<Ipv6Addr>().unwrap());
         assert_eq!(s.xmpp, XmppState::Off);
         assert_eq!(
             (s.peers[0].claims_refused, s.peers[0].requests_rate_limited),
@@ -229,6 +256,8 @@ mod tests {
             peers_truncated: 0,
             signalling_truncated: 0,
             neigh_truncated: 0,
+            neigh6: vec![],
+            neigh6_truncated: 0,
         };
         s.bound(crate::api::MAX_STATE_BYTES);
         let reply = crate::api::response(

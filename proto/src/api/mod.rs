@@ -37,6 +37,7 @@
 pub mod controller;
 mod de;
 pub mod tincan;
+mod tincan_nd;
 
 use crate::rpc::{self, Id, RpcError};
 use serde::de::DeserializeOwned;

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
+pub use super::tincan_nd::{NdAnswer, NdAnswered, NdBinding, SetNd};
+
 calls! {
     /// A request to ipop-tincan.
     pub enum TincanRequest {
@@ -29,6 +31,7 @@ calls! {
         "inject_frame" => InjectFrame(InjectFrame),
         "send_icc" => SendIcc(SendIcc),
         "set_neigh" => SetNeigh(SetNeigh),
+        "set_nd" => SetNd(SetNd),
         "get_state" => GetState(GetState),
         "echo_request" => EchoRequest(EchoRequest),
     }
@@ -41,6 +44,7 @@ calls! {
         "icc" => Icc(Icc),
         "con_stat" => ConStat(ConStat),
         "neigh_answered" => NeighAnswered(NeighAnswered),
+        "nd_answered" => NdAnswered(NdAnswered),
     }
 }
 
@@ -287,15 +291,8 @@ impl SetNeigh {
 
 impl Params for SetNeigh {
     fn check(&self) -> Result<(), ApiError> {
-        for (name, len) in [("add", self.add.len()), ("remove", self.remove.len())] {
-            if len > Self::MAX_ENTRIES {
-                return Err(ApiError::param(
-                    name,
-                    format_args!("at most {} entries, got {len}", Self::MAX_ENTRIES),
-                ));
-            }
-        }
-        Ok(())
+        let lists = [("add", self.add.len()), ("remove", self.remove.len())];
+        super::tincan_nd::at_most(&lists, Self::MAX_ENTRIES)
     }
 }
 
@@ -451,6 +448,9 @@ pub struct LocalState {
     /// Bindings in the `set_neigh` table.
     #[serde(default)]
     pub neigh_entries: u64,
+    /// Bindings in the `set_nd` table.
+    #[serde(default)]
+    pub nd_entries: u64,
     pub counters: Counters,
     pub peers: Vec<PeerState>,
     pub macs: Vec<MacEntry>,

@@ -100,6 +100,16 @@ fn every_request() -> Vec<TincanRequest> {
             remove: vec!["10.0.3.22".parse().unwrap()],
         }
         .into(),
+        SetNd {
+            replace: None,
+            add: vec![NdBinding {
+                ip: "fd00:3::21".parse().unwrap(),
+                mac: "02:00:00:00:00:15".parse().unwrap(),
+                router: true,
+            }],
+            remove: vec!["fd00:3::22".parse().unwrap()],
+        }
+        .into(),
         GetState { stats: Some(true) }.into(),
         EchoRequest { msg: json!("hi") }.into(),
     ]
@@ -140,6 +150,14 @@ fn every_notification_round_trips_through_a_datagram() {
             answers: vec![NeighAnswer {
                 ip: "10.0.3.21".parse().unwrap(),
                 requester_ip: "10.0.3.11".parse().unwrap(),
+                requester_mac: "02:00:00:00:00:0b".parse().unwrap(),
+            }],
+        }
+        .into(),
+        NdAnswered {
+            answers: vec![NdAnswer {
+                ip: "fd00:3::21".parse().unwrap(),
+                requester_ip: "fd00:3::11".parse().unwrap(),
                 requester_mac: "02:00:00:00:00:0b".parse().unwrap(),
             }],
         }
@@ -397,6 +415,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         controller_alive: false,
         link_port: None,
         neigh_entries: 0,
+        nd_entries: 0,
         counters: Counters::new(),
         peers: Vec::new(),
         macs: Vec::new(),

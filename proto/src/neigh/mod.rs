@@ -32,10 +32,14 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 mod claims;
+pub mod nd;
+mod nd_program;
+pub mod nd_responder;
 mod program;
 pub mod responder;
 
 pub use claims::{PeerClaims, Refusal};
+pub use nd_program::{ProgrammedNd, ND_CHUNK};
 pub use program::{Programmed, CHUNK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,6 +564,8 @@ impl NeighTable {
                     )));
                 }
             }
+            // IPv6: the `nd` table's.
+            IccMsg::NdRequest { .. } | IccMsg::NdReply { .. } => {}
         }
         out
     }

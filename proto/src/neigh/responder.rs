@@ -52,10 +52,45 @@ pub struct ResponderCounters {
 #[derive(Debug, Default)]
 pub struct Responder {
     entries: HashMap<Ipv4Addr, MacAddr>,
-    /// Answers since the last report, each once.
-    reports: Vec<NeighAnswer>,
-    reported: HashSet<NeighAnswer>,
+    reports: Reports<NeighAnswer>,
     pub counters: ResponderCounters,
+}
+
+/// Answers since the last report, each once, at most [`MAX_REPORTS`].
+#[derive(Debug)]
+pub struct Reports<T> {
+    list: Vec<T>,
+    seen: HashSet<T>,
+}
+
+impl<T> Default for Reports<T> {
+    fn default() -> Self {
+        Reports {
+            list: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+}
+
+impl<T: Copy + Eq + std::hash::Hash> Reports<T> {
+    /// Keeps `t` for the next report; false if the report is full (it is left out).
+    pub fn push(&mut self, t: T) -> bool {
+        if self.seen.contains(&t) {
+            return true;
+        }
+        if self.list.len() >= MAX_REPORTS {
+            return false;
+        }
+        self.seen.insert(t);
+        self.list.push(t);
+        true
+    }
+
+    /// The answers since the last call, each once; empty when there were none.
+    pub fn take(&mut self) -> Vec<T> {
+        self.seen.clear();
+        std::mem::take(&mut self.list)
+    }
 }
 
 /// The reply to the ARP request `frame` for a target at `lookup(target)`: sender the target's
@@ -159,13 +194,7 @@ impl Responder {
     /// The reply to `asked` was delivered: counted, and kept for the next report.
     pub fn answered(&mut self, asked: NeighAnswer) {
         self.counters.arp_answered_locally += 1;
-        if self.reported.contains(&asked) {
-            return;
-        }
-        if self.reports.len() < MAX_REPORTS {
-            self.reported.insert(asked);
-            self.reports.push(asked);
-        } else {
+        if !self.reports.push(asked) {
             self.counters.neigh_reports_dropped += 1;
         }
     }
@@ -183,8 +212,7 @@ impl Responder {
 
     /// The answers since the last call, each once; empty when there were none.
     pub fn take_reports(&mut self) -> Vec<NeighAnswer> {
-        self.reported.clear();
-        std::mem::take(&mut self.reports)
+        self.reports.take()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod icmpv6;
 pub mod link;
 pub mod link_handshake;
 

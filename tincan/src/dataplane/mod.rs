@@ -8,6 +8,7 @@
 //! batch of frames (runs to one peer as UDP GSO sends, see `udp.rs`), and datagrams from links
 //! are received with `recvmmsg` and UDP GRO.
 
+mod nd;
 mod to_links;
 mod to_tap;
 

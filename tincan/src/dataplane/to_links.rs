@@ -98,6 +98,10 @@ impl Node {
         let verdict = self
             .switch
             .from_tap(&self.buf[FRAME_AT..end], self.control.alive(), now);
+        // IPv6 neighbour discovery, replicated like ARP (the `nd` module).
+        if self.switch.punt_arp && self.control.alive() && self.nd_handled(end, meta, now) {
+            return;
+        }
         match verdict {
             TapVerdict::Punt
                 if crate::neigh::answer(
