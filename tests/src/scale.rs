@@ -2,7 +2,7 @@
 //! 10.0.3.(100+I)) and for counting the link datagrams on the underlay.
 
 use crate::{Lab, PingOpts, PingResult};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Datagrams a host sent to (`tx`) and received from (`rx`) each underlay address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +89,26 @@ impl Lab {
                     continue;
                 };
                 map.insert(addr.to_string(), n);
+            }
+        }
+        out
+    }
+
+    /// `(ups, downs)` of every link of every host (tincan's `get_state`), keyed by
+    /// `host->endpoint`: unchanged while no link went down or up.
+    pub fn link_flaps(&self) -> BTreeMap<String, (u64, u64)> {
+        let mut out = BTreeMap::new();
+        for h in self.host_names() {
+            for p in self.tincan_state(&h)["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                out.insert(
+                    format!("{h}->{}", p["endpoint"].as_str().unwrap_or("?")),
+                    (n("ups"), n("downs")),
+                );
             }
         }
         out

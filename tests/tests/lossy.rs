@@ -12,22 +12,6 @@ use std::time::Instant;
 /// overrides it).
 const DEFAULT_MB: u64 = 100;
 
-/// (ups, downs) of every link of both hosts.
-fn flaps(lab: &Lab) -> Vec<(String, u64, u64)> {
-    let mut out = Vec::new();
-    for h in lab.host_names() {
-        for p in lab.tincan_state(&h)["peers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let n = |k: &str| p[k].as_u64().unwrap_or(0);
-            out.push((h.clone(), n("ups"), n("downs")));
-        }
-    }
-    out
-}
-
 fn counter(lab: &Lab, host: &str, name: &str) -> u64 {
     lab.tincan_state(host)["counters"][name]
         .as_u64()
@@ -70,7 +54,7 @@ fn tcp_crosses_a_lossy_reordering_duplicating_underlay_intact() {
             ..LabOptions::default()
         },
     );
-    let flaps_before = flaps(&lab);
+    let flaps_before = lab.link_flaps();
     let replay_before = counter(&lab, "h2", "drop_replay");
 
     // A ping through the whole transfer: every reply a frame, so a duplicated frame shows as
@@ -120,5 +104,5 @@ fn tcp_crosses_a_lossy_reordering_duplicating_underlay_intact() {
     // ... and none became a frame.
     assert_eq!(ping.duplicates, 0, "{}", ping.raw);
     assert!(ping.received > 0, "{}", ping.raw);
-    assert_eq!(flaps(&lab), flaps_before, "a link went down or up");
+    assert_eq!(lab.link_flaps(), flaps_before, "a link went down or up");
 }

@@ -3,7 +3,6 @@
 //! sending one at least every 25 s (to hold NAT bindings), rekeys included.
 
 use ipop_lab_tests::*;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const HOSTS: u8 = 12;
@@ -13,25 +12,6 @@ const WINDOW: Duration = Duration::from_secs(30);
 /// At most one datagram every 10 s each way (README.md, "Scale"): in the window, 3, plus one
 /// for a window that starts just before one.
 const MAX_PER_LINK: u64 = WINDOW.as_secs() / 10 + 1;
-
-/// Ups and downs of every link of every host, from tincan's `get_state`.
-fn flaps(lab: &Lab) -> BTreeMap<String, (u64, u64)> {
-    let mut out = BTreeMap::new();
-    for h in lab.host_names() {
-        for p in lab.tincan_state(&h)["peers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let n = |k: &str| p[k].as_u64().unwrap_or(0);
-            out.insert(
-                format!("{h}->{}", p["endpoint"].as_str().unwrap_or("?")),
-                (n("ups"), n("downs")),
-            );
-        }
-    }
-    out
-}
 
 #[test]
 fn twelve_hosts_reach_each_other_and_idle_links_stay_quiet() {
@@ -88,7 +68,7 @@ fn twelve_hosts_reach_each_other_and_idle_links_stay_quiet() {
         .iter()
         .map(|h| lab.link_datagrams(h))
         .collect();
-    let flaps_before = flaps(&lab);
+    let flaps_before = lab.link_flaps();
     let handshakes = |lab: &Lab| -> u64 {
         lab.host_names()
             .iter()
@@ -148,7 +128,7 @@ fn twelve_hosts_reach_each_other_and_idle_links_stay_quiet() {
         "no rekey in the window: the bound was not tried with one"
     );
     assert_eq!(
-        flaps(&lab),
+        lab.link_flaps(),
         flaps_before,
         "links went up or down while idle"
     );
