@@ -98,6 +98,12 @@ class Lab:
     def __init__(self, a):
         self.p, self.dir, self.n, self.bin = a.prefix, a.dir, a.hosts, a.bin
         self.wide = a.wide if a.wide is not None else self.n > 9
+        self.xmpp = a.signalling == "xmpp"
+
+    def underlay(self, j):
+        """Host j's underlay address: the peers' end of its links (lab.sh, or natlab.sh's
+        hosts without NAT on the public net)."""
+        return f"203.0.113.{100 + j}" if self.xmpp else f"10.99.0.{j}"
 
     def hosts(self):
         return [f"h{i}" for i in range(1, self.n + 1)]
@@ -236,11 +242,16 @@ def idle_rows(lab, a, b):
         d = {k: y[k] - x[k] for k in x if isinstance(x[k], (int, float))}
         links = max(1, lab.n - 1)
         # Per peer and direction: datagrams in the window (the busiest link decides the bound).
-        per_link = {}
+        # Only the links: datagrams to anything else (STUN and TURN, with --xmpp) apart.
+        peers = {lab.underlay(j) for j in range(1, lab.n + 1)}
+        per_link, other = {}, 0
         for way in ("tx", "rx"):
             for peer, (pk, by) in y["udp"][way].items():
                 p0, b0 = x["udp"][way].get(peer, (0, 0))
-                per_link.setdefault(peer, {})[way] = (pk - p0, by - b0)
+                if peer in peers:
+                    per_link.setdefault(peer, {})[way] = (pk - p0, by - b0)
+                elif way == "tx":
+                    other += pk - p0
         dg = {w: sum(v.get(w, (0, 0))[0] for v in per_link.values()) for w in ("tx", "rx")}
         dg_bytes = sum(v.get("tx", (0, 0))[1] for v in per_link.values())
         busiest = max((v.get("tx", (0, 0))[0] for v in per_link.values()), default=0)
@@ -253,6 +264,7 @@ def idle_rows(lab, a, b):
             "udp_tx_datagrams_per_min": dg["tx"] * per_min,
             "udp_rx_datagrams_per_min": dg["rx"] * per_min,
             "udp_tx_bytes_per_min": dg_bytes * per_min,
+            "other_udp_tx_per_min": other * per_min,
             "u0_tx_packets_per_min": d["u0_tx_packets"] * per_min,
             "u0_rx_packets_per_min": d["u0_rx_packets"] * per_min,
             "u0_tx_bytes_per_min": d["u0_tx_bytes"] * per_min,
@@ -314,6 +326,7 @@ def markdown(res):
         ("udp_tx_datagrams_per_min", "link datagrams sent / min", 1),
         ("udp_rx_datagrams_per_min", "link datagrams received / min", 1),
         ("udp_tx_bytes_per_min", "link bytes sent / min (IP)", 0),
+        ("other_udp_tx_per_min", "other UDP sent / min (STUN, TURN)", 1),
         ("u0_tx_packets_per_min", "underlay packets sent / min, with ARP", 1),
         ("u0_rx_packets_per_min", "underlay packets received / min, with ARP", 1),
         ("icc_tx_per_min", "ICC messages sent / min", 1),
