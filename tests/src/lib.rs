@@ -269,7 +269,7 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// How a lab is brought up; [`Lab::up`] uses the defaults except `hosts` and `icc`.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
-    /// 2 or 3 hosts.
+    /// 2 to 32 hosts (from 10 on, one container each: [`Lab::container_ip4`]).
     pub hosts: u8,
     /// `"icc": true` (ARP replicated by the controllers) or false (plain learning switch).
     pub icc: bool,
