@@ -13,7 +13,11 @@
 #
 # Environment:
 #   LAB_PREFIX     namespace prefix, letters/digits only (default ipl); one lab per prefix
-#   LAB_HOSTS      2 or 3 (default 3)
+#   LAB_HOSTS      2 to 32 (default 3). Up to 9 hosts each has two containers, hIc1 and hIc2 at
+#                  10.0.3.I1 and 10.0.3.I2; from 10 hosts on each has one, hIc1 at 10.0.3.(100+I)
+#                  (scripts/scale.sh measures such a lab)
+#   LAB_CONTAINERS 1 or 2 containers per host (default: 2 up to 9 hosts, 1 above; the second
+#                  container of a host I above 9 is at 10.0.3.(200+I))
 #   LAB_DIR        state dir: configs, logs, pidfiles (default /tmp/ipop-lab-$LAB_PREFIX)
 #   IPOP_BIN_DIR   where ipop-tincan and gvpn-controller are (default <repo>/target/release,
 #                  or $CARGO_TARGET_DIR/release when that is set)
@@ -38,6 +42,12 @@
 #                  1400 for a path smaller than link_mtu
 #   LAB_UNDERLAY   4 (default): the underlay is IPv4, hosts at 10.99.0.N; 6: IPv6 only, hosts at
 #                  fd99::N, and the configs' peer endpoints are [fd99::N]:port
+#   LAB_LOSS       percent of the link datagrams the underlay switch drops at random, each way
+#                  (nftables `numgen random`; default 0)
+#   LAB_REORDER    percent of the link datagrams the switch holds back in a slow queue (a 5 Mbit/s
+#                  HTB class with room for 10 datagrams), so that later ones overtake them; those
+#                  that do not fit are dropped (default 0)
+#   LAB_DUP        percent of the link datagrams the switch sends twice (nftables `dup`; default 0)
 #   RUST_LOG       passed to the daemons (default info; set empty, the configs' levels apply)
 set -euo pipefail
 
@@ -62,21 +72,33 @@ CIPHER=${LAB_CIPHER:-}
 CIPHERS=${LAB_CIPHERS:-}
 UNDERLAY=${LAB_UNDERLAY:-4}
 WAIT_LINKS=${LAB_WAIT_LINKS:-1}
-WAIT=${LAB_WAIT:-20}
+# A wide lab needs longer: every host starts 31 links and the checks take a while.
+WAIT=${LAB_WAIT:-$((HOSTS > 9 ? 3 * HOSTS : 20))}
+LOSS=${LAB_LOSS:-0}
+REORDER=${LAB_REORDER:-0}
+DUP=${LAB_DUP:-0}
 LINK_MTU=${LAB_LINK_MTU:-}
 
 validate_env() {
     [[ $P =~ ^[A-Za-z0-9]{1,12}$ ]] ||
         die "LAB_PREFIX: expected 1-12 letters or digits (no '-': it separates the node name), got '$P'"
-    [[ $HOSTS =~ ^[23]$ ]] || die "LAB_HOSTS: expected 2 or 3, got '$HOSTS'"
+    if ! [[ $HOSTS =~ ^[0-9]{1,2}$ ]] || [ "$HOSTS" -lt 2 ] || [ "$HOSTS" -gt 32 ]; then
+        die "LAB_HOSTS: expected 2 to 32, got '$HOSTS'"
+    fi
+    [[ -z ${LAB_CONTAINERS:-} || $LAB_CONTAINERS =~ ^[12]$ ]] ||
+        die "LAB_CONTAINERS: expected 1 or 2, got '$LAB_CONTAINERS'"
+    local pct
+    for pct in LOSS REORDER DUP; do
+        [[ ${!pct} =~ ^[0-9]{1,2}$ ]] || die "LAB_$pct: expected a percentage 0-99, got '${!pct}'"
+    done
     [[ $ICC =~ ^[01]$ ]] || die "LAB_ICC: expected 0 or 1, got '$ICC'"
     [[ $NO_DAEMONS =~ ^[01]$ ]] || die "LAB_NO_DAEMONS: expected 0 or 1, got '$NO_DAEMONS'"
     [[ $SEC =~ ^[01]$ ]] || die "LAB_SEC: expected 0 or 1, got '$SEC'"
-    [[ $PLAIN_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_PLAIN_HOSTS: expected host names like 'h2 h3', got '$PLAIN_HOSTS'"
-    [[ $ROGUE_HOSTS =~ ^(h[123]( h[123])*)?$ ]] || die "LAB_ROGUE_HOSTS: expected host names like 'h3', got '$ROGUE_HOSTS'"
+    [[ $PLAIN_HOSTS =~ ^(h[0-9]{1,2}( h[0-9]{1,2})*)?$ ]] || die "LAB_PLAIN_HOSTS: expected host names like 'h2 h3', got '$PLAIN_HOSTS'"
+    [[ $ROGUE_HOSTS =~ ^(h[0-9]{1,2}( h[0-9]{1,2})*)?$ ]] || die "LAB_ROGUE_HOSTS: expected host names like 'h3', got '$ROGUE_HOSTS'"
     [[ -z $REKEY || $REKEY =~ ^[1-9][0-9]*$ ]] || die "LAB_REKEY: expected seconds, got '$REKEY'"
     [[ $CIPHER =~ ^[a-z0-9-]*$ ]] || die "LAB_CIPHER: expected a cipher name like aes-256-gcm, got '$CIPHER'"
-    local c='h[123]=(auto|aes-256-gcm|chacha20-poly1305)'
+    local c='h[0-9]{1,2}=(auto|aes-256-gcm|chacha20-poly1305)'
     [[ $CIPHERS =~ ^($c( $c)*)?$ ]] || die "LAB_CIPHERS: expected entries like 'h2=chacha20-poly1305', got '$CIPHERS'"
     [[ $WAIT =~ ^[0-9]+$ ]] || die "LAB_WAIT: expected seconds, got '$WAIT'"
     [[ $UNDERLAY =~ ^[46]$ ]] || die "LAB_UNDERLAY: expected 4 or 6, got '$UNDERLAY'"
@@ -114,6 +136,56 @@ build_topology() {
             ip -n "$h" addr add "10.99.0.$i/24" dev u0
         fi
         add_lxc_host "$i"
+    done
+    impair_underlay
+}
+
+# LAB_LOSS, LAB_REORDER, LAB_DUP: the underlay switch mistreats link datagrams (UDP between the
+# hosts), in the switch's namespace only, so the hosts' own stacks see nothing but what arrives
+# (a drop in a host's output chain would fail the sender's sendto). Loss and the choice of what
+# is held back are nftables rules on the bridge's forwarding path (`numgen random`, a fresh draw
+# per rule); held-back datagrams get skb priority 1:20, which the HTB qdisc of every switch port
+# puts in a slow class. Duplicates come from each port's ingress hook, which sends a copy into
+# the bridge (`dup to "br0"`). Every rule counts: `scripts/lab.sh exec sw nft list ruleset`.
+impair_underlay() {
+    local sw=$P-sw i rules
+    [ "$LOSS$REORDER$DUP" != 000 ] || return 0
+    require_tools nft tc
+    rules="table bridge ipoplab {
+    chain impair {
+        type filter hook forward priority 0; policy accept;"
+    [ "$LOSS" = 0 ] ||
+        rules+=$'\n'"        meta l4proto udp numgen random mod 100 < $LOSS counter drop"
+    [ "$REORDER" = 0 ] ||
+        rules+=$'\n'"        meta l4proto udp numgen random mod 100 < $REORDER counter meta priority set 1:20"
+    rules+=$'\n    }\n}'
+    if [ "$DUP" != 0 ]; then
+        rules+=$'\n'"table netdev ipoplabdup {"
+        for i in $(seq 1 "$HOSTS"); do
+            rules+="
+    chain port$i {
+        type filter hook ingress device \"h$i\" priority 0; policy accept;
+        meta l4proto udp numgen random mod 100 < $DUP counter dup to \"br0\"
+    }"
+        done
+        rules+=$'\n}'
+    fi
+    printf '%s\n' "$rules" | ip netns exec "$sw" nft -f - || die "nft: cannot load the underlay's loss rules"
+    # One datagram per packet on the underlay: without this, tincan's UDP GSO sends cross the
+    # veths and the switch as one packet of up to 64 KB, and a rule would drop, delay or copy
+    # dozens of datagrams at once.
+    for i in $(seq 1 "$HOSTS"); do
+        ip -n "$P-h$i" link set dev u0 gso_max_segs 1
+    done
+    [ "$REORDER" = 0 ] && return 0
+    for i in $(seq 1 "$HOSTS"); do
+        # shellcheck disable=SC2015 # any failing step dies
+        ip netns exec "$sw" tc qdisc add dev "h$i" root handle 1: htb default 10 &&
+            ip netns exec "$sw" tc class add dev "h$i" parent 1: classid 1:10 htb rate 10gbit quantum 60000 &&
+            ip netns exec "$sw" tc class add dev "h$i" parent 1: classid 1:20 htb \
+                rate 5mbit ceil 5mbit burst 1600 cburst 1600 quantum 1600 &&
+            ip netns exec "$sw" tc qdisc add dev "h$i" parent 1:20 handle 20: pfifo limit 10 ||
+            die "tc: cannot set up the held-back queue on the switch port h$i"
     done
 }
 
@@ -269,7 +341,7 @@ cmd_exec() { lab_exec "sw, h1, h1c2, ..." "$@"; }
 # kill|start hN tincan|controller
 cmd_daemon() {
     local action=$1 node=${2:-} d=${3:-}
-    if ! [[ $node =~ ^h[1-9]$ && $d =~ ^(tincan|controller)$ ]]; then
+    if ! [[ $node =~ ^h[1-9][0-9]?$ && $d =~ ^(tincan|controller)$ ]]; then
         die "usage: $0 $action hN tincan|controller"
     fi
     require_root "$action"
@@ -301,14 +373,14 @@ ping_matrix() {
     local -A ip
     mkdir -p "$out"
     for n in $(seq 1 "$HOSTS"); do
-        for s in 1 2; do
+        for s in $(seq 1 "$(containers_per_host)"); do
             nodes+=("h${n}c$s")
-            if [ "$fam" = ipv4 ]; then ip[h${n}c$s]=10.0.3.$n$s; else ip[h${n}c$s]=fd00:3::$n$s; fi
+            if [ "$fam" = ipv4 ]; then ip[h${n}c$s]=$(container_ip4 "$n" "$s"); else ip[h${n}c$s]=$(container_ip6 "$n" "$s"); fi
         done
     done
     for s in "${nodes[@]}"; do
         for d in "${nodes[@]}"; do
-            [ "${s:0:2}" != "${d:0:2}" ] || continue
+            [ "${s%c*}" != "${d%c*}" ] || continue
             addr=${ip[$d]}
             { ip netns exec "$P-$s" ping -n -c 3 -W 1 -w 5 "$addr" || true; } >"$out/$s-$d" 2>&1 &
         done
@@ -323,7 +395,7 @@ ping_matrix() {
     for s in "${nodes[@]}"; do
         printf '  %-14s' "$s ${ip[$s]}"
         for d in "${nodes[@]}"; do
-            if [ "${s:0:2}" = "${d:0:2}" ]; then
+            if [ "${s%c*}" = "${d%c*}" ]; then
                 printf ' %13s' "."
                 continue
             fi

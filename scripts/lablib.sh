@@ -213,7 +213,7 @@ ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$P-$1"; }
 # Host numbers present (from the namespaces, so `status` and `kill` work whatever the
 # environment says now).
 lab_hosts() {
-    lab_namespaces | sed -n "s/^$P-h\([0-9]\)\$/\1/p" | sort -n
+    lab_namespaces | sed -n "s/^$P-h\([0-9]\{1,2\}\)\$/\1/p" | sort -n
 }
 
 # Per-namespace sysctls, set before any interface exists so new interfaces inherit the defaults.
@@ -248,14 +248,29 @@ new_host_ns() {
         net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.send_redirects=1
 }
 
-# add_lxc_host I: in host I's namespace, the LXC-style bridge lxcbr0 10.0.3.I/24 and two
-# containers $P-hIc1 and $P-hIc2 on it (10.0.3.I1 and 10.0.3.I2, fd00:3::I1 and fd00:3::I2).
+# Container addresses. Up to 9 hosts, host I has two containers, hIc1 and hIc2, at 10.0.3.I1
+# and 10.0.3.I2 (fd00:3::I1, fd00:3::I2). A lab of 10 to 32 hosts ("wide", scripts/lab.sh) gives
+# host I one container, hIc1, at 10.0.3.(100+I) (fd00:3::(100+I)), and with LAB_CONTAINERS=2 a
+# second, hIc2, at 10.0.3.(200+I). Hosts' bridges are 10.0.3.I either way. HOSTS decides.
+lab_wide() { [ "${HOSTS:-3}" -gt 9 ]; }
+containers_per_host() {
+    if [ -n "${LAB_CONTAINERS:-}" ]; then echo "$LAB_CONTAINERS"; elif lab_wide; then echo 1; else echo 2; fi
+}
+# container_host_part I C: the last part of container C of host I's addresses (IPv4 and IPv6).
+container_host_part() {
+    if lab_wide; then echo $((100 * $2 + $1)); else echo "$1$2"; fi
+}
+container_ip4() { echo "10.0.3.$(container_host_part "$1" "$2")"; }
+container_ip6() { echo "fd00:3::$(container_host_part "$1" "$2")"; }
+
+# add_lxc_host I: in host I's namespace, the LXC-style bridge lxcbr0 10.0.3.I/24 and its
+# containers $P-hIc1 (and $P-hIc2) on it, addressed as above.
 add_lxc_host() {
     local i=$1 c h=$P-h$1 cn
     ip -n "$h" link add lxcbr0 type bridge stp_state 0 forward_delay 0
     ip -n "$h" addr add "10.0.3.$i/24" dev lxcbr0
     ip -n "$h" link set lxcbr0 up
-    for c in 1 2; do
+    for c in $(seq 1 "$(containers_per_host)"); do
         cn=$P-h${i}c$c
         new_ns "h${i}c$c"
         # Both ends at the containers' MTU: a bridge does not fragment, it drops a frame
@@ -263,9 +278,9 @@ add_lxc_host() {
         ip -n "$h" link add "c$c" mtu "$CONTAINER_MTU" type veth \
             peer name eth0 mtu "$CONTAINER_MTU" netns "$cn"
         ip -n "$h" link set "c$c" master lxcbr0 up
-        ip -n "$cn" addr add "10.0.3.$i$c/24" dev eth0
+        ip -n "$cn" addr add "$(container_ip4 "$i" "$c")/24" dev eth0
         if [ -d /proc/sys/net/ipv6 ]; then
-            ip -n "$cn" addr add "fd00:3::$i$c/64" dev eth0 nodad
+            ip -n "$cn" addr add "$(container_ip6 "$i" "$c")/64" dev eth0 nodad
         fi
         ip -n "$cn" link set eth0 up
     done
@@ -495,6 +510,8 @@ print_log_tails() {
 start_daemons_and_wait() {
     local poll=$1 i n why deadline all
     shift
+    # When the daemons started (Unix time, ns): scripts/scale.sh measures from here.
+    date +%s.%N >"$DIR/daemons-started"
     for i in $(seq 1 "$HOSTS"); do
         start_proc "h$i" tincan
     done

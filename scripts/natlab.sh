@@ -28,7 +28,7 @@
 #
 # Environment:
 #   LAB_PREFIX     namespace prefix, letters/digits only (default inat); one lab per prefix
-#   LAB_NATS       NAT type per host, h1 first (default "cone cone sym"; 2 to 9 hosts):
+#   LAB_NATS       NAT type per host, h1 first (default "cone cone sym"; 2 to 32 hosts):
 #                    none  host directly on the public net, no NAT
 #                    full  full cone: endpoint-independent mapping and filtering
 #                    cone  port-restricted cone: endpoint-independent mapping,
@@ -96,8 +96,8 @@ validate_env() {
     local n
     [[ $P =~ ^[A-Za-z0-9]{1,10}$ ]] ||
         die "LAB_PREFIX: expected 1-10 letters or digits (no '-': it separates the node name), got '$P'"
-    [[ $HOSTS -ge 2 && $HOSTS -le 9 ]] ||
-        die "LAB_NATS: expected 2 to 9 NAT types (one per host), got '$NATS_RAW'"
+    [[ $HOSTS -ge 2 && $HOSTS -le 32 ]] ||
+        die "LAB_NATS: expected 2 to 32 NAT types (one per host), got '$NATS_RAW'"
     for n in "${NATS[@]}"; do
         [[ $n =~ ^(none|full|cone|sym)$ ]] ||
             die "LAB_NATS: '$n' is not a NAT type (expected none, full, cone or sym) in '$NATS_RAW'"
@@ -532,7 +532,7 @@ cmd_exec() { lab_exec "pub, srv, r1, h1, h1c2, ..." "$@"; }
 # kill|start hN tincan|controller, kill|start srv prosody|turnserver
 cmd_proc() {
     local action=$1 node=${2:-} name=${3:-}
-    if ! [[ ($node =~ ^h[1-9]$ && $name =~ ^(tincan|controller)$) ||
+    if ! [[ ($node =~ ^h[1-9][0-9]?$ && $name =~ ^(tincan|controller)$) ||
         ($node == srv && $name =~ ^(prosody|turnserver)$) ]]; then
         die "usage: $0 $action hN tincan|controller  |  $0 $action srv prosody|turnserver"
     fi

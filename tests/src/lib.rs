@@ -18,6 +18,9 @@
 //! assert!(r.is_clean(), "{}", r.raw);
 //! ```
 
+mod scale;
+pub use scale::LinkDatagrams;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -266,7 +269,7 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// How a lab is brought up; [`Lab::up`] uses the defaults except `hosts` and `icc`.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
-    /// 2 or 3 hosts.
+    /// 2 to 32 hosts (from 10 on, one container each: [`Lab::container_ip4`]).
     pub hosts: u8,
     /// `"icc": true` (ARP replicated by the controllers) or false (plain learning switch).
     pub icc: bool,
@@ -608,10 +611,12 @@ impl Lab {
         (1..=self.opts.hosts).map(|h| format!("h{h}")).collect()
     }
 
-    /// Container names, `h1c1`, `h1c2`, `h2c1`, ...
+    /// Container names, `h1c1`, `h1c2`, `h2c1`, ... (in a lab of 10 hosts or more, one per
+    /// host: `h1c1`, `h2c1`, ...).
     pub fn containers(&self) -> Vec<String> {
+        let per_host = if self.is_wide() { 1 } else { 2 };
         (1..=self.opts.hosts)
-            .flat_map(|h| [format!("h{h}c1"), format!("h{h}c2")])
+            .flat_map(|h| (1..=per_host).map(move |c| format!("h{h}c{c}")))
             .collect()
     }
 

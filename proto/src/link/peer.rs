@@ -6,6 +6,7 @@ use super::frag::{FragBudget, FragCounters, Reassembly};
 use super::liveness::{LinkEvent as LiveEvent, LinkSession, LinkTimer, HELLO_INTERVAL};
 use super::path::{path_kind, probe_targets, PathKind, Route};
 use crate::id::{Candidate, Fingerprint, Millis, Uid};
+use crate::replay::ReplayWindow;
 use crate::secure::{CipherOffer, SecureLink};
 use std::net::SocketAddr;
 
@@ -54,6 +55,35 @@ pub struct Link {
     pub(super) next_frag_id: u32,
     /// This link's underlay MTU, if not the table's.
     pub(super) link_mtu: Option<u16>,
+    /// Plaintext links: the counters of the peer's messages already delivered.
+    pub(super) plain_rx: PlainReplay,
+}
+
+/// A replay window over a plaintext peer's message counters, as encrypted sessions have one:
+/// a datagram the underlay delivers twice is dropped the second time instead of becoming a
+/// duplicate frame. (It guards against the network, not an attacker: plaintext messages are
+/// not authenticated.) The window belongs to the peer's index it started with: a peer that
+/// restarted, or made its link anew, gives a new index in its hello and counts from 1 again.
+#[derive(Debug, Default)]
+pub struct PlainReplay {
+    peer_idx: Option<u32>,
+    window: ReplayWindow,
+}
+
+impl PlainReplay {
+    /// Whether the message with `counter` from the peer (whose index is now `peer_idx`) is new;
+    /// a new one is recorded.
+    pub fn accept(&mut self, peer_idx: Option<u32>, counter: u64) -> bool {
+        if self.peer_idx != peer_idx {
+            self.peer_idx = peer_idx;
+            self.window = ReplayWindow::new();
+        }
+        if !self.window.check(counter) {
+            return false;
+        }
+        self.window.accept(counter);
+        true
+    }
 }
 
 impl Link {
@@ -80,6 +110,7 @@ impl Link {
             frag: Reassembly::new(FragBudget::default()),
             next_frag_id: 0,
             link_mtu: None,
+            plain_rx: PlainReplay::default(),
         }
     }
 

@@ -254,6 +254,13 @@ impl LinkTable {
                 return Received::Nothing;
             }
         };
+        let counter = match &parsed {
+            LinkMessage::Hello(_) => 0,
+            LinkMessage::Data { counter, .. }
+            | LinkMessage::Icc { counter, .. }
+            | LinkMessage::Keepalive { counter, .. }
+            | LinkMessage::WithMeta { counter, .. } => *counter,
+        };
         let (receiver_idx, kind) = match parsed {
             LinkMessage::Hello(h) => {
                 if h.receiver_uid != local_uid {
@@ -295,6 +302,11 @@ impl LinkTable {
             return Received::Nothing;
         };
         let link = self.links[id].as_mut().expect("checked");
+        // A copy the underlay delivered twice (or a replay of one seen): dropped.
+        if !link.plain_rx.accept(link.live.remote_idx, counter) {
+            self.counters.drop_replay += 1;
+            return Received::Nothing;
+        }
         if link
             .live
             .on_message(now, kind != MessageType::Keepalive)

@@ -53,6 +53,10 @@ const MAX_DEVICE_MTU: u32 = 65_000;
 /// ICMP "too big" answers written into the bridge, at most this many per second (after a
 /// burst of as many): a sender that ignores them costs a bounded amount of work.
 const TOO_BIG_PER_SEC: f64 = 100.0;
+/// While frames keep the loop busy, it looks for due link timers at most this often: finding
+/// them is a pass over every link, which must not run for every batch of frames (a node with
+/// hundreds of peers would spend its time there); the timers are in seconds.
+const TIMER_CHECK_EVERY: Millis = 10;
 /// Largest datagram we accept or send: jumbo TAP MTU plus headers.
 pub const BUF_LEN: usize = 65_536;
 /// Where a frame read from the TAP starts in `Node::buf`: room before it for the link core's
@@ -152,6 +156,8 @@ pub struct Node {
     ctrl_buf: Vec<u8>,
     last_expire: Millis,
     last_mtu_check: Option<Millis>,
+    /// When the loop last looked for due link timers ([`TIMER_CHECK_EVERY`]).
+    timers_checked: Millis,
     /// Bridge ports already reported for an MTU larger than the TAP's (with that MTU).
     big_ports: HashMap<String, u32>,
     /// Bounds the ICMP "too big" answers.
@@ -227,6 +233,7 @@ impl Node {
             ctrl_buf: vec![0u8; BUF_LEN],
             last_expire: 0,
             last_mtu_check: None,
+            timers_checked: 0,
             big_ports: HashMap::new(),
             too_big_rate: proto::ratelimit::RateLimiter::new(TOO_BIG_PER_SEC, TOO_BIG_PER_SEC, 1),
             signals: None,
@@ -271,7 +278,8 @@ impl Node {
         let (mut tap_more, mut link_more, mut ctrl_more) = (true, false, false);
         loop {
             let sock_more = self.ctl_sock.busy().next().is_some();
-            let timeout = if tap_more || link_more || ctrl_more || sock_more {
+            let busy = tap_more || link_more || ctrl_more || sock_more;
+            let timeout = if busy {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.next_deadline().saturating_sub(self.now()))
@@ -320,8 +328,13 @@ impl Node {
                 link_more = self.drain_link();
             }
             let now = self.now();
-            if self.core.poll_timeout().is_some_and(|t| t <= now) {
-                self.core.handle_timeout(now);
+            // After a sleep (which ends at the earliest deadline) always; while busy, every
+            // TIMER_CHECK_EVERY.
+            if !busy || now.saturating_sub(self.timers_checked) >= TIMER_CHECK_EVERY {
+                self.timers_checked = now;
+                if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                    self.core.handle_timeout(now);
+                }
             }
             self.shell_timers(now);
             self.flush();
