@@ -972,8 +972,20 @@ mod trust {
             assert!(t0.elapsed() < S(10), "no create_link for the newcomer");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let learned = fs::read_to_string(lab.path("node1.key.learned")).unwrap();
-        assert!(learned.contains(&format!("{u5} {K5}")), "{learned}");
+        // Persisted once the link is made (the file is written after the request to tincan).
+        let line = format!("{u5} {K5}");
+        let t0 = Instant::now();
+        loop {
+            let learned = fs::read_to_string(lab.path("node1.key.learned")).unwrap_or_default();
+            if learned.contains(&line) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < S(5),
+                "{line} not in the learned keys: {learned:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         newcomer
             .c()
             .send(u(&u1), "con_resp", &format!("{K6} host:10.9.9.5:5900"));
