@@ -398,6 +398,7 @@ pub(crate) mod tests {
             counters: Default::default(),
             peers,
             macs,
+            local_macs: Vec::new(),
             peers_truncated: 0,
             macs_truncated: 0,
         }
@@ -435,6 +436,7 @@ pub(crate) mod tests {
                     age_ms: 700,
                 },
             ],
+            conflicts: Vec::new(),
             xmpp: XmppState::Off,
             signalling: None,
             peers_truncated: 0,

@@ -38,6 +38,9 @@ pub enum IccMsg {
         #[serde(default)]
         router: bool,
     },
+    /// `target_ip4` is no longer at `mac` on the sender's bridge (the host left it: its bridge
+    /// no longer has the MAC on any port). Only the sender's own bindings are withdrawn.
+    ArpWithdraw { target_ip4: Ipv4Addr, mac: String },
 }
 
 impl IccMsg {
@@ -99,6 +102,18 @@ mod tests {
         let bad = json!({"msg_type": "nd_request", "target_ip6": "10.0.3.21",
                          "requester_ip6": "fd00:3::11", "requester_mac": "02:00:00:00:00:11"});
         assert!(IccMsg::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn arp_withdraw_json() {
+        let m = IccMsg::ArpWithdraw {
+            target_ip4: "10.0.3.21".parse().unwrap(),
+            mac: "02:00:00:00:00:21".into(),
+        };
+        let v = json!({"msg_type": "arp_withdraw", "target_ip4": "10.0.3.21",
+                       "mac": "02:00:00:00:00:21"});
+        assert_eq!(m.to_json(), v);
+        assert_eq!(IccMsg::from_json(&v).unwrap(), m);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! seen, the local bridge or one link, and a frame from another link with that source is
 //! dropped, not learned, while the binding is held. The migration rule: a MAC moves to another
 //! link only once its binding has been silent for `hold` (the host stopped sending where it
-//! was), or at once when the old link goes down or is trimmed; a MAC moves to our own bridge at
-//! once, since what the bridge says is first-hand. A time-based rule is the one a switch can
+//! was), or at once when the old link goes down or is trimmed, or when the controller releases
+//! the binding (`release`: the host left our bridge, as the bridge's forwarding database says,
+//! or the peer it was bound to withdrew it; docs/architecture.md, "Moves and conflicts"); a
+//! MAC moves to our own bridge at once, since what the bridge says is first-hand. A time-based rule is the one a switch can
 //! check by itself: a peer can make any claim, but it cannot make a host that still talks from
 //! its real place go quiet. The price is that a host that migrates between two remote peers is
 //! heard from its new place only once its old binding has been silent for `hold`.
@@ -167,6 +169,17 @@ impl<P: Copy + Eq> Switch<P> {
             return Learned::Refused;
         }
         self.macs.learn(mac, port, now)
+    }
+
+    /// Drops a binding of `mac` at once, for the controller (`release_mac`): the local one
+    /// (`port` none: the host left our bridge, so a link may now speak for it), or the one to
+    /// link `port` (that peer withdrew it; a binding to another link stays). True if one went.
+    pub fn release(&mut self, mac: &MacAddr, port: Option<P>) -> bool {
+        match port {
+            None => self.local.forget(mac),
+            Some(p) if self.macs.get(mac).is_some_and(|e| e.port == p) => self.macs.forget(mac),
+            Some(_) => false,
+        }
     }
 
     /// Whether `mac` was seen on the local bridge within the hold.
@@ -353,6 +366,29 @@ mod tests {
         assert_eq!(s.macs.lookup(&MacAddr(A), 6), None);
         assert_eq!(s.program(MacAddr(B), 1, 5), Learned::New);
         assert!(s.is_local(&MacAddr(A), 6) && !s.is_local(&MacAddr(B), 6));
+    }
+
+    #[test]
+    fn a_released_mac_may_be_claimed_by_a_link_at_once() {
+        let mut s: Switch<u32> = Switch::new(64, 300_000);
+        s.from_tap(&frame(BCAST, A, ethertype::ARP), true, 0);
+        s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
+        // A left our bridge (the controller checked): link 2 may speak for it now.
+        assert!(s.release(&MacAddr(A), None));
+        assert_eq!(
+            s.from_link(2, &frame(BCAST, A, ethertype::ARP), 10),
+            LinkVerdict::ToTap
+        );
+        assert_eq!(s.macs.lookup(&MacAddr(A), 11), Some(2));
+        // Link 2 cannot release link 1's binding; link 1 can.
+        assert!(!s.release(&MacAddr(B), Some(2)));
+        assert_eq!(s.macs.lookup(&MacAddr(B), 11), Some(1));
+        assert!(s.release(&MacAddr(B), Some(1)));
+        assert_eq!(
+            s.from_link(2, &frame(BCAST, B, ethertype::ARP), 12),
+            LinkVerdict::ToTap
+        );
+        assert_eq!(s.macs.lookup(&MacAddr(B), 13), Some(2));
     }
 
     #[test]

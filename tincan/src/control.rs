@@ -241,6 +241,24 @@ impl Node {
                     _ => Ok(api::DONE),
                 }
             }
+            TincanRequest::ReleaseMac(r) => {
+                let port = match &r.uid {
+                    Some(uid) => Some(self.core.link_of(uid).ok_or_else(|| no_link(uid))?),
+                    None => None,
+                };
+                let released = self.switch.release(&r.mac, port);
+                if released {
+                    info!(
+                        "{} released ({})",
+                        r.mac,
+                        match &r.uid {
+                            Some(uid) => format!("withdrawn by {uid}"),
+                            None => "left the local bridge".into(),
+                        }
+                    );
+                }
+                Ok(serde_json::json!({ "released": released }))
+            }
             TincanRequest::InjectFrame(f) => {
                 let max = self.tap.max_frame();
                 if f.frame.len() < ETH_HEADER || f.frame.len() > max {

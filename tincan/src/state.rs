@@ -169,6 +169,13 @@ impl Node {
                     })
                 })
                 .collect(),
+            local_macs: self
+                .switch
+                .local
+                .iter()
+                .map(|(mac, _)| *mac)
+                .filter(|mac| self.switch.is_local(mac, now))
+                .collect(),
             peers_truncated: 0,
             macs_truncated: 0,
         }

@@ -1,10 +1,13 @@
 //! ARP replication: tincan's notifications (punted frames, ICC messages, link events) into
 //! the ARP table, and the table's actions out (frames injected, ICC sent, MACs programmed,
-//! conflicts reported).
+//! conflicts reported), and the checks of the bridge's forwarding database the table asks for
+//! when a peer claims one of this host's MACs (`proto::neigh`, the migration rule).
 
 use super::Controller;
 use log::{debug, info, warn};
-use proto::api::tincan::{InjectFrame, LinkStatus, SendIcc, SetMac, TincanNotification};
+use proto::api::tincan::{
+    InjectFrame, LinkStatus, ReleaseMac, SendIcc, SetMac, TincanNotification,
+};
 use proto::icc::IccMsg;
 use proto::id::Uid;
 use proto::neigh::{NeighAction, Owner};
@@ -114,6 +117,21 @@ impl Controller {
                     self.counters.macs_programmed += 1;
                     self.send_rpc(SetMac { mac, uid });
                 }
+                NeighAction::CheckBridge { mac } => {
+                    if !self.bridge_checks.contains(&mac) {
+                        self.bridge_checks.push(mac);
+                    }
+                }
+                NeighAction::ReleaseMac { mac, uid } => {
+                    match uid {
+                        None => {
+                            info!("{mac} left this host's bridge: released, withdrawn from peers")
+                        }
+                        Some(u) => info!("{mac} withdrawn by peer {u}"),
+                    }
+                    self.counters.macs_released += 1;
+                    self.send_rpc(ReleaseMac { mac, uid });
+                }
                 NeighAction::Conflict {
                     ip,
                     kept_mac,
@@ -129,6 +147,42 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Answers the checks of the bridge the ARP table asked for, with one read of the
+    /// bridge's forwarding database. Without a bridge (or when it cannot be read) nothing is
+    /// decided: this host's bindings stay, and the table asks again at its next tick.
+    pub(super) async fn run_bridge_checks(&mut self) {
+        if self.bridge_checks.is_empty() {
+            return;
+        }
+        let macs = std::mem::take(&mut self.bridge_checks);
+        let (Some(netlink), Some(bridge), Some(tap)) = (
+            self.netlink.as_ref(),
+            self.cfg.bridge.as_ref(),
+            self.tap_name.as_ref(),
+        ) else {
+            debug!(
+                "no bridge to check for {} MACs claimed by peers",
+                macs.len()
+            );
+            return;
+        };
+        let on_bridge = match netlink.fdb_macs(bridge, tap).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("cannot check the bridge for MACs claimed by peers: {e}");
+                return;
+            }
+        };
+        let now = self.now_ms();
+        for mac in macs {
+            let actions = self
+                .neigh
+                .on_bridge_check(mac, on_bridge.contains(&mac.0), now);
+            self.apply(actions);
+        }
+        self.program_neigh();
     }
 
     pub(super) fn send_icc(&mut self, uid: Uid, msg: &IccMsg) {

@@ -2,7 +2,7 @@
 
 use super::{Controller, TINCAN_TIMEOUT};
 use proto::api::controller::{
-    ControllerState, Neigh6State, NeighOwner, NeighState, PeerOnline, SignallingPeer,
+    ConflictState, ControllerState, Neigh6State, NeighOwner, NeighState, PeerOnline, SignallingPeer,
 };
 use proto::api::tincan as api;
 use proto::neigh::Owner;
@@ -24,6 +24,19 @@ impl Controller {
                 mac: e.mac,
                 owner: owner(e.owner),
                 age_ms: now.saturating_sub(e.updated),
+            })
+            .collect();
+        let conflicts = self
+            .neigh
+            .contests()
+            .map(|(ip, e, c)| ConflictState {
+                ip: *ip,
+                kept_mac: e.mac,
+                kept_owner: owner(e.owner),
+                claimed_mac: c.mac,
+                claimed_by: NeighOwner::Peer(c.by),
+                conflict: c.reported,
+                age_ms: now.saturating_sub(c.since),
             })
             .collect();
         let mut counters = counter_map(&self.counters);
@@ -67,6 +80,7 @@ impl Controller {
                 .collect(),
             counters,
             neigh,
+            conflicts,
             xmpp: self.xmpp_state,
             signalling: self.signal.as_ref().map(|s| {
                 s.peers()
@@ -115,6 +129,13 @@ impl Controller {
             self.state_truncated_reported.set(true);
         }
         state
+    }
+}
+
+fn owner(o: Owner) -> NeighOwner {
+    match o {
+        Owner::Local => NeighOwner::Local,
+        Owner::Peer(u) => NeighOwner::Peer(u),
     }
 }
 

@@ -28,6 +28,7 @@ calls! {
         "create_link" => CreateLink(CreateLink),
         "trim_link" => TrimLink(TrimLink),
         "set_mac" => SetMac(SetMac),
+        "release_mac" => ReleaseMac(ReleaseMac),
         "inject_frame" => InjectFrame(InjectFrame),
         "send_icc" => SendIcc(SendIcc),
         "set_neigh" => SetNeigh(SetNeigh),
@@ -256,6 +257,16 @@ pub struct SetMac {
     pub uid: Uid,
 }
 
+/// `release_mac`: drop tincan's binding of `mac` at once: the local one (no `uid`: the host
+/// left the local bridge, so a link may speak for it), or the one to the link to `uid` (that
+/// peer withdrew it). Answers `{"released": bool}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMac {
+    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<Uid>,
+}
+
 /// `inject_frame`: an Ethernet frame for the TAP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InjectFrame {
@@ -383,6 +394,7 @@ impl Params for SetNat {}
 impl Params for SetSwitchmode {}
 impl Params for TrimLink {}
 impl Params for SetMac {}
+impl Params for ReleaseMac {}
 impl Params for InjectFrame {}
 impl Params for SendIcc {}
 impl Params for GetState {}
@@ -454,10 +466,14 @@ pub struct LocalState {
     pub counters: Counters,
     pub peers: Vec<PeerState>,
     pub macs: Vec<MacEntry>,
+    /// MACs seen on the local bridge within the hold: no link may speak for them.
+    #[serde(default)]
+    pub local_macs: Vec<MacAddr>,
     /// Links left out of `peers` to keep the answer within [`super::MAX_STATE_BYTES`].
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub peers_truncated: u64,
-    /// MACs left out of `macs` (the least recently seen) for the same reason.
+    /// MACs left out of `macs` (the least recently seen) and of `local_macs` for the same
+    /// reason.
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub macs_truncated: u64,
 }
@@ -468,15 +484,18 @@ impl LocalState {
     pub fn bound(&mut self, max: usize) {
         let mut peers = std::mem::take(&mut self.peers);
         let mut macs = std::mem::take(&mut self.macs);
+        let mut local = std::mem::take(&mut self.local_macs);
         // Measured with the largest counts, so that the counts themselves fit.
         self.peers_truncated = u64::MAX;
         self.macs_truncated = u64::MAX;
         let mut budget = max.saturating_sub(super::json_len(self));
         self.peers_truncated = super::keep_fitting(&mut peers, &mut budget);
         macs.sort_by_key(|m| m.age_ms);
-        self.macs_truncated = super::keep_fitting(&mut macs, &mut budget);
+        let truncated = super::keep_fitting(&mut macs, &mut budget);
+        self.macs_truncated = truncated + super::keep_fitting(&mut local, &mut budget);
         self.peers = peers;
         self.macs = macs;
+        self.local_macs = local;
     }
 }
 

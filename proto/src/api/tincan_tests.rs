@@ -82,6 +82,11 @@ fn every_request() -> Vec<TincanRequest> {
             uid,
         }
         .into(),
+        ReleaseMac {
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            uid: Some(uid),
+        }
+        .into(),
         InjectFrame {
             frame: vec![0xff; 42],
         }
@@ -419,6 +424,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         counters: Counters::new(),
         peers: Vec::new(),
         macs: Vec::new(),
+        local_macs: Vec::new(),
         peers_truncated: 0,
         macs_truncated: 0,
     };
