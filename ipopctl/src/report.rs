@@ -388,6 +388,7 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, p)| MacEntry {
                 mac: MacAddr([2, 0, 0, 0, 0, i as u8 + 1]),
+                vlan: 0,
                 uid: p.uid,
                 age_ms: 1_000,
             })

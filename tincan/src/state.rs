@@ -161,9 +161,10 @@ impl Node {
                 .switch
                 .macs
                 .iter()
-                .filter_map(|(mac, e)| {
+                .filter_map(|(station, e)| {
                     Some(MacEntry {
-                        mac: *mac,
+                        mac: station.mac,
+                        vlan: station.vid,
                         uid: self.core.link(e.port)?.uid(),
                         age_ms: now.saturating_sub(e.updated),
                     })
@@ -173,7 +174,7 @@ impl Node {
                 .switch
                 .local
                 .iter()
-                .map(|(mac, _)| *mac)
+                .map(|(station, _)| station.mac)
                 .filter(|mac| self.switch.is_local(mac, now))
                 .collect(),
             peers_truncated: 0,

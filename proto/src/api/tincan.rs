@@ -614,8 +614,15 @@ pub enum LinkPath {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacEntry {
     pub mac: MacAddr,
+    /// The 802.1Q VLAN id the MAC was learned in; absent (0) for untagged frames.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
     pub uid: Uid,
     pub age_ms: Millis,
+}
+
+fn is_untagged(vid: &u16) -> bool {
+    *vid == 0
 }
 
 #[cfg(test)]

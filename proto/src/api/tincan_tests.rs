@@ -460,6 +460,7 @@ fn a_state_too_big_for_a_datagram_is_bounded_and_counts_what_it_left_out() {
     state.macs = (0..8192u32)
         .map(|i| MacEntry {
             mac: MacAddr([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+            vlan: (i % 2) as u16 * 10,
             uid: peer.uid,
             age_ms: u64::from(8192 - i),
         })
