@@ -446,12 +446,14 @@ pub(crate) mod tests {
             neigh: vec![
                 NeighState {
                     ip: Ipv4Addr::new(10, 0, 3, 11),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
                     owner: NeighOwner::Local,
                     age_ms: 500,
                 },
                 NeighState {
                     ip: Ipv4Addr::new(10, 0, 3, 21),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, 0, 1]),
                     owner: NeighOwner::Peer(Uid::from_ip4(H2)),
                     age_ms: 700,
@@ -516,6 +518,7 @@ pub(crate) mod tests {
         let mut c = controller_state(&[(H2, true), (H3, true)]);
         c.neigh.push(NeighState {
             ip: H2,
+            vlan: 0,
             mac: MacAddr([2, 0, 0, 0, 0, 2]),
             owner: NeighOwner::Peer(Uid::from_ip4(H2)),
             age_ms: 1,
@@ -531,6 +534,7 @@ pub(crate) mod tests {
         let mut c = controller_state(&[(H2, true)]);
         let conflict = |conflict| proto::api::controller::ConflictState {
             ip: Ipv4Addr::new(10, 0, 3, 11),
+            vlan: 0,
             kept_mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
             kept_owner: NeighOwner::Local,
             claimed_mac: MacAddr([2, 0, 0, 0, 0, 0x21]),

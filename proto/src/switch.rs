@@ -118,9 +118,10 @@ impl<P: Copy + Eq> Switch<P> {
         // VLAN: a bridge that is not VLAN-aware learns a MAC on one port for all VLANs, so a
         // frame from a link with a local host's MAC in any VLAN would move that host.
         self.local.learn(src.mac, (), now);
-        // Untagged ARP only: the controller's table has no VLANs, so tagged ARP is flooded
-        // (its outer EtherType is the tag's) and resolves within its VLAN at the far ends.
-        if etype == ethertype::ARP {
+        // ARP, untagged or with one 802.1Q tag (the controller keeps a table per VLAN).
+        if etype == ethertype::ARP
+            || (dst.vid != 0 && inner_ethertype(frame) == Some(ethertype::ARP))
+        {
             if self.punt_arp && controller_alive {
                 self.counters.arp_punted += 1;
                 return TapVerdict::Punt;
@@ -168,8 +169,9 @@ impl<P: Copy + Eq> Switch<P> {
 
     /// Binds `mac` to link `port` for the controller (`set_mac`): refused for a MAC on our own
     /// bridge, like a frame; the controller has already decided between peers.
-    pub fn program(&mut self, mac: MacAddr, port: P, now: Millis) -> Learned<P> {
-        if self.local.lookup(mac, now).is_some() {
+    pub fn program(&mut self, mac: impl Into<Station>, port: P, now: Millis) -> Learned<P> {
+        let mac = mac.into();
+        if self.local.lookup(mac.mac, now).is_some() {
             self.counters.refused_local_source += 1;
             return Learned::Refused;
         }
@@ -179,10 +181,11 @@ impl<P: Copy + Eq> Switch<P> {
     /// Drops a binding of `mac` at once, for the controller (`release_mac`): the local one
     /// (`port` none: the host left our bridge, so a link may now speak for it), or the one to
     /// link `port` (that peer withdrew it; a binding to another link stays). True if one went.
-    pub fn release(&mut self, mac: &MacAddr, port: Option<P>) -> bool {
+    pub fn release(&mut self, mac: impl Into<Station>, port: Option<P>) -> bool {
+        let mac = mac.into();
         match port {
-            None => self.local.forget(*mac),
-            Some(p) if self.macs.get(*mac).is_some_and(|e| e.port == p) => self.macs.forget(*mac),
+            None => self.local.forget(mac.mac),
+            Some(p) if self.macs.get(mac).is_some_and(|e| e.port == p) => self.macs.forget(mac),
             Some(_) => false,
         }
     }
@@ -227,6 +230,12 @@ fn stations(frame: &[u8]) -> Result<(Station, Station, u16), ()> {
     };
     let at = |mac| Station { vid, mac };
     Ok((at(dst), at(src), etype))
+}
+
+/// The EtherType after one 802.1Q tag.
+fn inner_ethertype(frame: &[u8]) -> Option<u16> {
+    let b = frame.get(16..18)?;
+    (frame[12..14] == ethertype::VLAN.to_be_bytes()).then(|| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// 802.1ad (the outer tag of QinQ).
@@ -397,16 +406,16 @@ mod tests {
         s.from_tap(&frame(BCAST, A, ethertype::ARP), true, 0);
         s.from_link(1, &frame(BCAST, B, ethertype::ARP), 0);
         // A left our bridge (the controller checked): link 2 may speak for it now.
-        assert!(s.release(&MacAddr(A), None));
+        assert!(s.release(MacAddr(A), None));
         assert_eq!(
             s.from_link(2, &frame(BCAST, A, ethertype::ARP), 10),
             LinkVerdict::ToTap
         );
         assert_eq!(s.macs.lookup(MacAddr(A), 11), Some(2));
         // Link 2 cannot release link 1's binding; link 1 can.
-        assert!(!s.release(&MacAddr(B), Some(2)));
+        assert!(!s.release(MacAddr(B), Some(2)));
         assert_eq!(s.macs.lookup(MacAddr(B), 11), Some(1));
-        assert!(s.release(&MacAddr(B), Some(1)));
+        assert!(s.release(MacAddr(B), Some(1)));
         assert_eq!(
             s.from_link(2, &frame(BCAST, B, ethertype::ARP), 12),
             LinkVerdict::ToTap
@@ -453,10 +462,14 @@ mod tests {
             s.from_link(2, &tagged(BCAST, B, 10, ethertype::IPV4), 5),
             LinkVerdict::Drop(DropReason::HeldByOtherLink)
         );
-        // A tagged ARP is not punted (the controller's table has no VLANs): flooded.
+        // A tagged ARP goes to the controller like an untagged one (not priority-tagged).
         s.punt_arp = true;
         assert_eq!(
             s.from_tap(&tagged(BCAST, A, 10, ethertype::ARP), true, 6),
+            TapVerdict::Punt
+        );
+        assert_eq!(
+            s.from_tap(&tagged(BCAST, A, 0, ethertype::ARP), true, 6),
             TapVerdict::Flood(FloodReason::Multicast)
         );
         // A cut tag is a truncated frame.
@@ -483,6 +496,13 @@ mod tests {
             LinkVerdict::Drop(DropReason::LocalSource)
         );
         assert!(s.is_local(&MacAddr(A), 2));
+        // Nor may the controller program it behind a link in another VLAN.
+        let in_20 = Station {
+            vid: 20,
+            mac: MacAddr(A),
+        };
+        assert_eq!(s.program(in_20, 1, 3), Learned::Refused);
+        assert_eq!(s.macs.lookup(in_20, 4), None);
     }
 
     #[test]

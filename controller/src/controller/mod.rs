@@ -63,6 +63,8 @@ struct Counters {
     macs_programmed: u64,
     /// `release_mac` calls sent to tincan (a host left our bridge, or a peer withdrew it).
     macs_released: u64,
+    /// Tagged ARP of VLANs beyond the tables kept (`proto::neigh::vlan::MAX_VLANS`): ignored.
+    vlans_refused: u64,
     /// `set_neigh` calls sent to tincan.
     neigh_programmed: u64,
     /// tincan's ARP bindings programmed whole again because its count differed.
@@ -125,7 +127,9 @@ pub struct Controller {
     /// Opened when the TAP is first attached to the bridge.
     netlink: Option<Netlink>,
     /// MACs the ARP table asked to look for on the bridge (`run_bridge_checks`).
-    bridge_checks: Vec<proto::wire::ethernet::MacAddr>,
+    bridge_checks: Vec<(u16, proto::wire::ethernet::MacAddr)>,
+    /// The ARP tables of 802.1Q VLANs, by VLAN id (`neigh` is the untagged one).
+    vlans: HashMap<u16, NeighTable>,
     peer_online: HashMap<Uid, bool>,
     counters: Counters,
     key_file: PathBuf,
@@ -289,6 +293,7 @@ impl Controller {
             tap_name: None,
             netlink: None,
             bridge_checks: Vec::new(),
+            vlans: HashMap::new(),
             peer_online,
             counters: Counters::default(),
             key_file,
@@ -425,6 +430,7 @@ impl Controller {
         }
         let actions = self.neigh.tick(self.now_ms());
         self.apply(actions);
+        self.tick_vlans();
         // Before the state query, so that its answer counts tincan's bindings after the change.
         self.program_neigh();
         self.tick_nd();

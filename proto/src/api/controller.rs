@@ -108,6 +108,9 @@ pub struct PeerOnline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictState {
     pub ip: Ipv4Addr,
+    /// The 802.1Q VLAN; absent for untagged.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
     pub kept_mac: MacAddr,
     pub kept_owner: NeighOwner,
     pub claimed_mac: MacAddr,
@@ -128,10 +131,17 @@ pub struct Neigh6State {
     pub age_ms: Millis,
 }
 
+fn is_untagged(vid: &u16) -> bool {
+    *vid == 0
+}
+
 /// One ARP mapping: IP -> (MAC, owner).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighState {
     pub ip: Ipv4Addr,
+    /// The 802.1Q VLAN of the entry; absent for untagged.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
     pub mac: MacAddr,
     pub owner: NeighOwner,
     pub age_ms: Millis,
@@ -218,7 +228,9 @@ mod tests {
             "counters": {"icc_sent": 3},
             "neigh": [
                 {"ip": "10.0.3.5", "mac": "02:00:00:00:00:05", "owner": "local", "age_ms": 10},
-                {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20}
+                {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20},
+                {"ip": "10.0.3.7", "vlan": 10, "mac": "02:00:00:00:00:08", "owner": UID,
+                 "age_ms": 20}
             ],
             "neigh6": [
                 {"ip": "fd00:3::7", "mac": "02:00:00:00:00:07", "owner": UID, "router": false,
@@ -267,6 +279,7 @@ mod tests {
             neigh: (0..16_384u32)
                 .map(|i| NeighState {
                     ip: Ipv4Addr::from(0x0a00_0000 + i),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
                     owner: NeighOwner::Peer(uid),
                     age_ms: u64::from(i),
@@ -275,6 +288,7 @@ mod tests {
             conflicts: (0..1_024u32)
                 .map(|i| ConflictState {
                     ip: Ipv4Addr::from(0x0a00_0000 + i),
+                    vlan: 10,
                     kept_mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
                     kept_owner: NeighOwner::Local,
                     claimed_mac: MacAddr([2, 0, 0, 1, (i >> 8) as u8, i as u8]),

@@ -255,6 +255,9 @@ pub struct TrimLink {
 pub struct SetMac {
     pub mac: MacAddr,
     pub uid: Uid,
+    /// The 802.1Q VLAN the binding is in; absent for untagged frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// `release_mac`: drop tincan's binding of `mac` at once: the local one (no `uid`: the host
@@ -265,6 +268,9 @@ pub struct ReleaseMac {
     pub mac: MacAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<Uid>,
+    /// With `uid`: the 802.1Q VLAN of the binding; absent for untagged frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// `inject_frame`: an Ethernet frame for the TAP.
@@ -393,8 +399,25 @@ impl Params for SetCbEndpoint {}
 impl Params for SetNat {}
 impl Params for SetSwitchmode {}
 impl Params for TrimLink {}
-impl Params for SetMac {}
-impl Params for ReleaseMac {}
+impl Params for SetMac {
+    fn check(&self) -> Result<(), ApiError> {
+        check_vlan(self.vlan)
+    }
+}
+impl Params for ReleaseMac {
+    fn check(&self) -> Result<(), ApiError> {
+        check_vlan(self.vlan)
+    }
+}
+
+fn check_vlan(vlan: Option<u16>) -> Result<(), ApiError> {
+    match vlan {
+        Some(v) if !crate::neigh::vlan::is_vlan(v) => {
+            Err(ApiError::param("vlan", format_args!("{v} is not 1-4094")))
+        }
+        _ => Ok(()),
+    }
+}
 impl Params for InjectFrame {}
 impl Params for SendIcc {}
 impl Params for GetState {}

@@ -80,11 +80,13 @@ fn every_request() -> Vec<TincanRequest> {
         SetMac {
             mac: "02:00:00:00:00:01".parse().unwrap(),
             uid,
+            vlan: Some(10),
         }
         .into(),
         ReleaseMac {
             mac: "02:00:00:00:00:01".parse().unwrap(),
             uid: Some(uid),
+            vlan: None,
         }
         .into(),
         InjectFrame {

@@ -41,6 +41,7 @@ mod nd_program;
 pub mod nd_responder;
 mod program;
 pub mod responder;
+pub mod vlan;
 
 pub use claims::{PeerClaims, Refusal};
 pub use contest::Contest;
