@@ -3,7 +3,7 @@
 //! a host that is still on its real bridge, and two hosts with one IP are reported and kept
 //! apart until one of them goes.
 
-use ipop_lab_tests::{ip4, prefix, require_root, wait_until, Lab, PingOpts, TINCAN_PORT};
+use ipop_lab_tests::{ip4, prefix, require_root, wait_until, Daemon, Lab, PingOpts, TINCAN_PORT};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,15 @@ fn conflicts(lab: &Lab, host: &str, ip: &str) -> Vec<(String, String, String, St
             )
         })
         .collect()
+}
+
+/// The whole log of the host's controller.
+fn controller_log(lab: &Lab, host: &str) -> String {
+    let path = lab
+        .dir()
+        .join(host)
+        .join(format!("{}.log", Daemon::Controller.name()));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn ping_clean(lab: &Lab, from: &str, to: &str) {
@@ -297,5 +306,13 @@ fn two_hosts_with_one_ip_are_reported_and_each_keeps_its_own_until_one_goes() {
     }
     assert_eq!(neigh_owner(&lab, "h2", &ip), Some(uid1.clone()));
     ping_clean(&lab, "h2c2", &ip);
-    assert_eq!(lab.neigh_mac("h2c2", &ip), Some(mac1));
+    assert_eq!(lab.neigh_mac("h2c2", &ip), Some(mac1.clone()));
+    // The third host's log said what it kept, and that the conflict is over.
+    let log = controller_log(&lab, "h3");
+    let said = format!(
+        "address conflict: {ip} is {mac1} on peer {uid1} and {mac2} on peer {uid2}; keeping {mac1}"
+    );
+    assert!(log.contains(&said), "h3's log lacks {said:?}:\n{log}");
+    let over = format!("address conflict over: {ip} is {mac1} on peer {uid1}");
+    assert!(log.contains(&over), "h3's log lacks {over:?}:\n{log}");
 }

@@ -12,6 +12,8 @@ use proto::icc::{vlan_of, IccMsg};
 use proto::id::Uid;
 use proto::neigh::{vlan, NeighAction, NeighConfig, NeighTable, Owner};
 use proto::wire::icmpv6;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 impl Controller {
@@ -144,6 +146,40 @@ impl Controller {
                 .unwrap_or_default();
             self.apply_in(vid, actions);
         }
+        self.log_conflicts_over();
+    }
+
+    /// Logs, once a tick, each conflict that was reported and is over (one side went).
+    fn log_conflicts_over(&mut self) {
+        let now: HashSet<(u16, Ipv4Addr)> = std::iter::once((0, &self.neigh))
+            .chain(self.vlans.iter().map(|(v, t)| (*v, t)))
+            .flat_map(|(vid, t)| {
+                t.contests()
+                    .filter(|(_, _, c)| c.reported)
+                    .map(move |(ip, _, _)| (vid, *ip))
+            })
+            .collect();
+        for (vid, ip) in self.conflicts_reported.difference(&now) {
+            let in_vlan = if *vid == 0 {
+                String::new()
+            } else {
+                format!(" in VLAN {vid}")
+            };
+            let table = if *vid == 0 {
+                Some(&self.neigh)
+            } else {
+                self.vlans.get(vid)
+            };
+            match table.and_then(|t| t.get(ip)) {
+                Some(e) => info!(
+                    "address conflict{in_vlan} over: {ip} is {} on {}",
+                    e.mac,
+                    owner_text(e.owner)
+                ),
+                None => info!("address conflict{in_vlan} over: {ip} has no owner left"),
+            }
+        }
+        self.conflicts_reported = now;
     }
 
     /// Carries out the actions of the table of VLAN `vid` (0: untagged): frames injected with

@@ -130,6 +130,8 @@ pub struct Controller {
     bridge_checks: Vec<(u16, proto::wire::ethernet::MacAddr)>,
     /// The ARP tables of 802.1Q VLANs, by VLAN id (`neigh` is the untagged one).
     vlans: HashMap<u16, NeighTable>,
+    /// Conflicts reported and not over at the last tick, to log their end.
+    conflicts_reported: HashSet<(u16, std::net::Ipv4Addr)>,
     peer_online: HashMap<Uid, bool>,
     counters: Counters,
     key_file: PathBuf,
@@ -294,6 +296,7 @@ impl Controller {
             netlink: None,
             bridge_checks: Vec::new(),
             vlans: HashMap::new(),
+            conflicts_reported: HashSet::new(),
             peer_online,
             counters: Counters::default(),
             key_file,
