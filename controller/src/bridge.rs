@@ -1,11 +1,15 @@
 //! Making tincan's TAP a port of the configured bridge, over rtnetlink: find both interfaces by
 //! name, check that the bridge is one, set the TAP's master when it is not already the bridge,
 //! and bring the TAP up. The TAP gets no IP address: it is a bridge port, which is what keeps
-//! the host from routing (and ICMP-redirecting) overlay traffic.
+//! the host from routing (and ICMP-redirecting) overlay traffic. The bridge's forwarding
+//! database tells which hosts are on this host's side of it (moves, `proto::neigh`).
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::neighbour::NeighbourAttribute;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec};
+use std::collections::HashSet;
 use std::fmt;
 
 /// ENODEV: the kernel's answer to a lookup of a name no interface has.
@@ -165,6 +169,57 @@ impl Netlink {
             BridgeError::Failed(tap.to_owned(), "take it off the bridge", describe(e))
         })?;
         Ok(true)
+    }
+}
+
+impl Netlink {
+    /// The MACs `bridge`'s forwarding database has on a port other than `tap` (or on the
+    /// bridge itself): the hosts on this host's side of the bridge, not those behind the
+    /// overlay.
+    pub async fn fdb_macs(&self, bridge: &str, tap: &str) -> Result<HashSet<[u8; 6]>, BridgeError> {
+        let br = self
+            .link(bridge)
+            .await?
+            .ok_or_else(|| BridgeError::NoBridge(bridge.to_owned()))?
+            .header
+            .index;
+        let tap = self.link(tap).await?.map(|l| l.header.index);
+        let mut dump = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute();
+        let mut macs = HashSet::new();
+        loop {
+            let entry = match dump.try_next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return Ok(macs),
+                Err(e) => {
+                    return Err(BridgeError::Failed(
+                        bridge.to_owned(),
+                        "read the forwarding database",
+                        describe(e),
+                    ))
+                }
+            };
+            let port = entry.header.ifindex;
+            let mut master = None;
+            let mut mac = None;
+            for a in &entry.attributes {
+                match a {
+                    NeighbourAttribute::Controller(i) => master = Some(*i),
+                    NeighbourAttribute::LinkLayerAddress(m) => {
+                        mac = <[u8; 6]>::try_from(&m[..]).ok()
+                    }
+                    _ => {}
+                }
+            }
+            let ours = master == Some(br) || port == br;
+            if let (true, Some(mac)) = (ours && Some(port) != tap, mac) {
+                macs.insert(mac);
+            }
+        }
     }
 }
 

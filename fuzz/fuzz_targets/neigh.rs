@@ -6,11 +6,14 @@
 //! `op & 3`: 0 = an ARP frame punted from the local bridge (`on_local_arp`), 1 and 2 = an ICC
 //! message (the bytes as JSON, through `IccMsg::from_json`) from peer P1 or P2 (`on_icc`),
 //! 3 = `tick`. The clock advances by `dt` ms before the event, by `dt` s if `op & 0x80`.
-//! A short final event takes what is left.
+//! Every check of the bridge the table asks for is answered at once: the MAC is on the bridge
+//! if `op & 0x40` (`on_bridge_check`). A short final event takes what is left.
 //!
 //! Besides not panicking, the table must keep its invariants: every injected frame is a valid
 //! ARP frame whose sender is a real unicast MAC, programmed MACs are unicast and name the peer
-//! the message came from, and the table stays bounded.
+//! the message came from (or, after a withdrawal, the peer whose claim took over), a peer's
+//! message releases only that peer's bindings, a withdrawal is sent only when the bridge no
+//! longer has the MAC, and the table stays bounded.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +28,22 @@ const P2: Uid = Uid([0x33; 20]);
 /// neigh.rs's MAX_ENTRIES.
 const MAX_ENTRIES: usize = 16_384;
 
-fn check(actions: &[NeighAction], from: Option<Uid>) {
+/// Where the actions came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Bridge,
+    Peer(Uid, bool),
+    Tick,
+    /// `on_bridge_check` with the MAC gone from the bridge.
+    Gone,
+}
+
+fn check(actions: &[NeighAction], source: Source) {
+    let from = match source {
+        Source::Peer(u, _) => Some(u),
+        _ => None,
+    };
+    let withdrawal = matches!(source, Source::Peer(_, true));
     for a in actions {
         match a {
             NeighAction::Inject(frame) => {
@@ -37,7 +55,7 @@ fn check(actions: &[NeighAction], from: Option<Uid>) {
             NeighAction::ProgramMac { mac, uid } => {
                 assert!(!mac.is_group() && !mac.is_zero(), "programmed {mac}");
                 assert_ne!(*uid, ME, "MAC programmed behind ourselves");
-                if let Some(from) = from {
+                if let (Some(from), false) = (from, withdrawal) {
                     assert_eq!(*uid, from, "MAC programmed for another peer");
                 }
             }
@@ -47,8 +65,35 @@ fn check(actions: &[NeighAction], from: Option<Uid>) {
                 if let IccMsg::ArpReply { uid, .. } = m {
                     assert_eq!(*uid, ME, "we speak only for our own bridge");
                 }
+                if let IccMsg::ArpWithdraw { .. } = m {
+                    assert!(matches!(source, Source::Gone), "withdrawn while on the bridge");
+                }
+            }
+            NeighAction::ReleaseMac { mac, uid } => {
+                assert!(!mac.is_group() && !mac.is_zero(), "released {mac}");
+                match uid {
+                    None => assert!(matches!(source, Source::Gone), "local binding released"),
+                    Some(u) => assert_eq!(Some(*u), from, "released another peer's binding"),
+                }
+            }
+            NeighAction::CheckBridge { mac } => {
+                assert!(!mac.is_group() && !mac.is_zero(), "check for {mac}");
             }
             NeighAction::Conflict { .. } => {}
+        }
+    }
+}
+
+/// Answers the table's checks of the bridge: the MAC is there, or it is gone.
+fn answer_checks(table: &mut NeighTable, actions: &[NeighAction], present: bool, now: u64) {
+    for a in actions {
+        if let NeighAction::CheckBridge { mac } = a {
+            let answer = table.on_bridge_check(*mac, present, now);
+            check(&answer, if present { Source::Tick } else { Source::Gone });
+            assert!(
+                present || !answer.iter().any(|a| matches!(a, NeighAction::CheckBridge { .. })),
+                "a check answered with another check"
+            );
         }
     }
 }
@@ -68,7 +113,8 @@ fuzz_target!(|data: &[u8]| {
         match op & 3 {
             0 => {
                 let actions = table.on_local_arp(body, now);
-                check(&actions, None);
+                check(&actions, Source::Bridge);
+                answer_checks(&mut table, &actions, op & 0x40 != 0, now);
             }
             1 | 2 => {
                 let from = if op & 3 == 1 { P1 } else { P2 };
@@ -78,12 +124,15 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(msg) = IccMsg::from_json(&v) else {
                     continue;
                 };
+                let withdrawal = matches!(msg, IccMsg::ArpWithdraw { .. });
                 let actions = table.on_icc(from, &msg, now);
-                check(&actions, Some(from));
+                check(&actions, Source::Peer(from, withdrawal));
+                answer_checks(&mut table, &actions, op & 0x40 != 0, now);
             }
             _ => {
                 let actions = table.tick(now);
-                check(&actions, None);
+                check(&actions, Source::Tick);
+                answer_checks(&mut table, &actions, op & 0x40 != 0, now);
             }
         }
         assert!(table.entries().count() <= MAX_ENTRIES);

@@ -236,6 +236,16 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
+fn owner_text(s: &Status, o: &NeighOwner) -> String {
+    match o {
+        NeighOwner::Local => "this host's bridge".into(),
+        NeighOwner::Peer(u) => match s.peers.iter().find(|p| p.uid == *u) {
+            Some(p) => format!("peer {}", p.name),
+            None => format!("peer {u}"),
+        },
+    }
+}
+
 /// What is wrong, one line each.
 fn problems(s: &Status) -> Vec<String> {
     let mut out: Vec<String> = [&s.tincan.error, &s.controller.error]
@@ -261,6 +271,16 @@ fn problems(s: &Status) -> Vec<String> {
             ),
             XmppState::Offline => out.push("XMPP: not connected to the server (retrying)".into()),
             XmppState::Off | XmppState::Online => {}
+        }
+        for k in c.conflicts.iter().filter(|k| k.conflict) {
+            out.push(format!(
+                "address conflict: {} is {} on {} (kept) and {} on {}",
+                k.ip,
+                k.kept_mac,
+                owner_text(s, &k.kept_owner),
+                k.claimed_mac,
+                owner_text(s, &k.claimed_by)
+            ));
         }
     }
     let tincan_configured = s.tincan.state.as_ref().is_some_and(|t| t.configured);
@@ -368,6 +388,7 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, p)| MacEntry {
                 mac: MacAddr([2, 0, 0, 0, 0, i as u8 + 1]),
+                vlan: 0,
                 uid: p.uid,
                 age_ms: 1_000,
             })
@@ -398,6 +419,7 @@ pub(crate) mod tests {
             counters: Default::default(),
             peers,
             macs,
+            local_macs: Vec::new(),
             peers_truncated: 0,
             macs_truncated: 0,
         }
@@ -424,17 +446,20 @@ pub(crate) mod tests {
             neigh: vec![
                 NeighState {
                     ip: Ipv4Addr::new(10, 0, 3, 11),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
                     owner: NeighOwner::Local,
                     age_ms: 500,
                 },
                 NeighState {
                     ip: Ipv4Addr::new(10, 0, 3, 21),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, 0, 1]),
                     owner: NeighOwner::Peer(Uid::from_ip4(H2)),
                     age_ms: 700,
                 },
             ],
+            conflicts: Vec::new(),
             xmpp: XmppState::Off,
             signalling: None,
             peers_truncated: 0,
@@ -493,6 +518,7 @@ pub(crate) mod tests {
         let mut c = controller_state(&[(H2, true), (H3, true)]);
         c.neigh.push(NeighState {
             ip: H2,
+            vlan: 0,
             mac: MacAddr([2, 0, 0, 0, 0, 2]),
             owner: NeighOwner::Peer(Uid::from_ip4(H2)),
             age_ms: 1,
@@ -500,6 +526,30 @@ pub(crate) mod tests {
         let s = assemble(answered(5800, t), answered(30000, c), &[]);
         let names: Vec<&str> = s.peers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["10.0.3.2".to_string(), Uid::from_ip4(H3).short()]);
+    }
+
+    #[test]
+    fn an_address_conflict_is_a_problem_naming_both_owners() {
+        let t = tincan_state(vec![link(H2, LinkStatus::Online, LinkPath::Direct)]);
+        let mut c = controller_state(&[(H2, true)]);
+        let conflict = |conflict| proto::api::controller::ConflictState {
+            ip: Ipv4Addr::new(10, 0, 3, 11),
+            vlan: 0,
+            kept_mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+            kept_owner: NeighOwner::Local,
+            claimed_mac: MacAddr([2, 0, 0, 0, 0, 0x21]),
+            claimed_by: NeighOwner::Peer(Uid::from_ip4(H2)),
+            conflict,
+            age_ms: 5,
+        };
+        // A move waiting for its old owner is not a problem.
+        c.conflicts = vec![conflict(true), conflict(false)];
+        let s = assemble(answered(5800, t), answered(30000, c), &[H2]);
+        assert_eq!(
+            s.problems,
+            ["address conflict: 10.0.3.11 is 02:00:00:00:00:11 on this host's bridge (kept) and \
+              02:00:00:00:00:21 on peer 10.0.3.2"]
+        );
     }
 
     #[test]

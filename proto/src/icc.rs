@@ -1,5 +1,7 @@
 //! Messages between controllers (ICC). They ride inside tincan's links as JSON; the sending
-//! peer is whatever link they arrived on, never what the message claims.
+//! peer is whatever link they arrived on, never what the message claims. A message about an
+//! 802.1Q VLAN carries `"vlan": 1-4094` beside its fields ([`IccMsg::to_json_in`],
+//! [`vlan_of`]); without it, it is about untagged frames.
 
 use crate::id::Uid;
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,9 @@ pub enum IccMsg {
         #[serde(default)]
         router: bool,
     },
+    /// `target_ip4` is no longer at `mac` on the sender's bridge (the host left it: its bridge
+    /// no longer has the MAC on any port). Only the sender's own bindings are withdrawn.
+    ArpWithdraw { target_ip4: Ipv4Addr, mac: String },
 }
 
 impl IccMsg {
@@ -47,6 +52,28 @@ impl IccMsg {
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("ICC messages always serialise")
+    }
+
+    /// The message about VLAN `vid` (0: untagged, no `vlan` field).
+    pub fn to_json_in(&self, vid: u16) -> serde_json::Value {
+        let mut v = self.to_json();
+        if vid != 0 {
+            v["vlan"] = vid.into();
+        }
+        v
+    }
+}
+
+/// The VLAN a message is about: its `vlan` field, 0 without one; an error for a field that is
+/// not a VLAN id (1-4094).
+pub fn vlan_of(v: &serde_json::Value) -> Result<u16, String> {
+    match v.get("vlan") {
+        None => Ok(0),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| crate::neigh::vlan::is_vlan(*n))
+            .ok_or_else(|| format!("bad ICC message: vlan {n} is not 1-4094")),
     }
 }
 
@@ -99,6 +126,38 @@ mod tests {
         let bad = json!({"msg_type": "nd_request", "target_ip6": "10.0.3.21",
                          "requester_ip6": "fd00:3::11", "requester_mac": "02:00:00:00:00:11"});
         assert!(IccMsg::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn arp_withdraw_json() {
+        let m = IccMsg::ArpWithdraw {
+            target_ip4: "10.0.3.21".parse().unwrap(),
+            mac: "02:00:00:00:00:21".into(),
+        };
+        let v = json!({"msg_type": "arp_withdraw", "target_ip4": "10.0.3.21",
+                       "mac": "02:00:00:00:00:21"});
+        assert_eq!(m.to_json(), v);
+        assert_eq!(IccMsg::from_json(&v).unwrap(), m);
+    }
+
+    #[test]
+    fn a_message_about_a_vlan_says_which() {
+        let m = IccMsg::ArpWithdraw {
+            target_ip4: "10.0.3.21".parse().unwrap(),
+            mac: "02:00:00:00:00:21".into(),
+        };
+        let v = m.to_json_in(42);
+        assert_eq!(v["vlan"], 42);
+        assert_eq!(
+            (vlan_of(&v), IccMsg::from_json(&v)),
+            (Ok(42), Ok(m.clone()))
+        );
+        assert_eq!(vlan_of(&m.to_json_in(0)), Ok(0));
+        for bad in [json!(0), json!(4095), json!(-1), json!("7"), json!(70000)] {
+            let mut v = m.to_json();
+            v["vlan"] = bad;
+            assert!(vlan_of(&v).is_err(), "{v}");
+        }
     }
 
     #[test]

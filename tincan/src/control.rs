@@ -230,7 +230,11 @@ impl Node {
             }
             TincanRequest::SetMac(m) => {
                 let id = self.core.link_of(&m.uid).ok_or_else(|| no_link(&m.uid))?;
-                match self.switch.program(m.mac, id, now) {
+                let station = proto::mactable::Station {
+                    vid: m.vlan.unwrap_or(0),
+                    mac: m.mac,
+                };
+                match self.switch.program(station, id, now) {
                     proto::mactable::Learned::Refused => Err(ApiError::param(
                         "mac",
                         format_args!(
@@ -240,6 +244,28 @@ impl Node {
                     )),
                     _ => Ok(api::DONE),
                 }
+            }
+            TincanRequest::ReleaseMac(r) => {
+                let port = match &r.uid {
+                    Some(uid) => Some(self.core.link_of(uid).ok_or_else(|| no_link(uid))?),
+                    None => None,
+                };
+                let station = proto::mactable::Station {
+                    vid: r.vlan.unwrap_or(0),
+                    mac: r.mac,
+                };
+                let released = self.switch.release(station, port);
+                if released {
+                    info!(
+                        "{} released ({})",
+                        r.mac,
+                        match &r.uid {
+                            Some(uid) => format!("withdrawn by {uid}"),
+                            None => "left the local bridge".into(),
+                        }
+                    );
+                }
+                Ok(serde_json::json!({ "released": released }))
             }
             TincanRequest::InjectFrame(f) => {
                 let max = self.tap.max_frame();

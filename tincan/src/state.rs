@@ -161,13 +161,21 @@ impl Node {
                 .switch
                 .macs
                 .iter()
-                .filter_map(|(mac, e)| {
+                .filter_map(|(station, e)| {
                     Some(MacEntry {
-                        mac: *mac,
+                        mac: station.mac,
+                        vlan: station.vid,
                         uid: self.core.link(e.port)?.uid(),
                         age_ms: now.saturating_sub(e.updated),
                     })
                 })
+                .collect(),
+            local_macs: self
+                .switch
+                .local
+                .iter()
+                .map(|(station, _)| station.mac)
+                .filter(|mac| self.switch.is_local(mac, now))
                 .collect(),
             peers_truncated: 0,
             macs_truncated: 0,

@@ -61,6 +61,10 @@ struct Counters {
     icc_received: u64,
     frames_injected: u64,
     macs_programmed: u64,
+    /// `release_mac` calls sent to tincan (a host left our bridge, or a peer withdrew it).
+    macs_released: u64,
+    /// Tagged ARP of VLANs beyond the tables kept (`proto::neigh::vlan::MAX_VLANS`): ignored.
+    vlans_refused: u64,
     /// `set_neigh` calls sent to tincan.
     neigh_programmed: u64,
     /// tincan's ARP bindings programmed whole again because its count differed.
@@ -122,6 +126,12 @@ pub struct Controller {
     tap_name: Option<String>,
     /// Opened when the TAP is first attached to the bridge.
     netlink: Option<Netlink>,
+    /// MACs the ARP table asked to look for on the bridge (`run_bridge_checks`).
+    bridge_checks: Vec<(u16, proto::wire::ethernet::MacAddr)>,
+    /// The ARP tables of 802.1Q VLANs, by VLAN id (`neigh` is the untagged one).
+    vlans: HashMap<u16, NeighTable>,
+    /// Conflicts reported and not over at the last tick, to log their end.
+    conflicts_reported: HashSet<(u16, std::net::Ipv4Addr)>,
     peer_online: HashMap<Uid, bool>,
     counters: Counters,
     key_file: PathBuf,
@@ -284,6 +294,9 @@ impl Controller {
             bridge_attached_boot: None,
             tap_name: None,
             netlink: None,
+            bridge_checks: Vec::new(),
+            vlans: HashMap::new(),
+            conflicts_reported: HashSet::new(),
             peer_online,
             counters: Counters::default(),
             key_file,
@@ -340,6 +353,7 @@ impl Controller {
                 _ = beat.tick() => {
                     self.connect_tincan().await;
                     self.heartbeat();
+                    self.run_bridge_checks().await;
                 }
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
@@ -360,7 +374,10 @@ impl Controller {
                         return Err(e);
                     }
                 },
-                r = channel_ready(&self.channel) => self.on_channel_ready(r).await,
+                r = channel_ready(&self.channel) => {
+                    self.on_channel_ready(r).await;
+                    self.run_bridge_checks().await;
+                }
                 Some(ev) = next_xmpp_event(&mut self.xmpp) => self.on_xmpp(ev),
                 Ok((stream, _)) = self.admin.accept() => {
                     tokio::spawn(admin::serve(stream, !self.log_follows_config));
@@ -416,6 +433,7 @@ impl Controller {
         }
         let actions = self.neigh.tick(self.now_ms());
         self.apply(actions);
+        self.tick_vlans();
         // Before the state query, so that its answer counts tincan's bindings after the change.
         self.program_neigh();
         self.tick_nd();

@@ -2,7 +2,7 @@
 
 use super::{Controller, TINCAN_TIMEOUT};
 use proto::api::controller::{
-    ControllerState, Neigh6State, NeighOwner, NeighState, PeerOnline, SignallingPeer,
+    ConflictState, ControllerState, Neigh6State, NeighOwner, NeighState, PeerOnline, SignallingPeer,
 };
 use proto::api::tincan as api;
 use proto::neigh::Owner;
@@ -12,22 +12,37 @@ impl Controller {
     /// The `get_state` answer.
     pub(super) fn state(&self) -> ControllerState {
         let now = self.now_ms();
-        let owner = |o: Owner| match o {
-            Owner::Local => NeighOwner::Local,
-            Owner::Peer(u) => NeighOwner::Peer(u),
-        };
-        let neigh = self
-            .neigh
-            .entries()
-            .map(|(ip, e)| NeighState {
+        let tables =
+            std::iter::once((0, &self.neigh)).chain(self.vlans.iter().map(|(v, t)| (*v, t)));
+        let mut neigh = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut neigh_counters = counter_map(&self.neigh.counters);
+        for (vlan, table) in tables {
+            neigh.extend(table.entries().map(|(ip, e)| NeighState {
                 ip: *ip,
+                vlan,
                 mac: e.mac,
                 owner: owner(e.owner),
                 age_ms: now.saturating_sub(e.updated),
-            })
-            .collect();
+            }));
+            conflicts.extend(table.contests().map(|(ip, e, c)| ConflictState {
+                ip: *ip,
+                vlan,
+                kept_mac: e.mac,
+                kept_owner: owner(e.owner),
+                claimed_mac: c.mac,
+                claimed_by: NeighOwner::Peer(c.by),
+                conflict: c.reported,
+                age_ms: now.saturating_sub(c.since),
+            }));
+            if vlan != 0 {
+                for (k, v) in counter_map(&table.counters) {
+                    *neigh_counters.entry(k).or_default() += v;
+                }
+            }
+        }
         let mut counters = counter_map(&self.counters);
-        counters.extend(counter_map(&self.neigh.counters));
+        counters.extend(neigh_counters);
         add_prefixed(&mut counters, "nd_", &self.nd.table.counters);
         if let Some(sig) = self.signal.as_ref() {
             add_prefixed(&mut counters, "signal_", &sig.counters);
@@ -67,6 +82,7 @@ impl Controller {
                 .collect(),
             counters,
             neigh,
+            conflicts,
             xmpp: self.xmpp_state,
             signalling: self.signal.as_ref().map(|s| {
                 s.peers()
@@ -115,6 +131,13 @@ impl Controller {
             self.state_truncated_reported.set(true);
         }
         state
+    }
+}
+
+fn owner(o: Owner) -> NeighOwner {
+    match o {
+        Owner::Local => NeighOwner::Local,
+        Owner::Peer(u) => NeighOwner::Peer(u),
     }
 }
 

@@ -34,11 +34,15 @@ pub struct ControllerState {
     pub counters: Counters,
     /// The ARP mapping table.
     pub neigh: Vec<NeighState>,
+    /// Claims for an IP held by another owner, beside the entry kept (docs/architecture.md,
+    /// "Moves and conflicts").
+    #[serde(default)]
+    pub conflicts: Vec<ConflictState>,
     pub xmpp: XmppState,
     /// Peers known from signalling; null without XMPP.
     pub signalling: Option<Vec<SignallingPeer>>,
-    /// Entries left out of `peers`, `signalling` and `neigh` to keep the answer within
-    /// [`super::MAX_STATE_BYTES`].
+    /// Entries left out of `peers`, `signalling` and `neigh` (with `conflicts`) to keep the
+    /// answer within [`super::MAX_STATE_BYTES`].
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub peers_truncated: u64,
     #[serde(default, skip_serializing_if = "super::is_zero")]
@@ -62,6 +66,7 @@ impl ControllerState {
         let mut neigh = std::mem::take(&mut self.neigh);
         let mut neigh6 = std::mem::take(&mut self.neigh6);
         self.neigh6_truncated = u64::MAX;
+        let mut conflicts = std::mem::take(&mut self.conflicts);
         self.peers_truncated = u64::MAX;
         self.signalling_truncated = u64::MAX;
         self.neigh_truncated = u64::MAX;
@@ -70,8 +75,11 @@ impl ControllerState {
         self.signalling_truncated = signalling
             .as_mut()
             .map_or(0, |s| super::keep_fitting(s, &mut budget));
+        conflicts.sort_by_key(|c| c.age_ms);
+        let conflicts_left_out = super::keep_fitting(&mut conflicts, &mut budget);
         neigh.sort_by_key(|n| n.age_ms);
-        self.neigh_truncated = super::keep_fitting(&mut neigh, &mut budget);
+        self.neigh_truncated = super::keep_fitting(&mut neigh, &mut budget) + conflicts_left_out;
+        self.conflicts = conflicts;
         neigh6.sort_by_key(|n| n.age_ms);
         self.neigh6_truncated = super::keep_fitting(&mut neigh6, &mut budget);
         self.neigh6 = neigh6;
@@ -94,6 +102,24 @@ pub struct PeerOnline {
     pub requests_rate_limited: u64,
 }
 
+/// An IP claimed by two owners: the binding kept (what the table answers with) and the claim
+/// beside it. `conflict` is false for a move that waits for the old owner's withdrawal (the
+/// same MAC, claimed by a peer while another peer holds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictState {
+    pub ip: Ipv4Addr,
+    /// The 802.1Q VLAN; absent for untagged.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
+    pub kept_mac: MacAddr,
+    pub kept_owner: NeighOwner,
+    pub claimed_mac: MacAddr,
+    pub claimed_by: NeighOwner,
+    pub conflict: bool,
+    /// Since the claim was first heard.
+    pub age_ms: Millis,
+}
+
 /// One IPv6 neighbour mapping: IP -> (MAC, owner); `router` as the owner's advertisements say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neigh6State {
@@ -105,10 +131,17 @@ pub struct Neigh6State {
     pub age_ms: Millis,
 }
 
+fn is_untagged(vid: &u16) -> bool {
+    *vid == 0
+}
+
 /// One ARP mapping: IP -> (MAC, owner).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighState {
     pub ip: Ipv4Addr,
+    /// The 802.1Q VLAN of the entry; absent for untagged.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
     pub mac: MacAddr,
     pub owner: NeighOwner,
     pub age_ms: Millis,
@@ -195,11 +228,18 @@ mod tests {
             "counters": {"icc_sent": 3},
             "neigh": [
                 {"ip": "10.0.3.5", "mac": "02:00:00:00:00:05", "owner": "local", "age_ms": 10},
-                {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20}
+                {"ip": "10.0.3.7", "mac": "02:00:00:00:00:07", "owner": UID, "age_ms": 20},
+                {"ip": "10.0.3.7", "vlan": 10, "mac": "02:00:00:00:00:08", "owner": UID,
+                 "age_ms": 20}
             ],
             "neigh6": [
                 {"ip": "fd00:3::7", "mac": "02:00:00:00:00:07", "owner": UID, "router": false,
                  "age_ms": 20}
+            ],
+            "conflicts": [
+                {"ip": "10.0.3.5", "kept_mac": "02:00:00:00:00:05", "kept_owner": "local",
+                 "claimed_mac": "02:00:00:00:00:06", "claimed_by": UID, "conflict": true,
+                 "age_ms": 30}
             ],
             "xmpp": "off",
             "signalling": null
@@ -239,8 +279,21 @@ mod tests {
             neigh: (0..16_384u32)
                 .map(|i| NeighState {
                     ip: Ipv4Addr::from(0x0a00_0000 + i),
+                    vlan: 0,
                     mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
                     owner: NeighOwner::Peer(uid),
+                    age_ms: u64::from(i),
+                })
+                .collect(),
+            conflicts: (0..1_024u32)
+                .map(|i| ConflictState {
+                    ip: Ipv4Addr::from(0x0a00_0000 + i),
+                    vlan: 10,
+                    kept_mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                    kept_owner: NeighOwner::Local,
+                    claimed_mac: MacAddr([2, 0, 0, 1, (i >> 8) as u8, i as u8]),
+                    claimed_by: NeighOwner::Peer(uid),
+                    conflict: true,
                     age_ms: u64::from(i),
                 })
                 .collect(),
@@ -267,7 +320,10 @@ mod tests {
         assert!(reply.len() <= 65_507, "{}", reply.len());
         assert_eq!((s.peers.len(), s.peers_truncated), (100, 0));
         assert_eq!(s.signalling.as_ref().map(Vec::len), Some(256));
-        assert_eq!(s.neigh.len() as u64 + s.neigh_truncated, 16_384);
+        assert_eq!(
+            (s.neigh.len() + s.conflicts.len()) as u64 + s.neigh_truncated,
+            16_384 + 1_024
+        );
         assert!(s.neigh_truncated > 0 && s.neigh[0].age_ms == 0);
     }
 

@@ -28,6 +28,7 @@ calls! {
         "create_link" => CreateLink(CreateLink),
         "trim_link" => TrimLink(TrimLink),
         "set_mac" => SetMac(SetMac),
+        "release_mac" => ReleaseMac(ReleaseMac),
         "inject_frame" => InjectFrame(InjectFrame),
         "send_icc" => SendIcc(SendIcc),
         "set_neigh" => SetNeigh(SetNeigh),
@@ -254,6 +255,22 @@ pub struct TrimLink {
 pub struct SetMac {
     pub mac: MacAddr,
     pub uid: Uid,
+    /// The 802.1Q VLAN the binding is in; absent for untagged frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+}
+
+/// `release_mac`: drop tincan's binding of `mac` at once: the local one (no `uid`: the host
+/// left the local bridge, so a link may speak for it), or the one to the link to `uid` (that
+/// peer withdrew it). Answers `{"released": bool}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMac {
+    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<Uid>,
+    /// With `uid`: the 802.1Q VLAN of the binding; absent for untagged frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// `inject_frame`: an Ethernet frame for the TAP.
@@ -382,7 +399,25 @@ impl Params for SetCbEndpoint {}
 impl Params for SetNat {}
 impl Params for SetSwitchmode {}
 impl Params for TrimLink {}
-impl Params for SetMac {}
+impl Params for SetMac {
+    fn check(&self) -> Result<(), ApiError> {
+        check_vlan(self.vlan)
+    }
+}
+impl Params for ReleaseMac {
+    fn check(&self) -> Result<(), ApiError> {
+        check_vlan(self.vlan)
+    }
+}
+
+fn check_vlan(vlan: Option<u16>) -> Result<(), ApiError> {
+    match vlan {
+        Some(v) if !crate::neigh::vlan::is_vlan(v) => {
+            Err(ApiError::param("vlan", format_args!("{v} is not 1-4094")))
+        }
+        _ => Ok(()),
+    }
+}
 impl Params for InjectFrame {}
 impl Params for SendIcc {}
 impl Params for GetState {}
@@ -454,10 +489,14 @@ pub struct LocalState {
     pub counters: Counters,
     pub peers: Vec<PeerState>,
     pub macs: Vec<MacEntry>,
+    /// MACs seen on the local bridge within the hold: no link may speak for them.
+    #[serde(default)]
+    pub local_macs: Vec<MacAddr>,
     /// Links left out of `peers` to keep the answer within [`super::MAX_STATE_BYTES`].
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub peers_truncated: u64,
-    /// MACs left out of `macs` (the least recently seen) for the same reason.
+    /// MACs left out of `macs` (the least recently seen) and of `local_macs` for the same
+    /// reason.
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub macs_truncated: u64,
 }
@@ -468,15 +507,18 @@ impl LocalState {
     pub fn bound(&mut self, max: usize) {
         let mut peers = std::mem::take(&mut self.peers);
         let mut macs = std::mem::take(&mut self.macs);
+        let mut local = std::mem::take(&mut self.local_macs);
         // Measured with the largest counts, so that the counts themselves fit.
         self.peers_truncated = u64::MAX;
         self.macs_truncated = u64::MAX;
         let mut budget = max.saturating_sub(super::json_len(self));
         self.peers_truncated = super::keep_fitting(&mut peers, &mut budget);
         macs.sort_by_key(|m| m.age_ms);
-        self.macs_truncated = super::keep_fitting(&mut macs, &mut budget);
+        let truncated = super::keep_fitting(&mut macs, &mut budget);
+        self.macs_truncated = truncated + super::keep_fitting(&mut local, &mut budget);
         self.peers = peers;
         self.macs = macs;
+        self.local_macs = local;
     }
 }
 
@@ -595,8 +637,15 @@ pub enum LinkPath {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacEntry {
     pub mac: MacAddr,
+    /// The 802.1Q VLAN id the MAC was learned in; absent (0) for untagged frames.
+    #[serde(default, skip_serializing_if = "is_untagged")]
+    pub vlan: u16,
     pub uid: Uid,
     pub age_ms: Millis,
+}
+
+fn is_untagged(vid: &u16) -> bool {
+    *vid == 0
 }
 
 #[cfg(test)]

@@ -80,6 +80,13 @@ fn every_request() -> Vec<TincanRequest> {
         SetMac {
             mac: "02:00:00:00:00:01".parse().unwrap(),
             uid,
+            vlan: Some(10),
+        }
+        .into(),
+        ReleaseMac {
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            uid: Some(uid),
+            vlan: None,
         }
         .into(),
         InjectFrame {
@@ -419,6 +426,7 @@ fn an_unconfigured_state_keeps_its_blanks() {
         counters: Counters::new(),
         peers: Vec::new(),
         macs: Vec::new(),
+        local_macs: Vec::new(),
         peers_truncated: 0,
         macs_truncated: 0,
     };
@@ -454,6 +462,7 @@ fn a_state_too_big_for_a_datagram_is_bounded_and_counts_what_it_left_out() {
     state.macs = (0..8192u32)
         .map(|i| MacEntry {
             mac: MacAddr([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+            vlan: (i % 2) as u16 * 10,
             uid: peer.uid,
             age_ms: u64::from(8192 - i),
         })

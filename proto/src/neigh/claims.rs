@@ -61,7 +61,17 @@ impl NeighTable {
         match self.check_claim(from, ip, mac, now) {
             Ok(()) => true,
             Err(why) => {
-                self.refuse(from, ip, mac, why, out);
+                let counted = match (ip, why) {
+                    (Some(ip), Refusal::LocalIp | Refusal::HeldIp(_))
+                        if self.entries.contains_key(&ip) =>
+                    {
+                        self.contest(ip, mac, from, now, out)
+                    }
+                    _ => true,
+                };
+                if counted {
+                    self.count_refusal(from);
+                }
                 false
             }
         }
@@ -117,26 +127,11 @@ impl NeighTable {
         }
     }
 
-    /// Counts a refused claim, and reports it as a conflict when two MACs claim one IP.
-    fn refuse(
-        &mut self,
-        from: Uid,
-        ip: Option<Ipv4Addr>,
-        mac: MacAddr,
-        why: Refusal,
-        out: &mut Vec<NeighAction>,
-    ) {
+    /// Counts a refused claim for peer `from`.
+    pub(super) fn count_refusal(&mut self, from: Uid) {
         self.counters.claims_refused += 1;
         if let Some(p) = self.peer_mut(from) {
             p.claims_refused += 1;
-        }
-        let Some(ip) = ip else { return };
-        if !matches!(why, Refusal::LocalIp | Refusal::HeldIp(_)) {
-            return;
-        }
-        if let Some(e) = self.entries.get(&ip).filter(|e| e.mac != mac) {
-            let kept = (e.mac, e.owner);
-            Self::conflict(&mut self.counters, ip, kept, (mac, Owner::Peer(from)), out);
         }
     }
 }

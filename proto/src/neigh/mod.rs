@@ -14,14 +14,17 @@
 //! - `arp_request`s from one peer are rate-limited, so that one peer cannot make us inject
 //!   requests into our bridge without bound.
 //!
-//! The migration rule: a binding moves from one peer to another only once it has aged out (it
-//! was not refreshed for `ttl`), or at once when its owner withdrew it (its link went down or
-//! was trimmed: `remove_owner`). A binding moves to our own bridge at once, since the bridge is
-//! first-hand. Nothing a peer says can be checked against the other peer's bridge, so the only
-//! rule that a lying peer cannot satisfy while the real owner is alive and linked is the one
-//! based on the owner's silence; the cost is that a host that migrates between two remote
-//! peers is reachable at its new place from here once the old binding aged out or its old
-//! host's link went down, not at once.
+//! The migration rule: a binding moves from one owner to another when its owner gives it up:
+//! it withdraws it (`arp_withdraw`, sent once the host left its bridge), its link goes down or
+//! is trimmed (`remove_owner`), or it aged out (not refreshed for `ttl`). Until then another
+//! peer's claim is kept beside the binding as a contest (module `contest`): a move waiting for
+//! the old owner's word when the MAC is the same, a conflict when it differs. This host is the
+//! owner of what its bridge holds, and checks its bridge's forwarding database when a peer
+//! claims one of its MACs (`CheckBridge`): a MAC no longer on any bridge port but the TAP has
+//! left, and its bindings are released and withdrawn; a MAC still there stays ours. Nothing a
+//! peer says can be checked against another peer's bridge, so only the owner's own word (or
+//! its silence, or its link going down) moves a binding; a lying peer cannot make a host that
+//! still sits on its real bridge move.
 
 use crate::icc::IccMsg;
 use crate::id::{Millis, Uid};
@@ -32,13 +35,16 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 mod claims;
+mod contest;
 pub mod nd;
 mod nd_program;
 pub mod nd_responder;
 mod program;
 pub mod responder;
+pub mod vlan;
 
 pub use claims::{PeerClaims, Refusal};
+pub use contest::Contest;
 pub use nd_program::{ProgrammedNd, ND_CHUNK};
 pub use program::{Programmed, CHUNK};
 
@@ -86,7 +92,13 @@ pub enum NeighAction {
     IccSend(Uid, IccMsg),
     /// Tell tincan that `mac` lives behind the link to `uid`.
     ProgramMac { mac: MacAddr, uid: Uid },
-    /// One IP claimed by two MACs on different hosts.
+    /// Check whether the local bridge has `mac` on a port other than the TAP, and say so
+    /// ([`NeighTable::on_bridge_check`]).
+    CheckBridge { mac: MacAddr },
+    /// Tell tincan to drop its binding of `mac`: to our bridge (`uid` none: the host left it),
+    /// or to the link to `uid` (that peer withdrew it).
+    ReleaseMac { mac: MacAddr, uid: Option<Uid> },
+    /// One IP claimed by two MACs on different hosts (or one MAC on two bridges).
     Conflict {
         ip: Ipv4Addr,
         kept_mac: MacAddr,
@@ -148,6 +160,13 @@ pub struct NeighCounters {
     /// Claims refused from peers, all peers together (see [`PeerClaims`]).
     pub claims_refused: u64,
     pub icc_requests_rate_limited: u64,
+    /// Local bindings released because their MAC left our bridge while a peer claimed it.
+    pub released: u64,
+    /// Bindings peers withdrew (`arp_withdraw`), and withdrawals of nothing they held.
+    pub withdrawn: u64,
+    pub withdrawals_ignored: u64,
+    /// Contested claims that took over once the old owner gave the address up.
+    pub contests_settled: u64,
 }
 
 const MAX_PENDING_TARGETS: usize = 1024;
@@ -176,6 +195,8 @@ pub struct NeighTable {
     own_ips: HashSet<Ipv4Addr>,
     requests: RateLimiter<Uid>,
     peers: HashMap<Uid, PeerClaims>,
+    /// Claims for an IP held by another owner, at most one per IP (module `contest`).
+    contests: HashMap<Ipv4Addr, Contest>,
     pub counters: NeighCounters,
 }
 
@@ -219,6 +240,7 @@ impl NeighTable {
             own_ips: HashSet::new(),
             requests: RateLimiter::new(cfg.icc_requests_per_sec, cfg.icc_request_burst, MAX_PEERS),
             peers: HashMap::new(),
+            contests: HashMap::new(),
             counters: NeighCounters::default(),
         }
     }
@@ -252,23 +274,17 @@ impl NeighTable {
             }
             Some(e) => {
                 let fresh = now.saturating_sub(e.updated) < ttl;
-                if let Owner::Peer(_) = &e.owner {
-                    if e.mac == mac {
+                let old = e.clone();
+                *e = NeighEntry::new(mac, Owner::Local, now);
+                if let Owner::Peer(peer) = old.owner {
+                    if old.mac == mac {
                         self.counters.moved += 1;
                     } else if fresh {
                         // Two hosts claim one IP. What our own bridge says is first-hand; keep
-                        // it, and say so.
-                        self.counters.conflicts += 1;
-                        out.push(NeighAction::Conflict {
-                            ip,
-                            kept_mac: mac,
-                            kept_owner: Owner::Local,
-                            claimed_mac: e.mac,
-                            claimed_by: e.owner,
-                        });
+                        // it, and keep the peer's claim as a contest.
+                        self.keep_local_over(ip, peer, &old, now, out);
                     }
                 }
-                *e = NeighEntry::new(mac, Owner::Local, now);
                 true
             }
             None => {
@@ -285,17 +301,15 @@ impl NeighTable {
         }
     }
 
-    /// Records a peer's claim. Returns false if it was refused (conflict with a local binding).
-    fn record_remote(
-        &mut self,
-        ip: Ipv4Addr,
-        mac: MacAddr,
-        uid: Uid,
-        now: Millis,
-        out: &mut Vec<NeighAction>,
-    ) -> bool {
+    /// Records a peer's claim that passed the claim rules. Returns false if it was not
+    /// recorded (another owner's fresh binding, or the table is full).
+    fn record_remote(&mut self, ip: Ipv4Addr, mac: MacAddr, uid: Uid, now: Millis) -> bool {
         let owner = Owner::Peer(uid);
         let ttl = self.cfg.ttl;
+        // A claim that takes the address settles the claimant's contest for it.
+        if self.contests.get(&ip).is_some_and(|c| c.by == uid) {
+            self.contests.remove(&ip);
+        }
         if let Some(e) = self.entries.get_mut(&ip) {
             let fresh = now.saturating_sub(e.updated) < ttl;
             if e.owner == owner && e.mac == mac {
@@ -304,16 +318,16 @@ impl NeighTable {
                 e.probed_at = None;
                 return true;
             }
+            if fresh && e.owner != owner {
+                // The claim rules let no peer take a fresh binding of another owner.
+                return false;
+            }
             if e.mac == mac {
                 // Same host, other node: it migrated.
                 self.counters.moved += 1;
-            } else if fresh {
-                let kept = (e.mac, e.owner);
-                Self::conflict(&mut self.counters, ip, kept, (mac, owner), out);
-                if kept.1 == Owner::Local {
-                    return false;
-                }
             }
+            // Otherwise the owner gave the IP another MAC (or the old binding aged out): the
+            // owner speaks for its own bridge.
             let last_requester = e.last_requester;
             *e = NeighEntry {
                 mac,
@@ -333,24 +347,6 @@ impl NeighTable {
         }
         self.entries.insert(ip, NeighEntry::new(mac, owner, now));
         true
-    }
-
-    /// Reports that `ip` is claimed by two (MAC, owner) pairs; `kept` stays.
-    fn conflict(
-        counters: &mut NeighCounters,
-        ip: Ipv4Addr,
-        kept: (MacAddr, Owner),
-        claimed: (MacAddr, Owner),
-        out: &mut Vec<NeighAction>,
-    ) {
-        counters.conflicts += 1;
-        out.push(NeighAction::Conflict {
-            ip,
-            kept_mac: kept.0,
-            kept_owner: kept.1,
-            claimed_mac: claimed.0,
-            claimed_by: claimed.1,
-        });
     }
 
     /// An ARP frame that tincan punted from the local bridge.
@@ -494,7 +490,7 @@ impl NeighTable {
                     return out;
                 }
                 let recorded = match ip {
-                    Some(ip) => self.record_remote(ip, mac, from, now, &mut out),
+                    Some(ip) => self.record_remote(ip, mac, from, now),
                     None => true,
                 };
                 if recorded {
@@ -536,7 +532,7 @@ impl NeighTable {
                     .entries
                     .get(target_ip4)
                     .is_some_and(|e| e.mac == mac && e.owner != Owner::Peer(from));
-                if !self.record_remote(*target_ip4, mac, from, now, &mut out) {
+                if !self.record_remote(*target_ip4, mac, from, now) {
                     return out;
                 }
                 out.push(NeighAction::ProgramMac { mac, uid: from });
@@ -566,6 +562,12 @@ impl NeighTable {
             }
             // IPv6: the `nd` table's.
             IccMsg::NdRequest { .. } | IccMsg::NdReply { .. } => {}
+            IccMsg::ArpWithdraw { target_ip4, mac } => match mac.parse::<MacAddr>() {
+                Ok(mac) if !mac.is_group() && !mac.is_zero() => {
+                    self.on_withdraw(from, *target_ip4, mac, now, &mut out);
+                }
+                _ => self.counters.bad_icc += 1,
+            },
         }
         out
     }
@@ -576,6 +578,8 @@ impl NeighTable {
         let before = self.entries.len();
         self.entries
             .retain(|_, e| !matches!(e.owner, Owner::Peer(u) if u == uid));
+        // Its claims go with it; claims for what it held take over at the next tick.
+        self.contests.retain(|_, c| c.by != uid);
         before - self.entries.len()
     }
 
@@ -584,6 +588,7 @@ impl NeighTable {
     pub fn tick(&mut self, now: Millis) -> Vec<NeighAction> {
         let mut out = Vec::new();
         self.expire(now);
+        self.settle_contests(now, &mut out);
         let cfg = self.cfg;
         for (ip, e) in self.entries.iter_mut() {
             let Owner::Peer(uid) = &e.owner else { continue };

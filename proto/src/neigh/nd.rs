@@ -424,7 +424,7 @@ impl NdTable {
                     out.push(NdAction::Do(NeighAction::Inject(f)));
                 }
             }
-            IccMsg::ArpRequest { .. } | IccMsg::ArpReply { .. } => {}
+            IccMsg::ArpRequest { .. } | IccMsg::ArpReply { .. } | IccMsg::ArpWithdraw { .. } => {}
         }
         out
     }
