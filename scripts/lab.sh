@@ -286,6 +286,7 @@ cmd_up() {
     trap 'up_failed' EXIT
     mkdir -p "$DIR"
     echo "$P" >"$DIR/.ipop-lab"
+    ensure_neigh_room
     build_topology
     write_configs
 

@@ -253,6 +253,22 @@ new_host_ns() {
 # host I one container, hIc1, at 10.0.3.(100+I) (fd00:3::(100+I)), and with LAB_CONTAINERS=2 a
 # second, hIc2, at 10.0.3.(200+I). Hosts' bridges are 10.0.3.I either way. HOSTS decides.
 lab_wide() { [ "${HOSTS:-3}" -gt 9 ]; }
+# ensure_neigh_room: the kernel's neighbour table is shared by all namespaces (gc_thresh3,
+# default 1024 entries). A wide lab has about 2 entries per pair of hosts (underlay and
+# containers), so past about 20 hosts the default overflows ("neighbour table overflow") and
+# pings fail at random. Raised to fit, never lowered; said once.
+ensure_neigh_room() {
+    lab_wide || return 0
+    local want=$((4 * HOSTS * HOSTS + 1024)) fam cur
+    for fam in ipv4 ipv6; do
+        cur=$(sysctl -n "net.$fam.neigh.default.gc_thresh3")
+        if [ "$cur" -lt "$want" ]; then
+            say "raising net.$fam.neigh.default.gc_thresh3 from $cur to $want (and gc_thresh2 to $((want / 2))) for $HOSTS hosts"
+            sysctl -q -w "net.$fam.neigh.default.gc_thresh2=$((want / 2))" \
+                "net.$fam.neigh.default.gc_thresh3=$want" >/dev/null
+        fi
+    done
+}
 containers_per_host() {
     if [ -n "${LAB_CONTAINERS:-}" ]; then echo "$LAB_CONTAINERS"; elif lab_wide; then echo 1; else echo 2; fi
 }

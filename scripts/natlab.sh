@@ -435,6 +435,7 @@ cmd_up() {
     rm -rf "$DIR"
     mkdir -p "$DIR" "$SRV_DIR"
     echo "$P" >"$MARKER"
+    ensure_neigh_room
     build_topology
     make_pki
     write_prosody_config
