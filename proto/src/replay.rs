@@ -33,8 +33,12 @@ impl ReplayWindow {
         (word, 1u64 << (counter % WORD_BITS))
     }
 
-    /// Whether `counter` is new and inside the window.
+    /// Whether `counter` is new and inside the window. The last counter (`u64::MAX`) is never
+    /// valid: no session lives that long, and the window could not move past it.
     pub fn check(&self, counter: u64) -> bool {
+        if counter == u64::MAX {
+            return false;
+        }
         if counter >= self.next {
             return true;
         }
@@ -43,6 +47,11 @@ impl ReplayWindow {
         }
         let (w, bit) = Self::slot(counter);
         self.bitmap[w] & bit == 0
+    }
+
+    /// How far `counter` is ahead of the highest one accepted (0 if it is not ahead).
+    pub fn ahead(&self, counter: u64) -> u64 {
+        counter.saturating_sub(self.next)
     }
 
     /// Records `counter` as seen. Call only after `check` and authentication succeeded.
@@ -63,7 +72,7 @@ impl ReplayWindow {
             if self.next == 0 {
                 self.bitmap = [0; WORDS];
             }
-            self.next = counter + 1;
+            self.next = counter.saturating_add(1);
         }
         let (w, bit) = Self::slot(counter);
         self.bitmap[w] |= bit;
@@ -74,6 +83,16 @@ impl ReplayWindow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_last_counter_is_never_valid_and_nothing_overflows() {
+        let mut r = ReplayWindow::new();
+        assert!(!r.check(u64::MAX));
+        assert!(r.check(u64::MAX - 1));
+        r.accept(u64::MAX - 1);
+        assert!(!r.check(u64::MAX - 1));
+        assert_eq!(r.ahead(5), 0);
+    }
 
     #[test]
     fn duplicates_are_refused() {

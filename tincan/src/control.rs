@@ -268,7 +268,7 @@ impl Node {
                 Ok(serde_json::json!({ "released": released }))
             }
             TincanRequest::InjectFrame(f) => {
-                let max = self.tap.max_frame();
+                let max = self.tap.max_overlay_frame();
                 if f.frame.len() < ETH_HEADER || f.frame.len() > max {
                     self.counters.drop_oversize += 1;
                     return Err(ApiError::param(

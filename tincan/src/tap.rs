@@ -103,6 +103,12 @@ impl Tap {
         self.device_mtu as usize + ETH_HEADER + 8
     }
 
+    /// Largest frame of the overlay (what peers may send): its MTU plus the Ethernet header
+    /// and up to two VLAN tags.
+    pub fn max_overlay_frame(&self) -> usize {
+        self.mtu as usize + ETH_HEADER + 8
+    }
+
     /// Sets the overlay's MTU, and the device's to the same.
     pub fn set_mtu(&mut self, mtu: u16) -> io::Result<()> {
         self.set_device_mtu(mtu)?;

@@ -46,10 +46,18 @@ impl Controller {
                         let actions = self.neigh.on_icc(icc.uid, &m, now);
                         self.apply(actions);
                     }
+                    // Peers may open at most half of the VLAN tables: one naming VLANs cannot
+                    // use up the room for the VLANs our own bridge has.
                     Ok((vid, m)) => {
-                        if let Some(t) = self.vlan_table(vid) {
-                            let actions = t.on_icc(icc.uid, &m, now);
-                            self.apply_in(vid, actions);
+                        let room =
+                            self.vlans.contains_key(&vid) || self.vlans.len() < vlan::MAX_VLANS / 2;
+                        let table = if room { self.vlan_table(vid) } else { None };
+                        match table {
+                            Some(t) => {
+                                let actions = t.on_icc(icc.uid, &m, now);
+                                self.apply_in(vid, actions);
+                            }
+                            None => self.counters.vlan_icc_ignored += 1,
                         }
                     }
                     Err(e) => {

@@ -65,6 +65,8 @@ struct Counters {
     macs_released: u64,
     /// Tagged ARP of VLANs beyond the tables kept (`proto::neigh::vlan::MAX_VLANS`): ignored.
     vlans_refused: u64,
+    /// ICC messages for a VLAN without a table when peers have opened half of them already.
+    vlan_icc_ignored: u64,
     /// `set_neigh` calls sent to tincan.
     neigh_programmed: u64,
     /// tincan's ARP bindings programmed whole again because its count differed.

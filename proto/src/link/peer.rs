@@ -68,7 +68,12 @@ pub struct Link {
 pub struct PlainReplay {
     peer_idx: Option<u32>,
     window: ReplayWindow,
+    seen_any: bool,
 }
+
+/// The largest step forward a plaintext peer's message counter may take (2^20 messages, far
+/// more than are ever in flight or lost in a row).
+const PLAIN_MAX_JUMP: u64 = 1 << 20;
 
 impl PlainReplay {
     /// Whether the message with `counter` from the peer (whose index is now `peer_idx`) is new;
@@ -77,10 +82,18 @@ impl PlainReplay {
         if self.peer_idx != peer_idx {
             self.peer_idx = peer_idx;
             self.window = ReplayWindow::new();
+            self.seen_any = false;
+        }
+        // Plaintext counters are not authenticated: one spoofed far ahead would make every real
+        // message look old. A jump larger than any real burst is refused (the first counter
+        // after a new index is taken as it comes).
+        if self.seen_any && self.window.ahead(counter) > PLAIN_MAX_JUMP {
+            return false;
         }
         if !self.window.check(counter) {
             return false;
         }
+        self.seen_any = true;
         self.window.accept(counter);
         true
     }

@@ -42,6 +42,10 @@ pub struct Contest {
     pub seen: Millis,
     /// Reported as a conflict (two MACs, or a MAC still on our bridge).
     pub reported: bool,
+    /// Against a binding of our own bridge: it is taken over only once our bridge's forwarding
+    /// database no longer has the MAC (`on_bridge_check`), never because the local entry aged
+    /// (a host whose ARP does not reach the TAP for a while is still there).
+    pub against_local: bool,
 }
 
 impl NeighTable {
@@ -66,29 +70,43 @@ impl NeighTable {
         let Some(kept) = self.entries.get(&ip).map(|e| (e.mac, e.owner)) else {
             return true;
         };
+        let prev = self.contests.get(&ip).copied();
         if let Some(c) = self.contests.get_mut(&ip) {
             if c.by == by && c.mac == mac {
                 c.seen = now;
                 return c.reported || kept != (mac, Owner::Local);
             }
+            // One live claim per IP: another peer's claim does not replace it (it waits for
+            // the first to be settled or to lapse), so a pending move cannot be bumped.
+            if c.by != by && now.saturating_sub(c.seen) < self.cfg.ttl {
+                return true;
+            }
         }
-        if !self.contests.contains_key(&ip) && self.contests.len() >= MAX_CONTESTS {
+        if prev.is_none() && self.contests.len() >= MAX_CONTESTS {
             return true;
         }
+        // The same peer changing its claim keeps what was already reported and checked, so
+        // alternating claims cost neither a log line nor a bridge check each.
+        let again = prev.filter(|p| p.by == by);
         let mut c = Contest {
             mac,
             by,
-            since: now,
+            since: again.map_or(now, |p| p.since),
             seen: now,
-            reported: false,
+            reported: again.is_some_and(|p| p.reported),
+            against_local: kept.1 == Owner::Local,
         };
         let counted = if kept.0 != mac {
-            c.reported = true;
-            self.report(ip, kept, (mac, Owner::Peer(by)), out);
+            if !c.reported {
+                c.reported = true;
+                self.report(ip, kept, (mac, Owner::Peer(by)), out);
+            }
             true
         } else if kept.1 == Owner::Local {
             // The same MAC from a peer: moved away from our bridge, or a conflict.
-            out.push(NeighAction::CheckBridge { mac });
+            if again.is_none() {
+                out.push(NeighAction::CheckBridge { mac });
+            }
             false
         } else {
             true
@@ -118,6 +136,7 @@ impl NeighTable {
                     since: now,
                     seen: old.updated,
                     reported: true,
+                    against_local: true,
                 },
             );
         }
@@ -282,6 +301,8 @@ impl NeighTable {
                 return false;
             }
             match entries.get(ip) {
+                // A local entry that aged out: the host may well still be there.
+                None if c.against_local => return false,
                 None => orphans.push(*ip),
                 Some(e) if e.owner == Owner::Peer(c.by) && e.mac == c.mac => return false,
                 Some(e) if e.owner == Owner::Local => check.push(e.mac),

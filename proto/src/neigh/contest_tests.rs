@@ -297,3 +297,43 @@ fn bad_withdrawals_are_counted_not_applied() {
     assert!(t.on_icc(PEER, &withdraw(21, mac(98)), 2).is_empty());
     assert_eq!(owner_of(&t, 21), Some((mac(21), Owner::Peer(PEER))));
 }
+
+#[test]
+fn a_local_binding_that_ages_out_is_not_handed_to_a_peer_that_kept_claiming_it() {
+    let mut t = table();
+    t.on_local_arp(&request(11, 1), 0);
+    t.on_icc(PEER, &claim(11, mac(99), PEER), 10);
+    // The peer keeps its claim alive while our host's ARP never reaches the TAP again.
+    t.on_icc(PEER, &claim(11, mac(99), PEER), 299_000);
+    let a = t.tick(300_500);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, NeighAction::Inject(_) | NeighAction::ProgramMac { .. })),
+        "{a:?}"
+    );
+    assert_eq!(t.contests().count(), 0);
+    assert_ne!(owner_of(&t, 11), Some((mac(99), Owner::Peer(PEER))));
+}
+
+#[test]
+fn a_pending_claim_is_not_bumped_by_another_peer_and_alternating_claims_report_once() {
+    const OTHER2: Uid = Uid([0x44; 20]);
+    let mut t = table();
+    t.on_icc(PEER, &icc_reply(21, PEER), 0);
+    // OTHER's move claim (the same MAC) waits for PEER's withdrawal.
+    t.on_icc(OTHER, &claim(21, mac(21), OTHER), 10);
+    // A third claim from PEER's rival cannot replace it.
+    let a = t.on_icc(OTHER2, &claim(21, mac(21), OTHER2), 20);
+    assert!(a.is_empty(), "{a:?}");
+    assert!(t.contests().all(|(_, _, c)| c.by == OTHER));
+    // OTHER alternating between two MACs is reported as a conflict once.
+    let mut reports = 0;
+    for (i, m) in [99u8, 21, 98, 21, 99].iter().enumerate() {
+        let a = t.on_icc(OTHER, &claim(21, mac(*m), OTHER), 30 + i as u64);
+        reports += a
+            .iter()
+            .filter(|a| matches!(a, NeighAction::Conflict { .. }))
+            .count();
+    }
+    assert!(reports <= 1, "{reports} conflict reports");
+}

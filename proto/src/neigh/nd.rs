@@ -116,8 +116,14 @@ pub struct NdTable {
     remote_asked: HashMap<Ipv6Addr, Millis>,
     requests: RateLimiter<Uid>,
     peers: HashMap<Uid, PeerClaims>,
+    /// Conflicts already reported, by address and claimant: one report each (bounded; the set
+    /// starts over when full, so a flood costs at most one line per pair per cycle).
+    reported: std::collections::HashSet<(Ipv6Addr, Uid, MacAddr)>,
     pub counters: NdCounters,
 }
+
+/// Conflict reports remembered at most.
+const MAX_REPORTED: usize = 1024;
 
 fn usable(mac: &MacAddr) -> bool {
     !mac.is_group() && !mac.is_zero()
@@ -138,6 +144,7 @@ impl NdTable {
             remote_asked: HashMap::new(),
             requests: RateLimiter::new(cfg.icc_requests_per_sec, cfg.icc_request_burst, MAX_PEERS),
             peers: HashMap::new(),
+            reported: std::collections::HashSet::new(),
             counters: NdCounters::default(),
         }
     }
@@ -457,8 +464,13 @@ impl NdTable {
         if matches!(why, Refusal::LocalIp | Refusal::HeldIp(_)) {
             if let Some(e) = self.entries.get(&ip).filter(|e| e.mac != mac) {
                 let kept = (e.mac, e.owner);
-                let c = self.conflict(ip, kept, (mac, Owner::Peer(from)));
-                out.push(c);
+                if self.reported.len() >= MAX_REPORTED {
+                    self.reported.clear();
+                }
+                if self.reported.insert((ip, from, mac)) {
+                    let c = self.conflict(ip, kept, (mac, Owner::Peer(from)));
+                    out.push(c);
+                }
             }
         }
         false

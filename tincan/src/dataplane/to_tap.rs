@@ -67,7 +67,8 @@ impl Node {
         now: Millis,
     ) {
         let frame = &self.out[range.clone()];
-        if frame.len() > self.tap.max_frame() {
+        // Peers send what the overlay carries: not more, even when the device takes more.
+        if frame.len() > self.tap.max_overlay_frame() {
             self.counters.drop_oversize += 1;
             return;
         }
